@@ -1,0 +1,59 @@
+//! The banner on the tracer's stderr, as the original ProcessTap printed it:
+//! what is traced, with which probes, and each module as it loads.
+
+use ptap_options::Options;
+use ptap_runtime::output::TracerStreams;
+use ptap_runtime::probe::{Probe, ProbeKind};
+
+pub struct Banner {
+    streams: TracerStreams,
+    quiet: bool,
+    verbose: bool,
+}
+
+impl Banner {
+    pub fn new(streams: TracerStreams, options: &Options) -> Banner {
+        Banner { streams, quiet: options.quiet, verbose: options.verbose }
+    }
+
+    fn line(&self, text: &str) {
+        if !self.quiet {
+            self.streams.err_line(text);
+        }
+    }
+
+    /// A line printed only with `-v`.
+    pub fn verbose(&self, text: &str) {
+        if self.verbose {
+            self.line(&format!("[*] {text}"));
+        }
+    }
+
+    /// The executable, the script and its probes, grouped by kind.
+    pub fn header(&self, exe: &str, script: &str, probes: &[Probe]) {
+        self.line(&format!("[*] Executable file: {exe}"));
+        self.line(&format!("[*] PTAP file: {script}"));
+        self.line("[*] Loaded probes:");
+        for kind in ProbeKind::ALL {
+            let of_kind: Vec<&Probe> = probes.iter().filter(|p| p.kind == kind).collect();
+            if of_kind.is_empty() {
+                continue;
+            }
+            self.line(&format!("    [*] {}", kind.banner_name()));
+            for p in of_kind {
+                self.line(&format!("        [+] {} {}", p.predicate_text, p.name));
+            }
+        }
+    }
+
+    /// One module as it loads.
+    pub fn module(&self, path: &str, start: usize, end: usize) {
+        let width = 2 * std::mem::size_of::<usize>();
+        self.line(&format!("[*] Parsing '{path}' [{start:0width$x}-{end:0width$x}]"));
+    }
+
+    /// The tracer's own messages (handler error counts); shown even with -q.
+    pub fn message(&self, text: &str) {
+        self.streams.err_line(text);
+    }
+}

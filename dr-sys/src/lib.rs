@@ -1,0 +1,26 @@
+//! `dr-sys`: ProcessTap's layer over the `dynamorio-sys` bindings.
+//!
+//! This crate is the only place that names raw DynamoRIO functions. It
+//! re-exports the bindings as [`ffi`] for the few callers that must build
+//! instruction lists, and wraps the calls the rest of ProcessTap makes in
+//! small safe functions: the process and thread we run in ([`process`]),
+//! DynamoRIO's private loader ([`loader`]), memory DynamoRIO hands out
+//! ([`memory`]), and the modules of the target ([`module`]).
+//!
+//! The DynamoRIO extensions (drmgr, ...) are linked statically: see
+//! `build.rs`.
+
+pub use dynamorio_sys as ffi;
+
+pub mod loader;
+pub mod memory;
+pub mod module;
+pub mod process;
+
+/// The DynamoRIO API version a client built with this crate targets. A client
+/// exports it as `_USES_DR_VERSION_`; DynamoRIO refuses clients without it.
+pub const DR_API_VERSION: i32 = 1190;
+
+/// Where `dynamorio-sys` built DynamoRIO, for tools and tests run from the
+/// build tree. Users go through the stable link `target/<profile>/dynamorio`.
+pub const DYNAMORIO_BUILD_DIR: &str = env!("PTAP_DYNAMORIO_BUILD");

@@ -1,0 +1,63 @@
+//! The process and thread the client runs in.
+
+use crate::ffi;
+use std::ffi::CStr;
+
+/// An opaque DynamoRIO per-thread context, as handed to event callbacks.
+pub type DrContext = *mut std::ffi::c_void;
+
+/// The process id DynamoRIO reports (correct after fork, unlike a cached one).
+pub fn pid() -> u32 {
+    // SAFETY: takes no arguments, valid at any time after client init.
+    unsafe { ffi::dr_get_process_id() as u32 }
+}
+
+/// The calling thread's id, or 0 when called outside a DynamoRIO thread.
+pub fn current_tid() -> u32 {
+    // SAFETY: dr_get_current_drcontext may return null, which we check.
+    unsafe {
+        let dc = ffi::dr_get_current_drcontext();
+        if dc.is_null() {
+            0
+        } else {
+            ffi::dr_get_thread_id(dc) as u32
+        }
+    }
+}
+
+/// The id of the thread whose DynamoRIO context is `dc`.
+///
+/// # Safety
+/// `dc` must be a live context handed to us by DynamoRIO.
+pub unsafe fn tid_of(dc: DrContext) -> u32 {
+    ffi::dr_get_thread_id(dc) as u32
+}
+
+/// The full path of this client library, as DynamoRIO loaded it.
+pub fn client_path(client_id: ffi::client_id_t) -> String {
+    // SAFETY: DR returns a NUL-terminated string it owns for the whole run.
+    unsafe {
+        let p = ffi::dr_get_client_path(client_id);
+        if p.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// Ends the whole process at once with `code`, running DynamoRIO's exit
+/// events (ours included) first.
+pub fn exit_process(code: i32) -> ! {
+    // SAFETY: valid from client init onwards; it does not return.
+    unsafe { ffi::dr_exit_process(code) };
+    unreachable!("dr_exit_process returned")
+}
+
+/// Argument `index` of the system call the thread is stopped at.
+///
+/// # Safety
+/// `dc` must be the context of the thread stopped at a system call.
+pub unsafe fn syscall_param(dc: DrContext, index: i32) -> usize {
+    ffi::dr_syscall_get_param(dc, index) as usize
+}

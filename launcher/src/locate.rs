@@ -1,0 +1,94 @@
+//! Finding the things the launcher needs: the script, the command, DynamoRIO
+//! and the client. Each failure is a one-line message for the user.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The script must exist and be readable before anything starts.
+pub fn check_script(script: &str) -> Result<(), String> {
+    let path = Path::new(script);
+    match std::fs::File::open(path) {
+        Ok(_) if path.is_dir() => Err(format!("{script}: is a directory, not a script")),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("{script}: cannot read script: {}", io_reason(&e))),
+    }
+}
+
+/// Resolves the command as `execvp` would: a name with a slash is a path,
+/// anything else is looked up in `PATH`. The result is absolute.
+pub fn find_command(program: &str) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        let path = Path::new(program);
+        return match std::fs::metadata(path) {
+            Err(e) => Err(format!("{program}: {}", io_reason(&e))),
+            Ok(m) if m.is_dir() => Err(format!("{program}: is a directory")),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(format!("{program}: permission denied (not executable)")),
+            Ok(_) => Ok(std::path::absolute(path).map_err(|e| e.to_string())?),
+        };
+    }
+    let path_var = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    for dir in std::env::split_paths(&path_var) {
+        let candidate = dir.join(program);
+        if let Ok(m) = std::fs::metadata(&candidate) {
+            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+                return std::path::absolute(&candidate).map_err(|e| e.to_string());
+            }
+        }
+    }
+    Err(format!("{program}: command not found"))
+}
+
+/// `libdynamorio.so`: `$DYNAMORIO_HOME` if set, else next to this
+/// executable (`target/<profile>/dynamorio`, linked there by the build) or
+/// in an installed prefix (`<prefix>/lib/processtap/dynamorio`).
+pub fn dynamorio_library() -> Result<PathBuf, String> {
+    let mut homes = Vec::new();
+    if let Some(home) = std::env::var_os("DYNAMORIO_HOME") {
+        homes.push(PathBuf::from(home));
+    }
+    let exe_dir = own_dir()?;
+    homes.push(exe_dir.join("dynamorio"));
+    homes.push(exe_dir.join("../lib/processtap/dynamorio"));
+    let lib_dir = if cfg!(target_pointer_width = "64") { "lib64" } else { "lib32" };
+    homes
+        .iter()
+        .map(|home| home.join(lib_dir).join("release").join("libdynamorio.so"))
+        .find(|lib| lib.is_file())
+        .ok_or_else(|| format!("cannot find libdynamorio.so (looked in {}); set DYNAMORIO_HOME", join_paths(&homes)))
+}
+
+/// `libptap.so`: `$PTAP_CLIENT` if set, else next to this executable or in
+/// an installed prefix (`<prefix>/lib/processtap/libptap.so`).
+pub fn client_library() -> Result<PathBuf, String> {
+    let exe_dir = own_dir()?;
+    let mut candidates = Vec::new();
+    if let Some(client) = std::env::var_os("PTAP_CLIENT") {
+        candidates.push(PathBuf::from(client));
+    }
+    candidates.push(exe_dir.join("libptap.so"));
+    candidates.push(exe_dir.join("../lib/processtap/libptap.so"));
+    candidates
+        .iter()
+        .find(|c| c.is_file())
+        .map(|c| c.canonicalize().unwrap_or_else(|_| c.clone()))
+        .ok_or_else(|| format!("cannot find libptap.so (looked for {}); set PTAP_CLIENT", join_paths(&candidates)))
+}
+
+/// The directory holding the running `processtap`, links resolved.
+fn own_dir() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+fn join_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// The reason part of an I/O error, without Rust's "(os error N)".
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}

@@ -1,0 +1,100 @@
+//! Running the target under DynamoRIO and reporting how it ended.
+
+use ptap_options::{client_lib_option, Options};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Forks; the child execs DynamoRIO on the command, the parent waits and
+/// returns the exit status to report.
+pub fn run_under_dynamorio(
+    dynamorio: &Path,
+    client: &Path,
+    options: &Options,
+    executable: &Path,
+    command: &[String],
+) -> Result<i32, String> {
+    let client_lib = client_lib_option(&client.to_string_lossy(), &options.to_client_args()).map_err(|e| e.0)?;
+    let dr_options = format!("-code_api -client_lib64 {client_lib}");
+    let dr_options = if cfg!(target_pointer_width = "64") { dr_options } else { dr_options.replace("-client_lib64", "-client_lib32") };
+
+    // Everything the child needs is built before fork: after it, the child
+    // only calls async-signal-safe functions.
+    let c_string = |s: &[u8]| CString::new(s).map_err(|_| "argument holds a NUL byte".to_string());
+    let dr_path = c_string(dynamorio.as_os_str().as_bytes())?;
+    let argv: Vec<CString> = command.iter().map(|a| c_string(a.as_bytes())).collect::<Result<_, _>>()?;
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != "DYNAMORIO_EXE_PATH" && k != "DYNAMORIO_OPTIONS")
+        .map(|(k, v)| c_string(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .collect::<Result<_, _>>()?;
+    env.push(c_string(&[b"DYNAMORIO_EXE_PATH=".as_slice(), executable.as_os_str().as_bytes()].concat())?);
+    env.push(c_string(format!("DYNAMORIO_OPTIONS={dr_options}").as_bytes())?);
+    let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+
+    // SAFETY: fork in a single-threaded launcher; the child below only
+    // calls execve, write and _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork failed: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: all pointers point into vectors alive until execve.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::execve(dr_path.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr());
+            let msg = b"processtap: cannot execute libdynamorio.so\n";
+            libc::write(2, msg.as_ptr() as *const _, msg.len());
+            libc::_exit(2);
+        }
+    }
+    Ok(wait_for(pid))
+}
+
+/// Waits for the target, passing on the signals a terminal or a supervisor
+/// sends to us, and turns its end into an exit status.
+fn wait_for(pid: libc::pid_t) -> i32 {
+    forward_signals_to(pid);
+    let mut status = 0;
+    loop {
+        // SAFETY: waits for our own child; `status` is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return 2;
+        }
+    }
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        2
+    }
+}
+
+static mut CHILD: libc::pid_t = 0;
+
+extern "C" fn forward(sig: libc::c_int) {
+    // SAFETY: CHILD is written once before the handler is installed.
+    unsafe { libc::kill(CHILD, sig) };
+}
+
+/// SIGINT and SIGQUIT from a terminal reach the target too (same process
+/// group), so we only ignore them; SIGTERM, SIGHUP and the user signals are
+/// sent on.
+fn forward_signals_to(pid: libc::pid_t) {
+    // SAFETY: installs plain handlers; `forward` only calls kill.
+    unsafe {
+        CHILD = pid;
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2] {
+            libc::signal(sig, forward as *const () as usize);
+        }
+    }
+}

@@ -1,0 +1,90 @@
+"""ProcessTap scripts: probes, predicates and the names scripts use.
+
+ProcessTap is a dynamic tracer for closed-source Linux programs, in the
+manner of DTrace and SystemTap. A script declares probes: a kind of event
+(a function entered, a system call made, memory read, ...), a predicate
+choosing which of those events matter, and a Python handler::
+
+    @function_entry(function_name == "malloc")
+    def malloc_entry(ctx):
+        print("malloc(%u)" % ctx.args[0])
+
+The script runs inside the traced program, in CPython embedded by the
+native client (``libptap.so``). This package is the pure-Python side:
+
+- :mod:`ptap.predicates` -- the predicate language, built as data;
+- :mod:`ptap.probes` -- the probe decorators and the registry of probes;
+- :mod:`ptap.script` -- loading a script and collecting its probes;
+- :mod:`ptap.legacy` -- translating scripts for the original ProcessTap;
+- :mod:`ptap.output` -- where what handlers print goes;
+- :mod:`ptap.errors` -- the exceptions.
+
+Every name in ``__all__`` is also in a script's globals without an import.
+"""
+
+from .errors import MemoryFault, MissingPrototype
+from .predicates import (
+    Predicate,
+    branch_taken,
+    function_address,
+    function_name,
+    instruction_address,
+    memory_address,
+    memory_size,
+    memory_value,
+    module_name,
+    process_id,
+    syscall_name,
+    syscall_num,
+    thread_id,
+)
+from .probes import (
+    Probe,
+    branch,
+    function_entry,
+    function_exit,
+    memory_execute,
+    memory_read,
+    memory_write,
+    module_load,
+    process_exit,
+    syscall_entry,
+    syscall_exit,
+    thread_exit,
+    thread_start,
+)
+
+__all__ = [
+    # Probe decorators.
+    "function_entry",
+    "function_exit",
+    "syscall_entry",
+    "syscall_exit",
+    "memory_read",
+    "memory_write",
+    "memory_execute",
+    "branch",
+    "process_exit",
+    "thread_start",
+    "thread_exit",
+    "module_load",
+    # Predicate variables.
+    "process_id",
+    "thread_id",
+    "module_name",
+    "function_name",
+    "function_address",
+    "syscall_num",
+    "syscall_name",
+    "memory_address",
+    "memory_size",
+    "memory_value",
+    "branch_taken",
+    "instruction_address",
+    # Types.
+    "Predicate",
+    "Probe",
+    # Exceptions.
+    "MissingPrototype",
+    "MemoryFault",
+]

@@ -1,0 +1,348 @@
+"""Probes: the decorators a script declares them with, and the registry.
+
+A probe joins a kind of event (``function_entry``, ``syscall_exit``, ...),
+a predicate choosing which of those events matter, and a handler called
+with a ctx object for each one::
+
+    @function_entry(function_name == "malloc")
+    def malloc_entry(ctx):
+        ...
+
+Each decorator may be written ``@kind(predicate)``, ``@kind()`` or bare
+``@kind``, and may also be called as ``kind(handler)``. It records a
+:class:`Probe` in the current :class:`Registry` and returns the handler
+unchanged, so several decorators can be stacked on one handler.
+
+:data:`PROBE_KINDS` is the one table of probe kinds: it says which predicate
+variables each kind provides (checked when the decorator runs), how the
+banner names it and what it offers the handler.
+"""
+
+import contextlib
+import inspect
+from dataclasses import dataclass
+
+from .predicates import ALWAYS, Predicate
+
+__all__ = [
+    "ProbeKind",
+    "PROBE_KINDS",
+    "Probe",
+    "Registry",
+    "current_registry",
+    "use_registry",
+    "function_entry",
+    "function_exit",
+    "syscall_entry",
+    "syscall_exit",
+    "memory_read",
+    "memory_write",
+    "memory_execute",
+    "branch",
+    "process_exit",
+    "thread_start",
+    "thread_exit",
+    "module_load",
+]
+
+
+@dataclass(frozen=True)
+class ProbeKind:
+    """One kind of probe: when it fires and what it provides."""
+
+    #: The decorator's name, such as ``"function_entry"``.
+    name: str
+    #: When the handler is called.
+    fires: str
+    #: Names of the predicate variables this kind provides.
+    variables: tuple
+    #: The ctx fields of this kind, beyond those every ctx has.
+    ctx_fields: tuple
+
+    @property
+    def banner_name(self):
+        """The name as the banner prints it: ``function.entry``."""
+        return self.name.replace("_", ".")
+
+
+_FUNCTION_VARIABLES = (
+    "process_id", "thread_id", "module_name", "function_name",
+    "function_address", "instruction_address",
+)
+_SYSCALL_VARIABLES = ("process_id", "thread_id", "syscall_num", "syscall_name")
+_MEMORY_VARIABLES = (
+    "process_id", "thread_id", "module_name", "memory_address",
+    "memory_size", "memory_value", "instruction_address",
+)
+_LIFECYCLE_VARIABLES = ("process_id", "thread_id")
+
+#: Every probe kind by name, in the order of the documentation.
+PROBE_KINDS = {
+    kind.name: kind
+    for kind in (
+        ProbeKind(
+            "function_entry", "at the first instruction of a function",
+            _FUNCTION_VARIABLES,
+            ("function", "function_name", "caller", "args", "prototype"),
+        ),
+        ProbeKind(
+            "function_exit", "when a call of a function returns",
+            _FUNCTION_VARIABLES,
+            ("function", "function_name", "caller", "args", "prototype", "retval"),
+        ),
+        ProbeKind(
+            "syscall_entry", "before a system call",
+            _SYSCALL_VARIABLES,
+            ("syscall", "syscall_name", "args", "skip"),
+        ),
+        ProbeKind(
+            "syscall_exit", "after a system call",
+            _SYSCALL_VARIABLES,
+            ("syscall", "syscall_name", "args", "retval", "errno"),
+        ),
+        ProbeKind(
+            "memory_read", "before an instruction reads memory",
+            _MEMORY_VARIABLES,
+            ("address", "size", "value"),
+        ),
+        ProbeKind(
+            "memory_write", "after an instruction writes memory",
+            _MEMORY_VARIABLES,
+            ("address", "size", "value"),
+        ),
+        ProbeKind(
+            "memory_execute", "before the instruction at an address runs",
+            ("process_id", "thread_id", "module_name", "memory_address",
+             "instruction_address"),
+            ("address",),
+        ),
+        ProbeKind(
+            "branch", "at a conditional branch",
+            ("process_id", "thread_id", "module_name", "branch_taken",
+             "instruction_address"),
+            ("taken", "target", "fallthrough"),
+        ),
+        ProbeKind(
+            "process_exit", "when the process exits",
+            _LIFECYCLE_VARIABLES,
+            ("exit_code",),
+        ),
+        ProbeKind(
+            "thread_start", "when a thread starts",
+            _LIFECYCLE_VARIABLES,
+            (),
+        ),
+        ProbeKind(
+            "thread_exit", "when a thread exits",
+            _LIFECYCLE_VARIABLES,
+            (),
+        ),
+        ProbeKind(
+            "module_load", "when a module (executable or shared library) is loaded",
+            ("process_id", "thread_id", "module_name"),
+            ("module",),
+        ),
+    )
+}
+
+@dataclass(frozen=True)
+class Probe:
+    """A handler to call for the events of one kind that match a predicate."""
+
+    #: The probe kind's name, such as ``"module_load"``.
+    kind: str
+    #: Which events the handler is called for (:data:`~ptap.predicates.ALWAYS`
+    #: when the probe was declared without a predicate).
+    predicate: Predicate
+    #: The function called with the ctx object.
+    handler: object
+    #: The handler's qualified name, as the banner prints it.
+    name: str
+
+    @property
+    def banner_kind(self):
+        """The kind as the banner prints it: ``module.load``."""
+        return PROBE_KINDS[self.kind].banner_name
+
+    def describe(self):
+        """Return the banner's line for the probe: ``(module.name like "libc*") on_load``."""
+        return f"{self.predicate} {self.name}"
+
+
+class Registry:
+    """The probes a script has declared, in the order it declared them."""
+
+    def __init__(self):
+        self._probes = []
+
+    def add(self, probe):
+        """Record *probe*."""
+        self._probes.append(probe)
+
+    @property
+    def probes(self):
+        """A new list of the probes, in registration order."""
+        return list(self._probes)
+
+    def __iter__(self):
+        return iter(self._probes)
+
+    def __len__(self):
+        return len(self._probes)
+
+    def __repr__(self):
+        return f"<Registry of {len(self._probes)} probes>"
+
+
+_current_registry = Registry()
+
+
+def current_registry():
+    """Return the registry that the decorators add probes to."""
+    return _current_registry
+
+
+@contextlib.contextmanager
+def use_registry(registry):
+    """Make *registry* the current registry for the ``with`` block.
+
+    The previous registry is restored on leaving the block. The script
+    loader uses this to collect one script's probes; tests use it to keep
+    their probes apart.
+    """
+    global _current_registry
+    previous = _current_registry
+    _current_registry = registry
+    try:
+        yield registry
+    finally:
+        _current_registry = previous
+
+
+# ---------------------------------------------------------------------------
+# The decorators
+
+
+def function_entry(predicate=None, /):
+    """Call the handler at the first instruction of each matching function."""
+    return _declare("function_entry", predicate)
+
+
+def function_exit(predicate=None, /):
+    """Call the handler when a call of a matching function returns."""
+    return _declare("function_exit", predicate)
+
+
+def syscall_entry(predicate=None, /):
+    """Call the handler before each matching system call."""
+    return _declare("syscall_entry", predicate)
+
+
+def syscall_exit(predicate=None, /):
+    """Call the handler after each matching system call."""
+    return _declare("syscall_exit", predicate)
+
+
+def memory_read(predicate=None, /):
+    """Call the handler before each matching memory read."""
+    return _declare("memory_read", predicate)
+
+
+def memory_write(predicate=None, /):
+    """Call the handler after each matching memory write."""
+    return _declare("memory_write", predicate)
+
+
+def memory_execute(predicate=None, /):
+    """Call the handler before the instruction at each matching address runs."""
+    return _declare("memory_execute", predicate)
+
+
+def branch(predicate=None, /):
+    """Call the handler at each matching conditional branch."""
+    return _declare("branch", predicate)
+
+
+def process_exit(predicate=None, /):
+    """Call the handler when the process exits."""
+    return _declare("process_exit", predicate)
+
+
+def thread_start(predicate=None, /):
+    """Call the handler when a thread starts."""
+    return _declare("thread_start", predicate)
+
+
+def thread_exit(predicate=None, /):
+    """Call the handler when a thread exits."""
+    return _declare("thread_exit", predicate)
+
+
+def module_load(predicate=None, /):
+    """Call the handler when a matching module is loaded."""
+    return _declare("module_load", predicate)
+
+
+def _declare(kind, argument):
+    """Do the work of the decorator *kind* called with *argument*.
+
+    *argument* is a predicate (return a decorator), ``None`` (likewise, with
+    :data:`ALWAYS`) or the handler itself (register it and return it).
+    """
+    if argument is None:
+        predicate = ALWAYS
+    elif isinstance(argument, Predicate):
+        predicate = argument
+    elif callable(argument):
+        return _register(kind, ALWAYS, argument)
+    else:
+        raise TypeError(
+            f"{kind}() takes a predicate such as (function_name == \"malloc\") "
+            f"or a handler, not {type(argument).__name__}: {argument!r}"
+        )
+
+    def decorator(handler):
+        return _register(kind, predicate, handler)
+
+    return decorator
+
+
+def _register(kind, predicate, handler):
+    """Check a probe, add it to the current registry and return *handler*."""
+    if not callable(handler):
+        raise TypeError(
+            f"{kind} decorates a handler function, not "
+            f"{type(handler).__name__}: {handler!r}"
+        )
+    name = getattr(handler, "__qualname__", repr(handler))
+    _check_handler(kind, name, handler)
+    _check_variables(kind, name, predicate)
+    probe = Probe(kind=kind, predicate=predicate, handler=handler, name=name)
+    _current_registry.add(probe)
+    return handler
+
+
+def _check_handler(kind, name, handler):
+    """Raise TypeError unless *handler* can be called with one argument (ctx)."""
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return  # Some builtins have no signature; let them be.
+    try:
+        signature.bind(None)
+    except TypeError:
+        raise TypeError(
+            f"{kind} probe {name!r}: the handler must take one argument (ctx), "
+            f"but its signature is {signature}"
+        ) from None
+
+
+def _check_variables(kind, name, predicate):
+    """Raise ValueError if *predicate* uses a variable that *kind* does not provide."""
+    provided = PROBE_KINDS[kind].variables
+    missing = sorted(predicate.variables() - set(provided))
+    if missing:
+        raise ValueError(
+            f"{kind} probe {name!r}: predicate uses {', '.join(missing)}, "
+            f"which {kind} does not provide (it provides: {', '.join(provided)})"
+        )

@@ -1,0 +1,67 @@
+"""Tests for the public package ptap: what it exports and what it does not."""
+
+import ast
+import pathlib
+
+import ptap
+from ptap import errors, predicates, probes
+
+PACKAGE_DIR = pathlib.Path(ptap.__file__).parent
+
+
+def test_all_names_exist():
+    for name in ptap.__all__:
+        assert hasattr(ptap, name), name
+
+
+def test_exports_the_contract_names():
+    contract = {
+        "function_entry", "function_exit", "syscall_entry", "syscall_exit",
+        "memory_read", "memory_write", "memory_execute", "branch",
+        "process_exit", "thread_start", "thread_exit", "module_load",
+        "process_id", "thread_id", "module_name", "function_name",
+        "function_address", "syscall_num", "syscall_name", "memory_address",
+        "memory_size", "memory_value", "branch_taken", "instruction_address",
+        "MissingPrototype", "MemoryFault", "Predicate", "Probe",
+    }
+    assert contract <= set(ptap.__all__)
+    assert len(ptap.__all__) == len(set(ptap.__all__))
+
+
+def test_exports_are_the_defining_objects():
+    assert ptap.Predicate is predicates.Predicate
+    assert ptap.Probe is probes.Probe
+    assert ptap.function_name is predicates.function_name
+    assert ptap.MemoryFault is errors.MemoryFault
+
+
+def test_exception_bases():
+    assert issubclass(ptap.MissingPrototype, LookupError)
+    assert issubclass(ptap.MemoryFault, OSError)
+    assert issubclass(errors.ScriptError, Exception)
+
+
+def test_every_module_and_top_level_definition_has_a_docstring():
+    for path in PACKAGE_DIR.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assert ast.get_docstring(tree), path.name
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                assert ast.get_docstring(node), f"{path.name}: {node.name}"
+
+
+def test_native_module_is_never_imported():
+    for path in PACKAGE_DIR.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [alias.name for alias in node.names]
+            else:
+                continue
+            assert not any("_ptap" in name for name in names), path.name
+
+
+def test_stub_for_the_native_module_exists():
+    assert (PACKAGE_DIR / "_ptap.pyi").is_file()

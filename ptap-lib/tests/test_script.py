@@ -1,0 +1,321 @@
+"""Tests for ptap.script: running a script's top level and collecting its probes."""
+
+import linecache
+import os
+import sys
+import textwrap
+
+import pytest
+
+import ptap
+from ptap.errors import ScriptError
+from ptap.probes import current_registry
+from ptap.script import include_dirs, run_script
+
+PTAP_DIR = os.path.dirname(ptap.__file__)
+
+
+@pytest.fixture(autouse=True)
+def restore_sys_path(monkeypatch):
+    """Undo the loader's change to sys.path after each test."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+
+@pytest.fixture
+def write_script(tmp_path):
+    """Write a script into a temporary directory and return its path."""
+
+    def write(source, name="test.ptap"):
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(source), encoding="utf-8")
+        return str(path)
+
+    return write
+
+
+def run(path, warn=None, **options):
+    """Run a script as the runtime would, with a fixed target."""
+    options.setdefault("exe", "/bin/ls")
+    options.setdefault("argv", ["/bin/ls", "-l"])
+    if warn is not None:
+        options["warn"] = warn
+    return run_script(path, **options)
+
+
+def assert_no_ptap_frames(text):
+    assert PTAP_DIR not in text
+    assert "ptap/script.py" not in text
+
+
+# --- scripts that load ---------------------------------------------------------
+
+
+def test_probes_are_returned_in_order(write_script):
+    path = write_script("""\
+        @function_entry(function_name == "malloc")
+        def malloc_entry(ctx):
+            pass
+
+        @syscall_exit(syscall_name >> ["open", "openat"])
+        @syscall_entry(syscall_name >> ["open", "openat"])
+        def on_open(ctx):
+            pass
+
+        @process_exit
+        def on_exit(ctx):
+            pass
+    """)
+    probes = run(path)
+    assert [(p.kind, p.name) for p in probes] == [
+        ("function_entry", "malloc_entry"),
+        ("syscall_entry", "on_open"),
+        ("syscall_exit", "on_open"),
+        ("process_exit", "on_exit"),
+    ]
+    assert probes[0].describe() == "(function.name == @malloc) malloc_entry"
+
+
+def test_each_run_has_its_own_registry(write_script):
+    path = write_script("process_exit(lambda ctx: None)\n")
+    before = len(current_registry())
+    assert len(run(path)) == 1
+    assert len(run(path)) == 1
+    assert len(current_registry()) == before
+
+
+def test_exe_and_argv_are_visible(write_script, capsys):
+    path = write_script("print(exe, argv)\n")
+    run(path, exe="/usr/bin/true", argv=("/usr/bin/true", "x"))
+    assert capsys.readouterr().out == "/usr/bin/true ['/usr/bin/true', 'x']\n"
+
+
+def test_script_globals(write_script, capsys):
+    path = write_script("""\
+        import ptap
+        print(__name__)
+        print(__file__)
+        print([n for n in ptap.__all__ if globals()[n] is not getattr(ptap, n)])
+    """)
+    run(path)
+    assert capsys.readouterr().out == f"__main__\n{path}\n[]\n"
+
+
+def test_handlers_see_the_script_globals(write_script):
+    path = write_script("""\
+        count = 0
+
+        @function_entry
+        def counter(ctx):
+            global count
+            count += 1
+            return count, exe
+    """)
+    [probe] = run(path)
+    assert probe.handler(None) == (1, "/bin/ls")
+    assert probe.handler(None) == (2, "/bin/ls")
+
+
+def test_script_directory_comes_first_on_sys_path(write_script):
+    write_script("VALUE = 42\n", name="ptap_test_helper_module.py")
+    path = write_script("""\
+        import ptap_test_helper_module
+        process_exit(lambda ctx: ptap_test_helper_module.VALUE)
+    """)
+    try:
+        [probe] = run(path)
+    finally:
+        sys.modules.pop("ptap_test_helper_module", None)
+    assert sys.path[0] == os.path.dirname(path)
+    assert probe.handler(None) == 42
+
+
+def test_include_dirs_are_recorded(write_script):
+    path = write_script("pass\n")
+    run(path, include_dirs=["/opt/include"])
+    assert include_dirs() == ("/opt/include",)
+
+
+def test_script_with_shebang_and_bom(tmp_path):
+    path = tmp_path / "bom.ptap"
+    path.write_bytes(
+        b"\xef\xbb\xbf#!/usr/bin/env processtap\nprocess_exit(lambda ctx: None)\n"
+    )
+    assert len(run(str(path))) == 1
+
+
+# --- scripts that fail ---------------------------------------------------------
+
+
+def test_syntax_error(write_script, capsys):
+    path = write_script("""\
+        x = 1
+
+        def broken(:
+            pass
+    """)
+    with pytest.raises(ScriptError) as caught:
+        run(path)
+    assert caught.value.path == path
+    assert isinstance(caught.value.__cause__, SyntaxError)
+    err = capsys.readouterr().err
+    assert f'File "{path}", line 3' in err
+    assert "    def broken(:\n" in err
+    assert "^" in err
+    assert "SyntaxError: " in err
+    assert "Traceback" not in err
+    assert_no_ptap_frames(err)
+
+
+def test_exception_at_top_level(write_script, capsys):
+    path = write_script("""\
+        x = 1
+        raise ValueError("boom")
+    """)
+    with pytest.raises(ScriptError) as caught:
+        run(path)
+    assert isinstance(caught.value.__cause__, ValueError)
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert f'File "{path}", line 2, in <module>' in err
+    assert '    raise ValueError("boom")' in err
+    assert err.endswith("ValueError: boom\n")
+    assert_no_ptap_frames(err)
+
+
+def test_exception_in_a_function_called_at_top_level(write_script, capsys):
+    path = write_script("""\
+        def setup():
+            return 1 / 0
+
+        setup()
+    """)
+    with pytest.raises(ScriptError):
+        run(path)
+    err = capsys.readouterr().err
+    assert f'File "{path}", line 4, in <module>' in err
+    assert f'File "{path}", line 2, in setup' in err
+    assert err.endswith("ZeroDivisionError: division by zero\n")
+
+
+def test_decorator_error_points_at_the_script_line(write_script, capsys):
+    path = write_script("""\
+        @module_load(syscall_name == "open")
+        def on_load(ctx):
+            pass
+    """)
+    with pytest.raises(ScriptError):
+        run(path)
+    err = capsys.readouterr().err
+    assert f'File "{path}", line 1, in <module>' in err
+    assert "ValueError: module_load probe 'on_load': predicate uses syscall_name" in err
+    assert_no_ptap_frames(err)
+
+
+def test_predicate_misuse_points_at_the_script_line(write_script, capsys):
+    path = write_script("""\
+        @memory_read(0x1000 < memory_address < 0x2000)
+        def on_read(ctx):
+            pass
+    """)
+    with pytest.raises(ScriptError):
+        run(path)
+    err = capsys.readouterr().err
+    assert f'File "{path}", line 1, in <module>' in err
+    assert "TypeError: a predicate has no truth value" in err
+    assert_no_ptap_frames(err)
+
+
+def test_system_exit_is_an_error(write_script, capsys):
+    path = write_script("import sys\nsys.exit(0)\n")
+    with pytest.raises(ScriptError):
+        run(path)
+    err = capsys.readouterr().err
+    assert f'File "{path}", line 2, in <module>' in err
+    assert "SystemExit: 0" in err
+
+
+def test_missing_script(tmp_path, capsys):
+    path = str(tmp_path / "missing.ptap")
+    with pytest.raises(ScriptError):
+        run(path)
+    err = capsys.readouterr().err
+    assert "FileNotFoundError" in err
+    assert "missing.ptap" in err
+    assert_no_ptap_frames(err)
+
+
+# --- scripts for the original ProcessTap ---------------------------------------
+
+OLD_SCRIPT = """\
+    count = 0
+    def on_exit(ctx):
+        print "exit code %d" % ctx.exit_code
+    process_exit(on_exit)
+"""
+
+
+class ExitContext:
+    exit_code = 3
+
+
+def test_python2_script_is_translated_with_one_warning(write_script, capsys):
+    path = write_script(OLD_SCRIPT)
+    warnings = []
+    [probe] = run(path, warn=warnings.append)
+    assert warnings == [f"{path}: Python 2 script translated to Python 3"]
+    assert probe.kind == "process_exit"
+    assert probe.name == "on_exit"
+    probe.handler(ExitContext())
+    assert capsys.readouterr().out == "exit code 3\n"
+
+
+def test_python2_print_at_top_level(write_script, capsys):
+    path = write_script('print "hello"\n')
+    warnings = []
+    assert run(path, warn=warnings.append) == []
+    assert len(warnings) == 1
+    assert capsys.readouterr().out == "hello\n"
+
+
+def test_default_warning_goes_to_stderr(write_script, capsys):
+    path = write_script('print "hello"\n')
+    run(path)
+    captured = capsys.readouterr()
+    assert captured.out == "hello\n"
+    assert captured.err == f"[!] {path}: Python 2 script translated to Python 3\n"
+
+
+def test_python2_traceback_shows_the_translated_lines(write_script, capsys):
+    path = write_script("""\
+        print "starting"
+        raise ValueError, "old style"
+    """)
+    with pytest.raises(ScriptError):
+        run(path, warn=lambda message: None)
+    err = capsys.readouterr().err
+    assert f'File "{path}", line 2, in <module>' in err
+    assert '    raise ValueError("old style")' in err
+    assert linecache.getline(path, 1) == 'print("starting")\n'
+
+
+def test_python3_script_is_not_translated(write_script):
+    path = write_script('print("hello", end="")\n')
+    warnings = []
+    run(path, warn=warnings.append)
+    assert warnings == []
+
+
+def test_script_broken_in_both_pythons_reports_the_python3_error(write_script, capsys):
+    path = write_script("""\
+        print "a"
+        def broken(:
+            pass
+    """)
+    warnings = []
+    with pytest.raises(ScriptError) as caught:
+        run(path, warn=warnings.append)
+    assert warnings == []
+    assert isinstance(caught.value.__cause__, SyntaxError)
+    err = capsys.readouterr().err
+    assert f'File "{path}", line 1' in err
+    assert "Missing parentheses in call to 'print'" in err

@@ -1,0 +1,18 @@
+//! Records, for the runtime, where the Python it links against lives and
+//! where the `ptap` package's sources are in this checkout.
+
+use std::process::Command;
+
+fn main() {
+    let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "/usr/bin/python3.11".into());
+    let out = Command::new(&python)
+        .args(["-c", "import sys; print(sys.base_prefix)"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let home = String::from_utf8(out.stdout).unwrap();
+    println!("cargo:rustc-env=PTAP_PYTHON_HOME={}", home.trim());
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    println!("cargo:rustc-env=PTAP_LIB_SOURCE_DIR={manifest}/../ptap-lib");
+    println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+    println!("cargo:rerun-if-changed=build.rs");
+}

@@ -1,0 +1,83 @@
+//! Starting CPython inside the target and loading the script.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use std::ffi::CString;
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+
+/// The Python installation libpython belongs to (`sys.base_prefix` of the
+/// interpreter pyo3 was built against): Debian's is `/usr`.
+const PYTHON_HOME: &str = env!("PTAP_PYTHON_HOME");
+
+/// Starts the interpreter with `_ptap` built in. Isolated: the target's
+/// environment (PYTHONPATH, PYTHONHOME, ...) belongs to the target, and
+/// Python installs no signal handlers behind DynamoRIO's back.
+pub fn initialize() -> Result<(), String> {
+    pyo3::append_to_inittab!(_ptap);
+    let home = CString::new(PYTHON_HOME).unwrap();
+    let program = CString::new("processtap").unwrap();
+    // SAFETY: the PyConfig API used as CPython's "Python Initialization
+    // Configuration" documents it: init, set, initialize, clear.
+    unsafe {
+        let mut config = MaybeUninit::<ffi::PyConfig>::uninit();
+        ffi::PyConfig_InitIsolatedConfig(config.as_mut_ptr());
+        let mut config = config.assume_init();
+        config.install_signal_handlers = 0;
+        config.site_import = 1;
+        let home_field = &mut config.home as *mut _;
+        check(ffi::PyConfig_SetBytesString(&mut config, home_field, home.as_ptr()))?;
+        let program_field = &mut config.program_name as *mut _;
+        check(ffi::PyConfig_SetBytesString(&mut config, program_field, program.as_ptr()))?;
+        let status = ffi::Py_InitializeFromConfig(&config);
+        ffi::PyConfig_Clear(&mut config);
+        check(status)?;
+    }
+    Ok(())
+}
+
+use crate::native_module::_ptap;
+
+fn check(status: ffi::PyStatus) -> Result<(), String> {
+    // SAFETY: reads a status struct CPython returned.
+    unsafe {
+        if ffi::PyStatus_Exception(status) == 0 {
+            return Ok(());
+        }
+        let msg = if status.err_msg.is_null() {
+            "unknown error".to_string()
+        } else {
+            std::ffi::CStr::from_ptr(status.err_msg).to_string_lossy().into_owned()
+        };
+        Err(format!("Python failed to start: {msg}"))
+    }
+}
+
+/// Lets other threads take the GIL; the start-up thread keeps its thread
+/// state and takes the GIL back like any other thread.
+pub fn release_gil() {
+    // SAFETY: called once, by the thread that initialized Python and holds
+    // the GIL; the saved state is restored by PyGILState_Ensure later.
+    unsafe {
+        ffi::PyEval_SaveThread();
+    }
+}
+
+/// The directory holding the `ptap` package: installed beside the client
+/// (`<libdir>/processtap/python`), in this checkout relative to the built
+/// client (`target/<profile>/../../ptap-lib`), or where it was built from.
+pub fn find_ptap_lib(client_path: &str) -> Option<PathBuf> {
+    let client_dir = Path::new(client_path).parent().unwrap_or(Path::new("."));
+    [client_dir.join("python"), client_dir.join("../../ptap-lib"), PathBuf::from(env!("PTAP_LIB_SOURCE_DIR"))]
+        .into_iter()
+        .find(|d| d.join("ptap").join("__init__.py").is_file())
+        .map(|d| d.canonicalize().unwrap_or(d))
+}
+
+/// Makes `ptap` importable and the tracer's fds Python's stdout/stderr.
+pub fn prepare(py: Python<'_>, ptap_lib: &Path, out_fd: i32, err_fd: i32) -> PyResult<()> {
+    let sys = py.import("sys")?;
+    sys.getattr("path")?.call_method1("insert", (0, ptap_lib.to_string_lossy().as_ref()))?;
+    py.import("ptap.output")?.call_method1("install_streams", (out_fd, err_fd))?;
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! `ptap-runtime`: the embedded interpreter, the bridge between the client's
+//! native events and the script's Python handlers.
+//!
+//! Start-up ([`start`]): open the tracer's own output streams, mend the
+//! private libraries DynamoRIO loaded for us ([`mends`]), start CPython
+//! with the `_ptap` module built in, run the script's top level through
+//! `ptap.script.run_script`, and turn the probes it registered into native
+//! [`probe::Probe`]s whose [`predicate::Predicate`]s the client decides
+//! without Python. Events then enter Python only through
+//! [`dispatch::call_handlers`], on a stack large enough for Python
+//! ([`stack`]), with a [`context::HitContext`] as `ctx`.
+
+pub mod context;
+pub mod dispatch;
+mod interpreter;
+pub mod mends;
+mod native_module;
+pub mod output;
+pub mod predicate;
+pub mod probe;
+pub mod stack;
+
+use output::TracerStreams;
+use probe::Probe;
+use pyo3::prelude::*;
+
+/// What the client knows at start-up that the runtime needs.
+pub struct StartConfig<'a> {
+    pub client_path: &'a str,
+    pub script: &'a str,
+    pub output: Option<&'a str>,
+    pub include_dirs: &'a [String],
+    /// The target's executable and argv, as the script's `exe` and `argv`.
+    pub exe: &'a str,
+    pub argv: &'a [String],
+}
+
+/// The running runtime.
+pub struct Runtime {
+    pub streams: TracerStreams,
+    pub probes: Vec<Probe>,
+    pub mends: mends::MendReport,
+}
+
+/// Why start-up failed.
+#[derive(Debug)]
+pub enum StartError {
+    /// The script failed to compile or raised at top level; the traceback
+    /// has been printed to the tracer's stderr.
+    Script,
+    /// The tracer itself could not start; the message says why.
+    Tracer(String),
+}
+
+/// Starts Python and runs the script's top level. On success the GIL is
+/// released and events may call handlers from any thread.
+pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
+    let streams = TracerStreams::open(config.output).map_err(StartError::Tracer)?;
+    let mends = mends::mend_private_libraries();
+    interpreter::initialize().map_err(StartError::Tracer)?;
+    let ptap_lib = interpreter::find_ptap_lib(config.client_path)
+        .ok_or_else(|| StartError::Tracer("cannot find the ptap Python package".into()))?;
+    let probes = dispatch::with_python(|py| -> Result<Vec<Probe>, StartError> {
+        let internal = |e: PyErr| {
+            e.display(py);
+            StartError::Tracer("the ptap package failed to load".into())
+        };
+        interpreter::prepare(py, &ptap_lib, streams.out_fd, streams.err_fd).map_err(internal)?;
+        let script = py.import("ptap.script").map_err(internal)?;
+        let err_fd = streams.err_fd;
+        let warn = pyo3::types::PyCFunction::new_closure(py, None, None, move |args, _kwargs| -> PyResult<()> {
+            let message: String = args.get_item(0)?.extract()?;
+            output::write_all(err_fd, format!("[!] {message}\n").as_bytes());
+            Ok(())
+        })
+        .map_err(internal)?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        let set = |k: &str, v: Bound<'_, PyAny>| kwargs.set_item(k, v).map_err(internal);
+        set("exe", config.exe.into_pyobject(py).unwrap().into_any())?;
+        set("argv", config.argv.into_pyobject(py).map_err(internal)?.into_any())?;
+        set("include_dirs", config.include_dirs.into_pyobject(py).map_err(internal)?.into_any())?;
+        set("warn", warn.into_any())?;
+        let result = script.call_method("run_script", (config.script,), Some(&kwargs));
+        let registered = match result {
+            Ok(list) => list,
+            Err(e) => {
+                let script_error = py
+                    .import("ptap.errors")
+                    .and_then(|m| m.getattr("ScriptError"))
+                    .map(|cls| e.is_instance(py, &cls))
+                    .unwrap_or(false);
+                if !script_error {
+                    e.display(py);
+                }
+                dispatch::flush_streams(py);
+                return Err(StartError::Script);
+            }
+        };
+        let mut probes = Vec::new();
+        for p in registered.try_iter().map_err(internal)? {
+            probes.push(Probe::from_python(&p.map_err(internal)?).map_err(internal)?);
+        }
+        dispatch::flush_streams(py);
+        Ok(probes)
+    })?;
+    interpreter::release_gil();
+    Ok(Runtime { streams, probes, mends })
+}
+
+/// Called at every thread's start, before anything else runs in it.
+pub fn thread_started() {
+    mends::repair_current_thread();
+}
+
+/// Called at every thread's end.
+pub fn thread_exiting() {
+    stack::release_thread_stack();
+}
+
+/// Flushes the tracer's Python streams (at process exit).
+pub fn flush() {
+    dispatch::with_python(dispatch::flush_streams);
+}

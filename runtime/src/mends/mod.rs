@@ -1,0 +1,97 @@
+//! The mends that let CPython run inside a DynamoRIO client on glibc 2.36
+//! (see `shared/design/dynamorio-embedded-python.md` for how each was found):
+//! versioned-symbol rebinding, `getauxval`, `dlopen` through DynamoRIO's
+//! private loader, and per-thread libc repairs.
+//!
+//! [`mend_private_libraries`] runs once before Python starts, and again on
+//! the libraries each private `dlopen` brings in; [`repair_current_thread`]
+//! runs at the start of every thread.
+
+mod auxv;
+mod dl;
+mod image;
+mod rebind;
+mod threads;
+
+pub use threads::repair_current_thread;
+
+use image::LibraryImage;
+use parking_lot::Mutex;
+use rebind::{rebind, Override, RebindStats};
+
+/// Every private library seen so far, in load order.
+static LIBRARIES: Mutex<Vec<LibraryImage>> = Mutex::new(Vec::new());
+
+/// What the mends did, for the verbose banner.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MendReport {
+    pub libraries: usize,
+    pub stats: RebindStats,
+}
+
+fn overrides() -> [Override; 5] {
+    let ours = |name, f: *const ()| Override { name, provider: "libc.so.6", address: f as usize, previous: None };
+    [
+        ours("getauxval", auxv::getauxval as *const ()),
+        ours("dlopen", dl::dlopen as *const ()),
+        ours("dlerror", dl::dlerror as *const ()),
+        ours("dlclose", dl::dlclose as *const ()),
+        Override { previous: Some(&dl::DR_DLSYM), ..ours("dlsym", dl::dlsym as *const ()) },
+    ]
+}
+
+/// Applies the mends to every private library loaded so far. Call once,
+/// before Python starts.
+pub fn mend_private_libraries() -> MendReport {
+    auxv::load();
+    let report = mend_new_libraries();
+    if let Some(libc) = LIBRARIES.lock().iter().find(|l| l.soname == "libc.so.6") {
+        threads::locate(libc);
+    }
+    repair_current_thread();
+    report
+}
+
+/// Applies the mends to the private libraries not seen before.
+pub(crate) fn mend_new_libraries() -> MendReport {
+    let mut libraries = LIBRARIES.lock();
+    let first_new = libraries.len();
+    for (path, base) in loaded_private_libraries() {
+        if libraries.iter().any(|l| l.path == path) {
+            continue;
+        }
+        if let Some(image) = LibraryImage::read(&path, base) {
+            libraries.push(image);
+        }
+    }
+    let new: Vec<usize> = (first_new..libraries.len()).collect();
+    let stats = rebind(&libraries, &new, &overrides());
+    MendReport { libraries: libraries.len(), stats }
+}
+
+/// The default definition of `name` in the private libraries, in load
+/// order (libpython before libc), as `dlsym(dlopen(NULL), name)` finds it.
+pub(crate) fn lookup_in_private_libraries(name: &str) -> Option<usize> {
+    LIBRARIES.lock().iter().find_map(|l| l.default_export(name)).filter(|e| !e.is_ifunc).map(|e| e.address)
+}
+
+/// (path, load base) of each library DynamoRIO's private loader holds. A
+/// client's `dl_iterate_phdr` is redirected by DynamoRIO to list them.
+fn loaded_private_libraries() -> Vec<(String, usize)> {
+    unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `data` is the Vec passed below; `info` is valid for the call.
+        let list = &mut *(data as *mut Vec<(String, usize)>);
+        let info = &*info;
+        if !info.dlpi_name.is_null() {
+            let name = std::ffi::CStr::from_ptr(info.dlpi_name).to_string_lossy().into_owned();
+            if name.starts_with('/') && !name.contains("libdynamorio") {
+                list.push((name, info.dlpi_addr as usize));
+            }
+        }
+        0
+    }
+    let mut list: Vec<(String, usize)> = Vec::new();
+    // SAFETY: the callback only appends to `list`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(collect), &mut list as *mut _ as *mut libc::c_void) };
+    list
+}

@@ -1,0 +1,294 @@
+//! Predicates on the Rust side: the tree a script's `ptap.predicates`
+//! objects describe (received through their `to_data()` tuples), decided
+//! natively so that Python is entered only for events that match.
+//! `ptap-lib/ptap/predicates.py` holds the reference semantics; this module
+//! mirrors them.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyInt, PyString, PyTuple};
+use std::fmt;
+
+/// A variable a predicate can test, named as in scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variable {
+    ProcessId,
+    ThreadId,
+    ModuleName,
+    FunctionName,
+    FunctionAddress,
+    SyscallNum,
+    SyscallName,
+    MemoryAddress,
+    MemorySize,
+    MemoryValue,
+    BranchTaken,
+    InstructionAddress,
+}
+
+impl Variable {
+    pub fn from_name(name: &str) -> Option<Variable> {
+        use Variable::*;
+        Some(match name {
+            "process_id" => ProcessId,
+            "thread_id" => ThreadId,
+            "module_name" => ModuleName,
+            "function_name" => FunctionName,
+            "function_address" => FunctionAddress,
+            "syscall_num" => SyscallNum,
+            "syscall_name" => SyscallName,
+            "memory_address" => MemoryAddress,
+            "memory_size" => MemorySize,
+            "memory_value" => MemoryValue,
+            "branch_taken" => BranchTaken,
+            "instruction_address" => InstructionAddress,
+            _ => return None,
+        })
+    }
+}
+
+/// A constant in a predicate, or a variable's value at an event.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Value {
+    Int(i128),
+    Str(String),
+    Bytes(Vec<u8>),
+    Bool(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// A predicate tree.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Predicate {
+    Const(bool),
+    And(Box<Predicate>, Box<Predicate>),
+    Or(Box<Predicate>, Box<Predicate>),
+    Not(Box<Predicate>),
+    Compare(Variable, CompareOp, Value),
+    OneOf(Variable, Vec<Value>),
+    /// Half-open interval `[start, stop)`.
+    InRange(Variable, i128, i128),
+    Like(Variable, String),
+}
+
+/// The values of the variables at one event; `None` for a variable the
+/// event does not have (ptap-lib rejects such predicates at load time).
+pub trait EventFields {
+    fn value(&self, var: Variable) -> Option<Value>;
+}
+
+impl Predicate {
+    /// Decides the predicate for one event.
+    pub fn matches(&self, fields: &dyn EventFields) -> bool {
+        match self {
+            Predicate::Const(b) => *b,
+            Predicate::And(a, b) => a.matches(fields) && b.matches(fields),
+            Predicate::Or(a, b) => a.matches(fields) || b.matches(fields),
+            Predicate::Not(a) => !a.matches(fields),
+            Predicate::Compare(var, op, constant) => fields.value(*var).is_some_and(|v| compare(&v, *op, constant)),
+            Predicate::OneOf(var, values) => fields.value(*var).is_some_and(|v| values.contains(&v)),
+            Predicate::InRange(var, start, stop) => {
+                matches!(fields.value(*var), Some(Value::Int(v)) if *start <= v && v < *stop)
+            }
+            Predicate::Like(var, glob) => matches!(fields.value(*var), Some(Value::Str(s)) if glob_match(glob.as_bytes(), s.as_bytes())),
+        }
+    }
+
+    /// Parses the tuples of `Predicate.to_data()`.
+    pub fn from_data(data: &Bound<'_, PyAny>) -> PyResult<Predicate> {
+        let t = data.cast::<PyTuple>()?;
+        let tag: String = t.get_item(0)?.extract()?;
+        let var = |i: usize| -> PyResult<Variable> {
+            let name: String = t.get_item(i)?.extract()?;
+            Variable::from_name(&name).ok_or_else(|| bad(format!("unknown predicate variable {name}")))
+        };
+        Ok(match tag.as_str() {
+            "const" => Predicate::Const(t.get_item(1)?.extract()?),
+            "and" => Predicate::And(Box::new(Self::from_data(&t.get_item(1)?)?), Box::new(Self::from_data(&t.get_item(2)?)?)),
+            "or" => Predicate::Or(Box::new(Self::from_data(&t.get_item(1)?)?), Box::new(Self::from_data(&t.get_item(2)?)?)),
+            "not" => Predicate::Not(Box::new(Self::from_data(&t.get_item(1)?)?)),
+            "cmp" => {
+                let op: String = t.get_item(2)?.extract()?;
+                let op = match op.as_str() {
+                    "==" => CompareOp::Eq,
+                    "!=" => CompareOp::Ne,
+                    "<" => CompareOp::Lt,
+                    "<=" => CompareOp::Le,
+                    ">" => CompareOp::Gt,
+                    ">=" => CompareOp::Ge,
+                    _ => return Err(bad(format!("unknown comparison {op}"))),
+                };
+                Predicate::Compare(var(1)?, op, value_from(&t.get_item(3)?)?)
+            }
+            "in" => {
+                let values = t.get_item(2)?.try_iter()?.map(|v| value_from(&v?)).collect::<PyResult<_>>()?;
+                Predicate::OneOf(var(1)?, values)
+            }
+            "range" => Predicate::InRange(var(1)?, t.get_item(2)?.extract()?, t.get_item(3)?.extract()?),
+            "like" => Predicate::Like(var(1)?, t.get_item(2)?.extract()?),
+            _ => return Err(bad(format!("unknown predicate node {tag}"))),
+        })
+    }
+}
+
+fn bad(message: String) -> PyErr {
+    pyo3::exceptions::PyValueError::new_err(message)
+}
+
+fn value_from(v: &Bound<'_, PyAny>) -> PyResult<Value> {
+    // bool before int: Python's bool is an int.
+    if v.is_instance_of::<PyBool>() {
+        Ok(Value::Bool(v.extract()?))
+    } else if v.is_instance_of::<PyInt>() {
+        Ok(Value::Int(v.extract()?))
+    } else if v.is_instance_of::<PyString>() {
+        Ok(Value::Str(v.extract()?))
+    } else if let Ok(b) = v.cast::<PyBytes>() {
+        Ok(Value::Bytes(b.as_bytes().to_vec()))
+    } else {
+        Err(bad(format!("unsupported predicate constant {v}")))
+    }
+}
+
+fn compare(value: &Value, op: CompareOp, constant: &Value) -> bool {
+    if std::mem::discriminant(value) != std::mem::discriminant(constant) {
+        return op == CompareOp::Ne;
+    }
+    match op {
+        CompareOp::Eq => value == constant,
+        CompareOp::Ne => value != constant,
+        CompareOp::Lt => value < constant,
+        CompareOp::Le => value <= constant,
+        CompareOp::Gt => value > constant,
+        CompareOp::Ge => value >= constant,
+    }
+}
+
+/// fnmatch-style glob: `*`, `?`, `[abc]`, `[!abc]`, `[a-z]`; case-sensitive,
+/// as Python's `fnmatch.fnmatchcase`.
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() {
+            match pattern[p] {
+                b'*' => {
+                    star = Some((p, t));
+                    p += 1;
+                    continue;
+                }
+                b'?' => {
+                    p += 1;
+                    t += 1;
+                    continue;
+                }
+                b'[' => {
+                    if let Some((matched, next)) = class_match(pattern, p, text[t]) {
+                        if matched {
+                            p = next;
+                            t += 1;
+                            continue;
+                        }
+                    } else if text[t] == b'[' {
+                        p += 1;
+                        t += 1;
+                        continue;
+                    }
+                }
+                c if c == text[t] => {
+                    p += 1;
+                    t += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match star {
+            Some((sp, st)) => {
+                p = sp + 1;
+                t = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Matches `c` against the class starting at `pattern[open] == '['`;
+/// returns whether it matched and the index after `]`, or `None` when the
+/// class is not closed (then `[` is literal, as in fnmatch).
+fn class_match(pattern: &[u8], open: usize, c: u8) -> Option<(bool, usize)> {
+    let mut i = open + 1;
+    let negate = pattern.get(i) == Some(&b'!');
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    while i < pattern.len() {
+        if pattern[i] == b']' && !first {
+            return Some((matched != negate, i + 1));
+        }
+        first = false;
+        if i + 2 < pattern.len() && pattern[i + 1] == b'-' && pattern[i + 2] != b']' {
+            matched |= pattern[i] <= c && c <= pattern[i + 2];
+            i += 3;
+        } else {
+            matched |= pattern[i] == c;
+            i += 1;
+        }
+    }
+    None
+}
+
+impl fmt::Display for Variable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fields(Vec<(Variable, Value)>);
+    impl EventFields for Fields {
+        fn value(&self, var: Variable) -> Option<Value> {
+            self.0.iter().find(|(v, _)| *v == var).map(|(_, x)| x.clone())
+        }
+    }
+
+    #[test]
+    fn globs_match_like_fnmatchcase() {
+        assert!(glob_match(b"libc*", b"libc.so.6"));
+        assert!(!glob_match(b"libc*", b"libcrypto"[..3].as_ref()));
+        assert!(glob_match(b"str?cmp", b"strncmp"));
+        assert!(glob_match(b"*[0-9]", b"lib6"));
+        assert!(!glob_match(b"*[!0-9]", b"lib6"));
+        assert!(glob_match(b"a*b*c", b"aXXbYYc"));
+        assert!(!glob_match(b"a*b*c", b"aXXbYY"));
+        assert!(glob_match(b"[ab", b"[ab"));
+    }
+
+    #[test]
+    fn trees_decide_events() {
+        let f = Fields(vec![(Variable::ModuleName, Value::Str("libc.so.6".into())), (Variable::ThreadId, Value::Int(7))]);
+        let libc = Predicate::Like(Variable::ModuleName, "libc*".into());
+        let tid = Predicate::Compare(Variable::ThreadId, CompareOp::Gt, Value::Int(5));
+        assert!(Predicate::And(Box::new(libc.clone()), Box::new(tid.clone())).matches(&f));
+        assert!(!Predicate::Not(Box::new(libc)).matches(&f));
+        assert!(Predicate::InRange(Variable::ThreadId, 7, 8).matches(&f));
+        assert!(!Predicate::InRange(Variable::ThreadId, 0, 7).matches(&f));
+        assert!(Predicate::OneOf(Variable::ThreadId, vec![Value::Int(1), Value::Int(7)]).matches(&f));
+        assert!(Predicate::Compare(Variable::ModuleName, CompareOp::Ne, Value::Int(3)).matches(&f));
+    }
+}
