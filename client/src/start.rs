@@ -78,10 +78,11 @@ fn fail(message: &str) -> ! {
 /// The target's argv: under early injection the process was started with
 /// the command's own argv, which /proc/self/cmdline shows.
 fn target_argv() -> Vec<String> {
-    std::fs::read("/proc/self/cmdline")
-        .unwrap_or_default()
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect()
+    let cmdline = std::fs::read("/proc/self/cmdline").unwrap_or_default();
+    // Each argument ends with a NUL, empty ones included.
+    let args = cmdline.strip_suffix(&[0]).unwrap_or(&cmdline);
+    if args.is_empty() {
+        return Vec::new();
+    }
+    args.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
 }

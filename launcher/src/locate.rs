@@ -38,6 +38,44 @@ pub fn find_command(program: &str) -> Result<PathBuf, String> {
     Err(format!("{program}: command not found"))
 }
 
+/// How many `#!` interpreters may stand in a row, as in Linux.
+const MAX_INTERPRETER_DEPTH: usize = 4;
+
+/// The executable to run and the argv it gets. DynamoRIO maps ELF files
+/// only, so for a `#!` script we do what the kernel would: run the
+/// interpreter with the optional argument and the script's path.
+pub fn resolve_interpreters(executable: PathBuf, argv: &[String]) -> Result<(PathBuf, Vec<String>), String> {
+    let mut executable = executable;
+    let mut argv = argv.to_vec();
+    for _ in 0..MAX_INTERPRETER_DEPTH {
+        let Some((interpreter, optional)) = read_shebang(&executable) else {
+            return Ok((executable, argv));
+        };
+        let mut new_argv = vec![interpreter.clone()];
+        new_argv.extend(optional);
+        new_argv.push(executable.to_string_lossy().into_owned());
+        new_argv.extend(argv.into_iter().skip(1));
+        argv = new_argv;
+        executable = find_command(&interpreter)?;
+    }
+    Err(format!("{}: too many levels of #! interpreters", executable.display()))
+}
+
+/// The interpreter and its optional argument named by a `#!` line.
+fn read_shebang(path: &Path) -> Option<(String, Option<String>)> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let head = &head[..n];
+    let line = head.strip_prefix(b"#!")?;
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim();
+    let (interpreter, rest) = line.split_once([' ', '\t']).unwrap_or((line, ""));
+    let rest = rest.trim();
+    (!interpreter.is_empty()).then(|| (interpreter.to_string(), (!rest.is_empty()).then(|| rest.to_string())))
+}
+
 /// `libdynamorio.so`: `$DYNAMORIO_HOME` if set, else next to this
 /// executable (`target/<profile>/dynamorio`, linked there by the build) or
 /// in an installed prefix (`<prefix>/lib/processtap/dynamorio`).

@@ -49,8 +49,8 @@ fn launch(args: &[String]) -> Result<i32, String> {
     let Some(program) = command.first() else {
         return Err(format!("no command to trace after '{}'", options.script));
     };
-    let executable = locate::find_command(program)?;
+    let (executable, argv) = locate::resolve_interpreters(locate::find_command(program)?, command)?;
     let dynamorio = locate::dynamorio_library()?;
     let client = locate::client_library()?;
-    run::run_under_dynamorio(&dynamorio, &client, &options, &executable, command)
+    run::run_under_dynamorio(&dynamorio, &client, &options, &executable, &argv)
 }

@@ -6,7 +6,63 @@
 use crate::context::HitContext;
 use crate::probe::Probe;
 use crate::stack::on_python_stack;
+use pyo3::ffi;
 use pyo3::prelude::*;
+use std::cell::Cell;
+
+thread_local! {
+    /// Whether this thread's Python thread state was made here (and must be
+    /// deleted at thread exit) or already existed (the start-up thread).
+    static THREAD_STATE: Cell<ThreadState> = const { Cell::new(ThreadState::Unknown) };
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ThreadState {
+    Unknown,
+    Made,
+    Existing,
+}
+
+/// Gives the calling thread a Python thread state that lasts until the
+/// thread ends, so `threading.local()` data and the thread's identity in
+/// Python survive from one event to the next (pyo3 alone would make and
+/// drop one per entry).
+fn keep_thread_state() {
+    if THREAD_STATE.get() != ThreadState::Unknown {
+        return;
+    }
+    // SAFETY: Python is initialized; PyGILState_Ensure makes a thread state
+    // for a thread without one and takes the GIL, which PyEval_SaveThread
+    // gives back while keeping the state.
+    unsafe {
+        if ffi::PyGILState_GetThisThreadState().is_null() {
+            ffi::PyGILState_Ensure();
+            ffi::PyEval_SaveThread();
+            THREAD_STATE.set(ThreadState::Made);
+        } else {
+            THREAD_STATE.set(ThreadState::Existing);
+        }
+    }
+}
+
+/// Deletes the thread state [`keep_thread_state`] made for this thread.
+pub fn drop_thread_state() {
+    if THREAD_STATE.replace(ThreadState::Unknown) != ThreadState::Made {
+        return;
+    }
+    on_python_stack(|| {
+        // SAFETY: the state was made by PyGILState_Ensure in this thread and
+        // is not current; restoring it takes the GIL, and the matching
+        // PyGILState_Release deletes it and releases the GIL.
+        unsafe {
+            let state = ffi::PyGILState_GetThisThreadState();
+            if !state.is_null() {
+                ffi::PyEval_RestoreThread(state);
+                ffi::PyGILState_Release(ffi::PyGILState_STATE::PyGILState_UNLOCKED);
+            }
+        }
+    });
+}
 
 /// Calls each probe's handler with one shared `ctx`, in order. Exceptions
 /// are printed the first time for each handler, then counted.
@@ -15,6 +71,7 @@ pub fn call_handlers(probes: &[&Probe], ctx: HitContext) {
         return;
     }
     on_python_stack(|| {
+        keep_thread_state();
         Python::attach(|py| {
             let ctx = match Py::new(py, ctx) {
                 Ok(ctx) => ctx,
@@ -48,7 +105,10 @@ fn report_handler_error(py: Python<'_>, probe: &Probe, error: PyErr) {
 /// Runs Python code that is not a handler (start-up, exit) on the Python
 /// stack with the GIL held.
 pub fn with_python<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
-    on_python_stack(|| Python::attach(f))
+    on_python_stack(|| {
+        keep_thread_state();
+        Python::attach(f)
+    })
 }
 
 /// Flushes Python's stdout and stderr (the tracer's streams).

@@ -114,6 +114,7 @@ pub fn thread_started() {
 
 /// Called at every thread's end.
 pub fn thread_exiting() {
+    dispatch::drop_thread_state();
     stack::release_thread_stack();
 }
 

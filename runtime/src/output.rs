@@ -59,8 +59,11 @@ pub fn write_all(fd: i32, mut bytes: &[u8]) {
 
 fn open_file(path: &str) -> io::Result<i32> {
     let c = std::ffi::CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // openat, not open: DynamoRIO redirects a client's `open` to its own,
+    // which takes DynamoRIO's flags, not O_*, and leaves errno alone.
     // SAFETY: `c` is NUL-terminated.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, 0o644) };
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC;
+    let fd = unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), flags, 0o644) };
     if fd < 0 {
         Err(io::Error::last_os_error())
     } else {

@@ -114,7 +114,7 @@ pub extern "C" fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_vo
         // SAFETY: the caller passes a NUL-terminated name, as dlsym requires.
         let name = unsafe { CStr::from_ptr(symbol) }.to_string_lossy();
         return match dr_sys::loader::aux_symbol(handle, &name) {
-            Some(address) => address as *mut c_void,
+            Some(address) => super::resolve_ifunc(address) as *mut c_void,
             None => {
                 set_error(format!("undefined symbol: {name}"));
                 std::ptr::null_mut()

@@ -72,7 +72,26 @@ pub(crate) fn mend_new_libraries() -> MendReport {
 /// The default definition of `name` in the private libraries, in load
 /// order (libpython before libc), as `dlsym(dlopen(NULL), name)` finds it.
 pub(crate) fn lookup_in_private_libraries(name: &str) -> Option<usize> {
-    LIBRARIES.lock().iter().find_map(|l| l.default_export(name)).filter(|e| !e.is_ifunc).map(|e| e.address)
+    let address = LIBRARIES.lock().iter().find_map(|l| l.default_export(name)).map(|e| e.address)?;
+    Some(resolve_ifunc(address))
+}
+
+/// The implementation an exported address stands for: an IFUNC symbol's
+/// address is its resolver, which picks the implementation for this CPU
+/// when called (as ld.so does at binding time).
+pub(crate) fn resolve_ifunc(address: usize) -> usize {
+    let is_ifunc = LIBRARIES
+        .lock()
+        .iter()
+        .flat_map(|l| l.exports.values().flatten())
+        .any(|e| e.address == address && e.is_ifunc);
+    if !is_ifunc {
+        return address;
+    }
+    // SAFETY: an STT_GNU_IFUNC symbol's value is a resolver taking no
+    // arguments we must supply on x86 (glibc's read its CPU features) and
+    // returning the implementation's address.
+    unsafe { std::mem::transmute::<usize, extern "C" fn() -> usize>(address)() }
 }
 
 /// (path, load base) of each library DynamoRIO's private loader holds. A

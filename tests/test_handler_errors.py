@@ -1,0 +1,128 @@
+"""Handlers that raise: the target is unaffected, the traceback shown once, the count at exit."""
+
+import re
+
+import pytest
+
+from conftest import HELLO_OUTPUT, script_lines
+
+
+def first_report(name, kind):
+    return f"[!] handler {name} ({kind}) raised an exception;"
+
+
+def final_report(name, kind, count):
+    return f"[!] handler {name} ({kind}) raised {count} exception(s); the first is shown above"
+
+
+def test_thread_start_handler_raising_on_every_thread(trace, target):
+    script = """\
+@thread_start
+def bad(ctx):
+    raise RuntimeError("bad thread %d" % ctx.tid)
+
+@process_exit
+def done(ctx):
+    print("[ptap] exit", ctx.exit_code)
+"""
+    result = trace(script, target("threads"), "8", options=["-q"])
+    # The target and the other handlers are unaffected.
+    assert result.returncode == 0, str(result)
+    assert result.stdout.splitlines() == ["joined 8", "[ptap] exit 0"], str(result)
+    # The first traceback, once.
+    stderr = result.stderr
+    assert stderr.count("Traceback (most recent call last):") == 1, str(result)
+    assert stderr.count(first_report("bad", "thread_start")) == 1, str(result)
+    assert f'File "{result.script}", line 3, in bad' in stderr, str(result)
+    assert len(re.findall(r"^RuntimeError: bad thread \d+$", stderr, re.M)) == 1, str(result)
+    # The count at exit.
+    assert final_report("bad", "thread_start", 8) in stderr.splitlines(), str(result)
+    # The first report comes before the count.
+    assert stderr.index(first_report("bad", "thread_start")) < stderr.index(
+        final_report("bad", "thread_start", 8)
+    ), str(result)
+
+
+def test_process_exit_handler_raising_keeps_the_exit_status(trace, target):
+    script = """\
+@process_exit
+def done(ctx):
+    print("[ptap] before the error")
+    {}["missing"]
+"""
+    result = trace(script, target("exit_with"), "5", options=["-q"])
+    assert result.returncode == 5, str(result)
+    assert result.stdout == "[ptap] before the error\n", str(result)
+    assert "KeyError: 'missing'" in result.stderr, str(result)
+    assert f'File "{result.script}", line 4, in done' in result.stderr, str(result)
+    assert final_report("done", "process_exit", 1) in result.stderr.splitlines(), str(result)
+
+
+def test_each_raising_handler_is_reported_separately(trace, target):
+    script = """\
+modules = []
+
+@module_load
+def bad_load(ctx):
+    modules.append(ctx.module)
+    raise ValueError("module " + ctx.module)
+
+@thread_exit
+def bad_exit(ctx):
+    1 / 0
+
+@process_exit
+def done(ctx):
+    print("[ptap] modules", len(modules))
+"""
+    result = trace(script, target("threads"), "3", options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert "joined 3" in result.stdout.splitlines(), str(result)
+    (count,) = script_lines(result.stdout, "[ptap] modules ")
+    modules = int(count)
+    assert modules >= 4, str(result)  # threads, ld.so, vdso, libc (at least)
+    stderr = result.stderr
+    assert stderr.count("Traceback (most recent call last):") == 2, str(result)
+    assert stderr.count(first_report("bad_load", "module_load")) == 1, str(result)
+    assert stderr.count(first_report("bad_exit", "thread_exit")) == 1, str(result)
+    assert "ZeroDivisionError" in stderr, str(result)
+    lines = stderr.splitlines()
+    assert final_report("bad_load", "module_load", modules) in lines, str(result)
+    assert final_report("bad_exit", "thread_exit", 3) in lines, str(result)
+
+
+def test_handler_raising_does_not_change_the_targets_output(trace, target):
+    script = """\
+@module_load
+def bad(ctx):
+    raise OSError("nope")
+"""
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert result.stdout == HELLO_OUTPUT, str(result)
+    assert "OSError: nope" in result.stderr, str(result)
+
+
+def test_handler_calling_sys_exit_does_not_stop_the_target(trace, target):
+    script = """\
+import sys
+
+@thread_start
+def leave(ctx):
+    sys.exit(3)
+
+@process_exit
+def done(ctx):
+    print("[ptap] exit", ctx.exit_code)
+"""
+    result = trace(script, target("threads"), "2", options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert result.stdout.splitlines() == ["joined 2", "[ptap] exit 0"], str(result)
+    assert final_report("leave", "thread_start", 2) in result.stderr.splitlines(), str(result)
+
+
+def test_no_report_when_no_handler_raises(trace, target):
+    script = "@thread_start\ndef fine(ctx):\n    pass\n"
+    result = trace(script, target("threads"), "2", options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert result.stderr == "", str(result)

@@ -1,0 +1,165 @@
+"""The Python that handlers run in: the standard library, inside the target's process."""
+
+import json
+
+import pytest
+
+from conftest import HELLO_OUTPUT, script_lines
+
+
+def test_json_decimal_ctypes_in_a_handler(trace, target):
+    script = """\
+@process_exit
+def done(ctx):
+    import json, decimal, ctypes
+    print("[json]", json.dumps({"b": [1, 2.5, None], "a": "\\u00e9"}, sort_keys=True))
+    print("[decimal]", decimal.Decimal("0.1") + decimal.Decimal("0.2"),
+          decimal.Decimal(1) / decimal.Decimal(7))
+    print("[sizeof]", ctypes.sizeof(ctypes.c_int32), ctypes.sizeof(ctypes.c_void_p),
+          ctypes.sizeof(ctypes.c_double))
+    buffer = ctypes.create_string_buffer(b"abc", 8)
+    print("[buffer]", buffer.value, ctypes.sizeof(buffer))
+"""
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert script_lines(result.stdout, "[json] ") == [
+        json.dumps({"b": [1, 2.5, None], "a": "\u00e9"}, sort_keys=True)
+    ], str(result)
+    assert script_lines(result.stdout, "[decimal] ") == [
+        "0.3 0.1428571428571428571428571429"
+    ], str(result)
+    assert script_lines(result.stdout, "[sizeof] ") == ["4 8 8"], str(result)
+    assert script_lines(result.stdout, "[buffer] ") == ["b'abc' 8"], str(result)
+    assert result.stderr == "", str(result)
+
+
+def test_ctypes_calls_into_libc(trace, target):
+    script = """\
+import ctypes, os
+@process_exit
+def done(ctx):
+    libc = ctypes.CDLL("libc.so.6")
+    print("[abs]", libc.abs(-5))
+    print("[getpid]", libc.getpid() == ctx.pid == os.getpid())
+    print("[atoi]", libc.atoi(b"123"), libc.toupper(ord("a")))
+"""
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert script_lines(result.stdout, "[abs] ") == ["5"], str(result)
+    assert script_lines(result.stdout, "[getpid] ") == ["True"], str(result)
+    assert script_lines(result.stdout, "[atoi] ") == ["123 65"], str(result)
+
+
+def test_ctypes_calls_libc_functions_chosen_at_load_time(trace, target):
+    # strlen, memcmp and strcmp are GNU indirect functions (IFUNC) in glibc:
+    # the symbol names a resolver that picks the implementation for the CPU.
+    script = """\
+import ctypes
+@process_exit
+def done(ctx):
+    libc = ctypes.CDLL("libc.so.6")
+    libc.strlen.restype = ctypes.c_size_t
+    print("[strlen]", libc.strlen(b"processtap"))
+    print("[memcmp]", libc.memcmp(b"same", b"same", 4))
+    print("[strcmp]", libc.strcmp(b"a", b"b") < 0, libc.strcmp(b"b", b"a") > 0)
+    print("[global]", hasattr(ctypes.CDLL(None), "strlen"))
+"""
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert script_lines(result.stdout, "[strlen] ") == ["10"], str(result)
+    assert script_lines(result.stdout, "[memcmp] ") == ["0"], str(result)
+    assert script_lines(result.stdout, "[strcmp] ") == ["True True"], str(result)
+    assert script_lines(result.stdout, "[global] ") == ["True"], str(result)
+
+
+def test_ctypes_global_namespace(trace, target):
+    # ctypes.CDLL(None) is dlopen(NULL): the symbols of the process.
+    script = """\
+import ctypes, os
+@process_exit
+def done(ctx):
+    print("[getpid]", ctypes.CDLL(None).getpid() == os.getpid())
+"""
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert script_lines(result.stdout, "[getpid] ") == ["True"], str(result)
+
+
+@pytest.mark.parametrize("where", ["top level", "handler"])
+def test_stdlib_modules_work(trace, target, where):
+    body = """\
+import hashlib, zlib, re, collections, struct, sqlite3
+db = sqlite3.connect(":memory:")
+db.execute("create table t (x)")
+db.executemany("insert into t values (?)", [(1,), (2,), (3,)])
+print("[stdlib]", hashlib.sha256(b"abc").hexdigest()[:16], zlib.crc32(b"abc"),
+      re.sub(r"\\d+", "#", "a1b22"), collections.Counter("aab")["a"],
+      struct.pack("<I", 258).hex(), db.execute("select sum(x) from t").fetchone()[0])
+"""
+    if where == "handler":
+        body = "@process_exit\ndef done(ctx):\n" + "".join("    " + line + "\n" for line in body.splitlines())
+    result = trace(body, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert script_lines(result.stdout, "[stdlib] ") == [
+        "ba7816bf8f01cfea 891568578 a#b# 2 02010000 6"
+    ], str(result)
+
+
+def test_handlers_run_inside_the_target_process(trace, target):
+    script = """\
+import os
+@process_exit
+def done(ctx):
+    cmdline = open("/proc/self/cmdline", "rb").read().split(b"\\0")[:-1]
+    print("[cmdline]", [arg.decode() for arg in cmdline] == argv)
+    print("[pid]", os.getpid() == ctx.pid)
+"""
+    result = trace(script, target("exit_with"), "0", options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert script_lines(result.stdout, "[cmdline] ") == ["True"], str(result)
+    assert script_lines(result.stdout, "[pid] ") == ["True"], str(result)
+
+
+def test_os_errors_are_the_right_exceptions(trace, target):
+    script = """\
+@process_exit
+def done(ctx):
+    try:
+        open("/nonexistent-ptap-dir/file")
+    except OSError as error:
+        print("[error]", type(error).__name__, error.errno)
+"""
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert script_lines(result.stdout, "[error] ") == ["FileNotFoundError 2"], str(result)
+
+
+def test_python_version_is_3(trace, target):
+    script = "import sys\nprint('[version]', sys.version_info[0])\n"
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert result.stdout == "[version] 3\n" + HELLO_OUTPUT, str(result)
+
+
+def test_thread_local_data_lasts_from_thread_start_to_thread_exit(trace, target):
+    # Like DTrace's self-> variables: threading.local set when a thread
+    # starts is still there, on that thread, when it exits.
+    script = """\
+import threading
+local = threading.local()
+seen = []
+lock = threading.Lock()
+@thread_start
+def started(ctx):
+    local.tid = ctx.tid
+@thread_exit
+def ended(ctx):
+    with lock:
+        seen.append(getattr(local, "tid", None) == ctx.tid)
+@process_exit
+def done(ctx):
+    print("[seen]", len(seen), all(seen))
+"""
+    result = trace(script, target("threads"), "4", options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert script_lines(result.stdout, "[seen] ") == ["4 True"], str(result)

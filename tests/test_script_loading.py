@@ -1,0 +1,172 @@
+"""Loading the script: its top level, its globals, and scripts that fail to load.
+
+A script that fails to compile or raises at its top level stops everything
+before the target runs: exit status 2 and a traceback naming the script's
+own lines (and none of ptap's).
+"""
+
+import ast
+import os
+
+import pytest
+
+from conftest import HELLO_OUTPUT, PYTHON
+
+
+def assert_hello_did_not_run(result):
+    assert "hello, world" not in result.stdout, f"the target ran\n{result}"
+
+
+def assert_no_ptap_frames(result):
+    assert "ptap/script.py" not in result.stderr, f"ptap's own frames are shown\n{result}"
+    assert "ptap/probes.py" not in result.stderr, f"ptap's own frames are shown\n{result}"
+
+
+# ---------------------------------------------------------------------------
+# The top level
+
+
+def test_top_level_runs_before_the_target(trace, target):
+    result = trace("print('script top level')\n", target("hello"))
+    assert result.returncode == 0, str(result)
+    assert result.stdout == "script top level\n" + HELLO_OUTPUT, str(result)
+
+
+def test_exe_and_argv_are_the_targets(trace, target):
+    hello = target("hello")
+    script = "print(repr(exe))\nprint(repr(argv))\nprint(type(argv).__name__)\n"
+    result = trace(script, hello, "one", "two words", "", "--x", options=["-q"])
+    assert result.returncode == 0, str(result)
+    exe, argv, argv_type, *rest = result.stdout.splitlines()
+    assert os.path.realpath(ast.literal_eval(exe)) == os.path.realpath(hello), str(result)
+    assert ast.literal_eval(argv) == [hello, "one", "two words", "", "--x"], str(result)
+    assert argv_type == "list", str(result)
+    assert "\n".join(rest) + "\n" == HELLO_OUTPUT, str(result)
+
+
+def test_argv_is_what_the_target_sees(trace):
+    # The target itself reports its argv; the script's argv must agree.
+    script = "print('script argv', argv)\n"
+    code = "import sys; print('target argv', sys.argv[1:])"
+    result = trace(script, PYTHON, "-c", code, "a", "b c", options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert result.stdout.splitlines() == [
+        f"script argv {[PYTHON, '-c', code, 'a', 'b c']}",
+        "target argv ['a', 'b c']",
+    ], result
+
+
+def test_script_globals_without_import_and_the_ptap_package(trace, target):
+    script = (
+        "import ptap\n"
+        "for name in ptap.__all__:\n"
+        "    assert globals()[name] is getattr(ptap, name), name\n"
+        "print('names:', len(ptap.__all__))\n"
+        "from ptap import module_load as ml\n"
+        "print(ml is module_load, issubclass(MemoryFault, Exception),"
+        " issubclass(MissingPrototype, Exception))\n"
+    )
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("names: ") and int(lines[0].split()[1]) >= 12, str(result)
+    assert lines[1] == "True True True", str(result)
+
+
+def test_script_directory_is_importable(trace, target, tmp_path):
+    (tmp_path / "ptap_test_helper.py").write_text("GREETING = 'from the helper module'\n")
+    script = tmp_path / "uses_helper.ptap"
+    script.write_text("import ptap_test_helper\nprint(ptap_test_helper.GREETING)\n")
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert result.stdout == "from the helper module\n" + HELLO_OUTPUT, str(result)
+
+
+def test_script_is_run_as_main(trace, target):
+    script = "print(__name__)\nprint(__file__)\n"
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    name, file, *_ = result.stdout.splitlines()
+    assert name == "__main__", str(result)
+    assert file == str(result.script), str(result)
+
+
+# ---------------------------------------------------------------------------
+# Scripts that fail to load
+
+
+def test_syntax_error(trace, target):
+    script = "print('never printed')\n\ndef broken(:\n    pass\n"
+    result = trace(script, target("hello"))
+    assert result.returncode == 2, str(result)
+    assert f'File "{result.script}", line 3' in result.stderr, str(result)
+    assert "SyntaxError" in result.stderr, str(result)
+    assert "def broken(:" in result.stderr, str(result)
+    assert "never printed" not in result.stdout, str(result)
+    assert_hello_did_not_run(result)
+    assert_no_ptap_frames(result)
+
+
+def test_top_level_exception(trace, target):
+    script = (
+        "print('top level starts')\n"
+        "\n"
+        "def check():\n"
+        "    raise ValueError('bad configuration')\n"
+        "\n"
+        "check()\n"
+        "print('not reached')\n"
+    )
+    result = trace(script, target("hello"))
+    assert result.returncode == 2, str(result)
+    assert "Traceback (most recent call last):" in result.stderr, str(result)
+    assert f'File "{result.script}", line 6, in <module>' in result.stderr, str(result)
+    assert f'File "{result.script}", line 4, in check' in result.stderr, str(result)
+    assert "ValueError: bad configuration" in result.stderr, str(result)
+    assert "not reached" not in result.stdout, str(result)
+    assert_hello_did_not_run(result)
+    assert_no_ptap_frames(result)
+
+
+def test_top_level_exception_leaves_no_probe_running(trace, target):
+    script = (
+        "@process_exit\n"
+        "def done(ctx):\n"
+        "    print('process_exit ran')\n"
+        "raise RuntimeError('stop here')\n"
+    )
+    result = trace(script, target("exit_with"), "5")
+    assert result.returncode == 2, str(result)
+    assert "RuntimeError: stop here" in result.stderr, str(result)
+    assert "process_exit ran" not in result.stdout, str(result)
+
+
+@pytest.mark.parametrize(
+    "line, error",
+    [
+        # A variable that module_load does not provide.
+        ('@module_load(function_name == "malloc")', "ValueError"),
+        # 'and' instead of '&': a predicate has no truth value.
+        ('@module_load((module_name == "a") and (module_name == "b"))', "TypeError"),
+        # A value of the wrong type.
+        ("@module_load(module_name == 42)", "TypeError"),
+    ],
+    ids=["wrong-variable", "and-instead-of-&", "wrong-type"],
+)
+def test_bad_predicate_is_reported_at_its_line(trace, target, line, error):
+    script = f"x = 1\n{line}\ndef handler(ctx):\n    pass\n"
+    result = trace(script, target("hello"))
+    assert result.returncode == 2, str(result)
+    assert f'File "{result.script}", line 2' in result.stderr, str(result)
+    assert f"{error}:" in result.stderr, str(result)
+    assert_hello_did_not_run(result)
+    assert_no_ptap_frames(result)
+
+
+def test_handler_with_wrong_signature_is_refused(trace, target):
+    script = "x = 1\n@process_exit\ndef done():\n    pass\n"
+    result = trace(script, target("hello"))
+    assert result.returncode == 2, str(result)
+    assert f'File "{result.script}", line 2' in result.stderr, str(result)
+    assert "TypeError:" in result.stderr and "ctx" in result.stderr, str(result)
+    assert_hello_did_not_run(result)
