@@ -20,6 +20,9 @@ COMMANDS = {
     "echo": ["/bin/echo", "a", "b", "c"],
     "python-print": [PYTHON, "-c", "print(42)"],
     "exit_with-7": ["<exit_with>", "7"],
+    # The target's own environment, argv and working directory, exactly.
+    "env": ["/usr/bin/env"],
+    "python-argv-cwd": [PYTHON, "-c", "import sys, os; print(sys.argv, os.getcwd())", "x", ""],
 }
 
 

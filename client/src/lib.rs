@@ -3,11 +3,13 @@
 //! DynamoRIO calls [`dr_client_main`] before the target's first
 //! instruction. We parse the client arguments (the same options the
 //! `processtap` launcher takes), start the runtime, which runs the script's
-//! top level in an embedded CPython, print the banner, and register the
+//! top level in an embedded CPython, hide DynamoRIO's variables from the
+//! target's environment ([`environment`]), print the banner, and register the
 //! DynamoRIO events that feed the probes: [`lifecycle`] for process exit,
 //! threads and module loads.
 
 mod banner;
+mod environment;
 mod lifecycle;
 mod start;
 

@@ -1,9 +1,8 @@
 //! Client start-up: options, runtime, banner, events.
 
-use crate::{banner, lifecycle};
+use crate::{banner, environment, lifecycle};
 use ptap_options::{parse_tracer_args, Request, USAGE, VERSION};
 use ptap_runtime::output::write_all;
-use ptap_runtime::probe::ProbeKind;
 use ptap_runtime::{StartConfig, StartError};
 use std::time::Instant;
 
@@ -28,6 +27,7 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
         fail(&format!("{}: cannot read script: {e}", options.script));
     }
 
+    let env_hidden = environment::hide_dynamorio_variables();
     let client_path = dr_sys::process::client_path(id);
     let exe = dr_sys::module::main_module().map(|m| m.path).unwrap_or_default();
     let argv = target_argv();
@@ -65,8 +65,10 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
         runtime.mends.stats.overridden,
         started.elapsed().as_millis()
     ));
+    if !env_hidden {
+        banner.verbose("DynamoRIO's variables stay in the target's environment (not started by the processtap launcher)");
+    }
     lifecycle::install(runtime, banner);
-    let _ = ProbeKind::ALL;
 }
 
 /// A one-line error before the target runs: exit status 2.
