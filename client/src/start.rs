@@ -21,7 +21,7 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
             write_all(2, format!("processtap {VERSION} (DynamoRIO 11.90)\n").as_bytes());
             dr_sys::process::exit_process(0);
         }
-        Err(e) => fail(&format!("{e}\n{USAGE}")),
+        Err(e) => fail(&format!("{e} (see processtap --help)")),
     };
     if let Err(e) = std::fs::File::open(&options.script) {
         fail(&format!("{}: cannot read script: {e}", options.script));
@@ -58,8 +58,9 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
     let banner = banner::Banner::new(runtime.streams, &options);
     banner.header(&exe, &options.script, &runtime.probes);
     banner.verbose(&format!(
-        "ProcessTap {VERSION}, DynamoRIO 11.90, Python from {}, {} private libraries mended ({} versioned imports, {} overrides), started in {} ms",
+        "ProcessTap {VERSION} ({}), DynamoRIO 11.90, CPython {}; {} private libraries mended ({} versioned imports, {} overrides); started in {} ms",
         client_path,
+        runtime.python_version,
         runtime.mends.libraries,
         runtime.mends.stats.versioned,
         runtime.mends.stats.overridden,

@@ -29,7 +29,7 @@ fn main() {
 /// Everything from the command line to the target's exit status; an `Err`
 /// is a one-line message for the user.
 fn launch(args: &[String]) -> Result<i32, String> {
-    let (request, rest) = parse_tracer_args(args).map_err(|e| format!("{e}\n{USAGE}"))?;
+    let (request, rest) = parse_tracer_args(args).map_err(|e| format!("{e} (see processtap --help)"))?;
     let options = match request {
         Request::Help => {
             println!("{USAGE}");

@@ -40,6 +40,8 @@ pub struct Runtime {
     pub streams: TracerStreams,
     pub probes: Vec<Probe>,
     pub mends: mends::MendReport,
+    /// `sys.version`'s first word, for the verbose banner.
+    pub python_version: String,
 }
 
 /// Why start-up failed.
@@ -60,7 +62,7 @@ pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
     interpreter::initialize().map_err(StartError::Tracer)?;
     let ptap_lib = interpreter::find_ptap_lib(config.client_path)
         .ok_or_else(|| StartError::Tracer("cannot find the ptap Python package".into()))?;
-    let probes = dispatch::with_python(|py| -> Result<Vec<Probe>, StartError> {
+    let (probes, python_version) = dispatch::with_python(|py| -> Result<(Vec<Probe>, String), StartError> {
         let internal = |e: PyErr| {
             e.display(py);
             StartError::Tracer("the ptap package failed to load".into())
@@ -101,10 +103,11 @@ pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
             probes.push(Probe::from_python(&p.map_err(internal)?).map_err(internal)?);
         }
         dispatch::flush_streams(py);
-        Ok(probes)
+        let version = py.version().split_whitespace().next().unwrap_or_default().to_string();
+        Ok((probes, version))
     })?;
     interpreter::release_gil();
-    Ok(Runtime { streams, probes, mends })
+    Ok(Runtime { streams, probes, mends, python_version })
 }
 
 /// Called at every thread's start, before anything else runs in it.
