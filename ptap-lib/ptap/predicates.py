@@ -283,47 +283,50 @@ class Like(Predicate):
 
 
 @dataclass(frozen=True)
-class And(Predicate):
-    """``left & right``: both hold."""
+class _Junction(Predicate):
+    """Two predicates joined by ``&`` or ``|``; subclasses name the join."""
 
     left: Predicate
     right: Predicate
 
+    _tag = ""
+    _symbol = ""
+
     def variables(self):
         return self.left.variables() | self.right.variables()
 
+    def to_data(self):
+        return (self._tag, self.left.to_data(), self.right.to_data())
+
+    def __str__(self):
+        return f"({self.left} {self._symbol} {self.right})"
+
+
+@dataclass(frozen=True)
+class And(_Junction):
+    """``left & right``: both hold."""
+
+    _tag = "and"
+    _symbol = "&"
+
     def evaluate(self, fields):
+        # Both sides are decided, so a missing variable always raises.
         left = self.left.evaluate(fields)
         right = self.right.evaluate(fields)
         return left and right
 
-    def to_data(self):
-        return ("and", self.left.to_data(), self.right.to_data())
-
-    def __str__(self):
-        return f"({self.left} & {self.right})"
-
 
 @dataclass(frozen=True)
-class Or(Predicate):
+class Or(_Junction):
     """``left | right``: at least one holds."""
 
-    left: Predicate
-    right: Predicate
-
-    def variables(self):
-        return self.left.variables() | self.right.variables()
+    _tag = "or"
+    _symbol = "|"
 
     def evaluate(self, fields):
         left = self.left.evaluate(fields)
         right = self.right.evaluate(fields)
         return left or right
-
-    def to_data(self):
-        return ("or", self.left.to_data(), self.right.to_data())
-
-    def __str__(self):
-        return f"({self.left} | {self.right})"
 
 
 @dataclass(frozen=True)
