@@ -58,13 +58,16 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
     let banner = banner::Banner::new(runtime.streams, &options);
     banner.header(&exe, &options.script, &runtime.probes);
     banner.verbose(&format!(
-        "ProcessTap {VERSION} ({}), DynamoRIO 11.90, CPython {}; {} private libraries mended ({} versioned imports, {} overrides); started in {} ms",
+        "ProcessTap {VERSION} ({}), DynamoRIO 11.90, CPython {}; {} private libraries mended ({} versioned imports, {} overrides); started in {} ms (mends {:.0}, Python {:.0}, script {:.0})",
         client_path,
         runtime.python_version,
         runtime.mends.libraries,
         runtime.mends.stats.versioned,
         runtime.mends.stats.overridden,
-        started.elapsed().as_millis()
+        started.elapsed().as_millis(),
+        runtime.timings.mends,
+        runtime.timings.python,
+        runtime.timings.script,
     ));
     if !env_hidden {
         banner.verbose("DynamoRIO's variables stay in the target's environment (not started by the processtap launcher)");

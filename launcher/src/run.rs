@@ -34,6 +34,7 @@ pub fn run_under_dynamorio(
     let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
     env_ptrs.push(std::ptr::null());
 
+    let exec_failed = format!("processtap: cannot execute {}\n", dynamorio.display()).into_bytes();
     // SAFETY: fork in a single-threaded launcher; the child below only
     // calls execve, write and _exit.
     let pid = unsafe { libc::fork() };
@@ -45,8 +46,7 @@ pub fn run_under_dynamorio(
         unsafe {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             libc::execve(dr_path.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr());
-            let msg = b"processtap: cannot execute libdynamorio.so\n";
-            libc::write(2, msg.as_ptr() as *const _, msg.len());
+            libc::write(2, exec_failed.as_ptr() as *const _, exec_failed.len());
             libc::_exit(2);
         }
     }

@@ -42,6 +42,16 @@ pub struct Runtime {
     pub mends: mends::MendReport,
     /// `sys.version`'s first word, for the verbose banner.
     pub python_version: String,
+    /// Where start-up time went, for the verbose banner.
+    pub timings: StartupTimings,
+}
+
+/// Milliseconds spent in each start-up stage.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StartupTimings {
+    pub mends: f64,
+    pub python: f64,
+    pub script: f64,
 }
 
 /// Why start-up failed.
@@ -57,9 +67,15 @@ pub enum StartError {
 /// Starts Python and runs the script's top level. On success the GIL is
 /// released and events may call handlers from any thread.
 pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
+    let ms_since = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1000.0;
     let streams = TracerStreams::open(config.output).map_err(StartError::Tracer)?;
+    let t = std::time::Instant::now();
     let mends = mends::mend_private_libraries();
+    let mends_ms = ms_since(t);
+    let t = std::time::Instant::now();
     interpreter::initialize().map_err(StartError::Tracer)?;
+    let python_ms = ms_since(t);
+    let t = std::time::Instant::now();
     let ptap_lib = interpreter::find_ptap_lib(config.client_path)
         .ok_or_else(|| StartError::Tracer("cannot find the ptap Python package".into()))?;
     let (probes, python_version) = dispatch::with_python(|py| -> Result<(Vec<Probe>, String), StartError> {
@@ -107,7 +123,8 @@ pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
         Ok((probes, version))
     })?;
     interpreter::release_gil();
-    Ok(Runtime { streams, probes, mends, python_version })
+    let timings = StartupTimings { mends: mends_ms, python: python_ms, script: ms_since(t) };
+    Ok(Runtime { streams, probes, mends, python_version, timings })
 }
 
 /// Called at every thread's start, before anything else runs in it.
