@@ -140,3 +140,22 @@ fn is_slot_reloc(machine: u16, r_type: u32) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_libc_versions_and_imports() {
+        let libc = LibraryImage::read("/lib/x86_64-linux-gnu/libc.so.6", 0x1000).unwrap();
+        let python = LibraryImage::read("/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0", 0).unwrap();
+        assert_eq!(libc.soname, "libc.so.6");
+        // pthread_cond_init has a GLIBC_2.2.5 and a GLIBC_2.3.2 version.
+        let cond = libc.export("pthread_cond_init", "GLIBC_2.3.2").unwrap();
+        let old = libc.export("pthread_cond_init", "GLIBC_2.2.5").unwrap();
+        assert_ne!(cond.address, old.address);
+        assert!(cond.address > 0x1000);
+        let import = python.imports.iter().find(|i| i.name == "pthread_cond_init").unwrap();
+        assert_eq!(import.version.as_ref().unwrap(), &("GLIBC_2.3.2".to_string(), "libc.so.6".to_string()));
+    }
+}
