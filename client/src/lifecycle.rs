@@ -46,6 +46,8 @@ pub fn install(runtime: Runtime, banner: Banner) {
     if TRACER.set(tracer).is_err() {
         return;
     }
+    let tracer = TRACER.get().unwrap();
+    let wraps_functions = crate::functions::install(&tracer.runtime.probes);
     // SAFETY: registering plain extern "C" callbacks with the signatures
     // drmgr and DR expect; drmgr_init is balanced by drmgr_exit at exit.
     unsafe {
@@ -53,6 +55,9 @@ pub fn install(runtime: Runtime, banner: Banner) {
         ffi::drmgr_register_thread_init_event(Some(on_thread_init));
         ffi::drmgr_register_thread_exit_event(Some(on_thread_exit));
         ffi::drmgr_register_module_load_event(Some(on_module_load));
+        if wraps_functions {
+            ffi::drmgr_register_module_unload_event(Some(on_module_unload));
+        }
         ffi::drmgr_register_signal_event(Some(on_signal));
         ffi::dr_register_filter_syscall_event(Some(filter_syscall));
         ffi::drmgr_register_pre_syscall_event(Some(on_pre_syscall));
@@ -85,7 +90,7 @@ fn fire(tracer: &Tracer, kind: ProbeKind, fields: &LifecycleFields<'_>, extra: i
     if matching.is_empty() {
         return;
     }
-    let ctx = HitContext { event: kind.name(), pid: fields.pid, tid: fields.tid, fields: extra() };
+    let ctx = HitContext { event: kind.name(), pid: fields.pid, tid: fields.tid, fields: extra(), call: None };
     call_handlers(&matching, ctx);
 }
 
@@ -118,6 +123,8 @@ unsafe extern "C" fn on_module_load(dc: *mut std::ffi::c_void, info: *const ffi:
         return;
     }
     tracer.banner.module(&module.path, module.start, module.end);
+    let is_main = dr_sys::module::main_module().is_some_and(|m| m.start == module.start);
+    crate::functions::on_module_load(&module, is_main);
     let fields =
         LifecycleFields { pid: dr_sys::process::pid(), tid: dr_sys::process::tid_of(dc as DrContext), module_name: Some(&module.name) };
     fire(tracer, ProbeKind::ModuleLoad, &fields, || {
@@ -128,6 +135,10 @@ unsafe extern "C" fn on_module_load(dc: *mut std::ffi::c_void, info: *const ffi:
             ("module_end", FieldValue::Int(module.end as i64)),
         ]
     });
+}
+
+unsafe extern "C" fn on_module_unload(_dc: *mut std::ffi::c_void, info: *const ffi::module_data_t) {
+    crate::functions::on_module_unload(dr_sys::module::ModuleInfo::from_raw(info).start);
 }
 
 unsafe extern "C" fn on_signal(_dc: *mut std::ffi::c_void, info: *mut ffi::dr_siginfo_t) -> ffi::dr_signal_action_t {
@@ -189,6 +200,9 @@ unsafe extern "C" fn on_exit() {
                 p.error_count()
             ));
         }
+    }
+    if crate::functions::is_installed() {
+        dr_sys::wrap::exit();
     }
     ffi::drmgr_exit();
 }

@@ -48,7 +48,7 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
     let unsupported: Vec<String> = runtime
         .probes
         .iter()
-        .filter(|p| !lifecycle::handles(p.kind))
+        .filter(|p| !lifecycle::handles(p.kind) && !crate::functions::handles(p.kind))
         .map(|p| format!("{} ({})", p.kind.name(), p.name))
         .collect();
     if !unsupported.is_empty() {

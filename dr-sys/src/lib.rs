@@ -5,7 +5,8 @@
 //! instruction lists, and wraps the calls the rest of ProcessTap makes in
 //! small safe functions: the process and thread we run in ([`process`]),
 //! DynamoRIO's private loader ([`loader`]), memory DynamoRIO hands out
-//! ([`memory`]), and the modules of the target ([`module`]).
+//! ([`memory`]), the modules of the target ([`module`]) and function
+//! wrapping ([`wrap`]).
 //!
 //! The DynamoRIO extensions (drmgr, ...) are linked statically: see
 //! `build.rs`.
@@ -16,6 +17,7 @@ pub mod loader;
 pub mod memory;
 pub mod module;
 pub mod process;
+pub mod wrap;
 
 /// The DynamoRIO API version a client built with this crate targets. A client
 /// exports it as `_USES_DR_VERSION_`; DynamoRIO refuses clients without it.

@@ -49,3 +49,21 @@ pub unsafe fn make_writable(addr: usize, len: usize) -> Option<(usize, usize, u3
 pub unsafe fn restore_protection(start: usize, len: usize, prot: u32) {
     ffi::dr_memory_protect(start as *mut _, len, prot);
 }
+
+/// Copies target memory at `addr` into `buf` without faulting; returns
+/// how many bytes could be read (fewer than asked at an unmapped page).
+pub fn safe_read(addr: usize, buf: &mut [u8]) -> usize {
+    let mut done: usize = 0;
+    // SAFETY: dr_safe_read catches faults on the source; `buf` is ours.
+    unsafe { ffi::dr_safe_read(addr as *const _, buf.len(), buf.as_mut_ptr() as *mut _, &mut done) };
+    done
+}
+
+/// Writes `data` to target memory at `addr` without faulting; returns
+/// whether all of it was written.
+pub fn safe_write(addr: usize, data: &[u8]) -> bool {
+    let mut done: usize = 0;
+    // SAFETY: dr_safe_write catches faults on the destination.
+    let ok = unsafe { ffi::dr_safe_write(addr as *mut _, data.len(), data.as_ptr() as *const _, &mut done) };
+    ok != 0 && done == data.len()
+}

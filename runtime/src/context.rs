@@ -3,12 +3,17 @@
 //! on the event's kind and are listed in an error when a handler asks for
 //! one its event does not have.
 
-use pyo3::exceptions::PyAttributeError;
+use crate::memory::Memory;
+use pyo3::exceptions::{PyAttributeError, PyIndexError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// A value of one event-specific field.
 #[derive(Debug, Clone)]
 pub enum FieldValue {
+    Bool(bool),
     Int(i64),
     Str(String),
     None,
@@ -21,6 +26,7 @@ impl<'py> IntoPyObject<'py> for &FieldValue {
 
     fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
         Ok(match self {
+            FieldValue::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
             FieldValue::Int(i) => i.into_pyobject(py)?.into_any(),
             FieldValue::Str(s) => s.into_pyobject(py)?.into_any(),
             FieldValue::None => py.None().into_bound(py),
@@ -39,22 +45,155 @@ pub struct HitContext {
     #[pyo3(get)]
     pub tid: u32,
     pub fields: Vec<(&'static str, FieldValue)>,
+    /// The function call this event is part of (function probes only).
+    pub call: Option<Arc<CallState>>,
+}
+
+/// Number of integer argument registers whose entry values are kept for
+/// the exit event (SysV x86-64: rdi, rsi, rdx, rcx, r8, r9).
+pub const KEPT_ARGS: usize = 6;
+
+/// One call of a probed function, as its `ctx` reaches it: the raw
+/// argument words at entry and, while a handler runs, drwrap's context for
+/// reading and changing arguments and the return value.
+pub struct CallState {
+    /// drwrap's per-call context; 0 once the handlers have returned.
+    wrap_context: AtomicUsize,
+    pub is_exit: bool,
+    /// The argument words the function was entered with.
+    args: parking_lot::Mutex<[usize; KEPT_ARGS]>,
+}
+
+impl CallState {
+    pub fn new(wrap_context: usize, is_exit: bool, args: [usize; KEPT_ARGS]) -> Arc<CallState> {
+        Arc::new(CallState { wrap_context: AtomicUsize::new(wrap_context), is_exit, args: parking_lot::Mutex::new(args) })
+    }
+
+    /// The entry argument words, after any change a handler made.
+    pub fn args(&self) -> [usize; KEPT_ARGS] {
+        *self.args.lock()
+    }
+
+    /// Ends the handlers' access to the call (drwrap's context dies when
+    /// the callback returns).
+    pub fn finish(&self) {
+        self.wrap_context.store(0, Ordering::Release);
+    }
+
+    fn live_context(&self) -> PyResult<dr_sys::wrap::WrapContext> {
+        match self.wrap_context.load(Ordering::Acquire) {
+            0 => Err(PyRuntimeError::new_err("this ctx belongs to an event that is over: keep values, not ctx")),
+            wc => Ok(wc as dr_sys::wrap::WrapContext),
+        }
+    }
+}
+
+static MISSING_PROTOTYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `ctx.args`: the function's arguments as raw words (SysV x86-64 ABI).
+#[pyclass(name = "Arguments", module = "_ptap", frozen)]
+pub struct Arguments {
+    call: Arc<CallState>,
+}
+
+#[pymethods]
+impl Arguments {
+    fn __getitem__(&self, index: isize) -> PyResult<usize> {
+        self.raw(index)
+    }
+
+    /// Argument `index` as the raw register or stack word.
+    fn raw(&self, index: isize) -> PyResult<usize> {
+        let i = usize::try_from(index).map_err(|_| PyIndexError::new_err("argument indices start at 0; without a prototype there is no end to count from"))?;
+        if i < KEPT_ARGS {
+            return Ok(self.call.args()[i]);
+        }
+        if self.call.is_exit {
+            return Err(PyIndexError::new_err(format!("only the first {KEPT_ARGS} arguments are kept for function_exit")));
+        }
+        let wc = self.call.live_context()?;
+        // SAFETY: the context is live (the entry callback is running).
+        Ok(unsafe { dr_sys::wrap::arg(wc, i) })
+    }
+
+    /// `ctx.args[i] = v` at entry: the function receives `v`.
+    fn __setitem__(&self, index: usize, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.call.is_exit {
+            return Err(PyTypeError::new_err("arguments can be changed at function_entry only"));
+        }
+        let word = to_word(value)?;
+        let wc = self.call.live_context()?;
+        // SAFETY: the context is live (the entry callback is running).
+        if !unsafe { dr_sys::wrap::set_arg(wc, index, word) } {
+            return Err(PyIndexError::new_err(format!("cannot set argument {index}")));
+        }
+        if index < KEPT_ARGS {
+            self.call.args.lock()[index] = word;
+        }
+        Ok(())
+    }
+
+    /// Without a prototype the number of arguments is unknown.
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        let class = MISSING_PROTOTYPE.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            Ok(py.import("ptap.errors")?.getattr("MissingPrototype")?.unbind())
+        })?;
+        Err(PyErr::from_value(class.call1(py, ("no prototype is known for this function, so its number of arguments is not",))?.into_bound(py)))
+    }
+
+    fn __repr__(&self) -> String {
+        let words: Vec<String> = self.call.args().iter().map(|w| format!("{w:#x}")).collect();
+        format!("<args (raw) {}, ...>", words.join(", "))
+    }
+}
+
+/// A Python int (negative ones as two's complement) as a machine word.
+fn to_word(value: &Bound<'_, PyAny>) -> PyResult<usize> {
+    if let Ok(w) = value.extract::<usize>() {
+        return Ok(w);
+    }
+    let signed: isize = value.extract().map_err(|_| PyTypeError::new_err("a machine word must be an int that fits in 64 bits"))?;
+    Ok(signed as usize)
 }
 
 #[pymethods]
 impl HitContext {
+    /// The target's memory.
+    #[getter]
+    fn mem(&self) -> Memory {
+        Memory
+    }
+
+    /// The function's arguments (function probes).
+    #[getter]
+    fn args(&self) -> PyResult<Arguments> {
+        match &self.call {
+            Some(call) => Ok(Arguments { call: call.clone() }),
+            None => Err(self.missing("args")),
+        }
+    }
+
+    /// The value the function returns (function_exit); assign to change it.
+    #[getter]
+    fn retval(&self) -> PyResult<usize> {
+        let call = self.exit_call("retval")?;
+        // SAFETY: the context is live (the exit callback is running).
+        Ok(unsafe { dr_sys::wrap::retval(call.live_context()?) })
+    }
+
+    #[setter]
+    fn set_retval(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let call = self.exit_call("retval")?;
+        let word = to_word(value)?;
+        // SAFETY: the context is live (the exit callback is running).
+        unsafe { dr_sys::wrap::set_retval(call.live_context()?, word) };
+        Ok(())
+    }
+
     fn __getattr__<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
         match self.fields.iter().find(|(n, _)| *n == name) {
             Some((_, v)) => Ok(v.into_pyobject(py)?),
-            None => {
-                let mut known: Vec<&str> = vec!["event", "pid", "tid"];
-                known.extend(self.fields.iter().map(|(n, _)| *n));
-                Err(PyAttributeError::new_err(format!(
-                    "{} events have no field '{name}' (they have: {})",
-                    self.event,
-                    known.join(", ")
-                )))
-            }
+            None => Err(self.missing(name)),
         }
     }
 
@@ -62,6 +201,7 @@ impl HitContext {
         let mut parts = vec![format!("pid={}", self.pid), format!("tid={}", self.tid)];
         for (n, v) in &self.fields {
             parts.push(match v {
+                FieldValue::Bool(b) => format!("{n}={b}"),
                 FieldValue::Int(i) => format!("{n}={i}"),
                 FieldValue::Str(s) => format!("{n}={s:?}"),
                 FieldValue::None => format!("{n}=None"),
@@ -71,8 +211,36 @@ impl HitContext {
     }
 
     fn __dir__(&self) -> Vec<&'static str> {
-        let mut names = vec!["event", "pid", "tid"];
+        self.field_names()
+    }
+}
+
+impl HitContext {
+    /// The names a handler can read on this event.
+    fn field_names(&self) -> Vec<&'static str> {
+        let mut names = vec!["event", "pid", "tid", "mem"];
+        if let Some(call) = &self.call {
+            names.push("args");
+            if call.is_exit {
+                names.push("retval");
+            }
+        }
         names.extend(self.fields.iter().map(|(n, _)| *n));
         names
+    }
+
+    fn missing(&self, name: &str) -> PyErr {
+        PyAttributeError::new_err(format!(
+            "{} events have no field '{name}' (they have: {})",
+            self.event,
+            self.field_names().join(", ")
+        ))
+    }
+
+    fn exit_call(&self, name: &str) -> PyResult<&Arc<CallState>> {
+        match &self.call {
+            Some(call) if call.is_exit => Ok(call),
+            _ => Err(self.missing(name)),
+        }
     }
 }

@@ -13,6 +13,7 @@
 pub mod context;
 pub mod dispatch;
 mod interpreter;
+pub mod memory;
 pub mod mends;
 mod native_module;
 pub mod output;

@@ -8,6 +8,10 @@ use pyo3::prelude::*;
 pub mod _ptap {
     #[pymodule_export]
     use super::HitContext;
+    #[pymodule_export]
+    use crate::context::Arguments;
+    #[pymodule_export]
+    use crate::memory::Memory;
 
     use pyo3::prelude::*;
 

@@ -102,6 +102,78 @@ impl Predicate {
         }
     }
 
+    /// Decides the predicate from the fields known when code is translated
+    /// (names, modules, addresses); `None` when the answer depends on a
+    /// variable in `runtime` (thread and process ids), known only when the
+    /// event happens.
+    pub fn decide_static(&self, fields: &dyn EventFields, runtime: &[Variable]) -> Option<bool> {
+        let leaf = |var: &Variable| -> Option<bool> {
+            if runtime.contains(var) {
+                None
+            } else {
+                Some(self.matches(fields))
+            }
+        };
+        match self {
+            Predicate::Const(b) => Some(*b),
+            Predicate::And(a, b) => match (a.decide_static(fields, runtime), b.decide_static(fields, runtime)) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            },
+            Predicate::Or(a, b) => match (a.decide_static(fields, runtime), b.decide_static(fields, runtime)) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            },
+            Predicate::Not(a) => a.decide_static(fields, runtime).map(|b| !b),
+            Predicate::Compare(var, ..) | Predicate::OneOf(var, _) | Predicate::InRange(var, ..) | Predicate::Like(var, _) => leaf(var),
+        }
+    }
+
+    /// A copy with every module-relative function address (`"libfoo.so+0x1136"`)
+    /// replaced by the absolute address `resolve` gives, or by -1 (which no
+    /// function has) when `resolve` does not know the module.
+    pub fn resolve_module_offsets(&self, resolve: &dyn Fn(&str) -> Option<i128>) -> Predicate {
+        let value = |var: &Variable, v: &Value| match (var, v) {
+            (Variable::FunctionAddress, Value::Str(s)) => Value::Int(resolve(s).unwrap_or(-1)),
+            _ => v.clone(),
+        };
+        match self {
+            Predicate::And(a, b) => Predicate::And(Box::new(a.resolve_module_offsets(resolve)), Box::new(b.resolve_module_offsets(resolve))),
+            Predicate::Or(a, b) => Predicate::Or(Box::new(a.resolve_module_offsets(resolve)), Box::new(b.resolve_module_offsets(resolve))),
+            Predicate::Not(a) => Predicate::Not(Box::new(a.resolve_module_offsets(resolve))),
+            Predicate::Compare(var, op, v) => Predicate::Compare(*var, *op, value(var, v)),
+            Predicate::OneOf(var, vs) => Predicate::OneOf(*var, vs.iter().map(|v| value(var, v)).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// The function addresses the predicate names with `==` or `>>` (after
+    /// [`Self::resolve_module_offsets`]): places to instrument even where
+    /// no symbol starts, as in stripped binaries.
+    pub fn named_addresses(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.collect_addresses(&mut out);
+        out
+    }
+
+    fn collect_addresses(&self, out: &mut Vec<usize>) {
+        let int = |v: &Value| match v {
+            Value::Int(i) if *i >= 0 => Some(*i as usize),
+            _ => None,
+        };
+        match self {
+            Predicate::And(a, b) | Predicate::Or(a, b) => {
+                a.collect_addresses(out);
+                b.collect_addresses(out);
+            }
+            Predicate::Compare(Variable::FunctionAddress, CompareOp::Eq, v) => out.extend(int(v)),
+            Predicate::OneOf(Variable::FunctionAddress, vs) => out.extend(vs.iter().filter_map(int)),
+            _ => {}
+        }
+    }
+
     /// Parses the tuples of `Predicate.to_data()`.
     pub fn from_data(data: &Bound<'_, PyAny>) -> PyResult<Predicate> {
         let t = data.cast::<PyTuple>()?;
@@ -277,6 +349,28 @@ mod tests {
         assert!(glob_match(b"a*b*c", b"aXXbYYc"));
         assert!(!glob_match(b"a*b*c", b"aXXbYY"));
         assert!(glob_match(b"[ab", b"[ab"));
+    }
+
+    #[test]
+    fn static_decisions_leave_run_time_variables_open() {
+        let f = Fields(vec![(Variable::FunctionName, Value::Str("malloc".into()))]);
+        let name = Predicate::Compare(Variable::FunctionName, CompareOp::Eq, Value::Str("malloc".into()));
+        let other = Predicate::Compare(Variable::FunctionName, CompareOp::Eq, Value::Str("free".into()));
+        let tid = Predicate::Compare(Variable::ThreadId, CompareOp::Eq, Value::Int(1));
+        let rt = [Variable::ThreadId, Variable::ProcessId];
+        assert_eq!(name.decide_static(&f, &rt), Some(true));
+        assert_eq!(Predicate::And(Box::new(other.clone()), Box::new(tid.clone())).decide_static(&f, &rt), Some(false));
+        assert_eq!(Predicate::And(Box::new(name.clone()), Box::new(tid.clone())).decide_static(&f, &rt), None);
+        assert_eq!(Predicate::Or(Box::new(name), Box::new(tid.clone())).decide_static(&f, &rt), Some(true));
+        assert_eq!(Predicate::Not(Box::new(tid)).decide_static(&f, &rt), None);
+    }
+
+    #[test]
+    fn module_offsets_resolve_to_addresses() {
+        let p = Predicate::Compare(Variable::FunctionAddress, CompareOp::Eq, Value::Str("app+0x1136".into()));
+        let resolved = p.resolve_module_offsets(&|s| (s == "app+0x1136").then_some(0x401136));
+        assert_eq!(resolved.named_addresses(), vec![0x401136]);
+        assert_eq!(p.resolve_module_offsets(&|_| None).named_addresses(), Vec::<usize>::new());
     }
 
     #[test]

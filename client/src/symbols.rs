@@ -1,0 +1,80 @@
+//! Function symbols of the target's modules: every defined function in
+//! `.dynsym` and `.symtab`, read once per file with goblin and cached, so a
+//! library mapped by several processes or reloaded is parsed once.
+//! PLT stubs have no symbols of their own, so they are never mistaken for
+//! the functions they call.
+
+use goblin::elf::{program_header::PT_LOAD, sym, Elf};
+use once_cell::sync::Lazy;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One function: its names (aliases share an address) and where it starts,
+/// relative to the module's lowest mapped address.
+#[derive(Debug, Clone)]
+pub struct FunctionSymbol {
+    pub names: Vec<String>,
+    pub offset: usize,
+}
+
+/// The functions of one file, sorted by offset.
+#[derive(Debug, Default)]
+pub struct SymbolTable {
+    pub functions: Vec<FunctionSymbol>,
+}
+
+static CACHE: Lazy<Mutex<HashMap<String, Arc<SymbolTable>>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+
+impl SymbolTable {
+    /// The table of the file at `path` (empty when it cannot be read).
+    pub fn of_file(path: &str) -> Arc<SymbolTable> {
+        if let Some(t) = CACHE.lock().get(path) {
+            return t.clone();
+        }
+        let table = Arc::new(Self::read(path).unwrap_or_default());
+        CACHE.lock().insert(path.to_string(), table.clone());
+        table
+    }
+
+    fn read(path: &str) -> Option<SymbolTable> {
+        let bytes = std::fs::read(path).ok()?;
+        let elf = Elf::parse(&bytes).ok()?;
+        // Symbol values are link-time addresses; the module's start is
+        // where its lowest PT_LOAD segment (page-aligned) was mapped.
+        let link_base = elf
+            .program_headers
+            .iter()
+            .filter(|p| p.p_type == PT_LOAD)
+            .map(|p| p.p_vaddr as usize & !0xfff)
+            .min()?;
+        let mut by_offset: HashMap<usize, Vec<String>> = HashMap::new();
+        let tables = [(&elf.dynsyms, &elf.dynstrtab), (&elf.syms, &elf.strtab)];
+        for (symbols, strings) in tables {
+            for s in symbols.iter() {
+                let is_function = matches!(s.st_type(), sym::STT_FUNC | sym::STT_GNU_IFUNC);
+                if !is_function || s.st_shndx == goblin::elf::section_header::SHN_UNDEF as usize || s.st_value == 0 {
+                    continue;
+                }
+                let Some(name) = strings.get_at(s.st_name).filter(|n| !n.is_empty()) else { continue };
+                let Some(offset) = (s.st_value as usize).checked_sub(link_base) else { continue };
+                let names = by_offset.entry(offset).or_default();
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        let mut functions: Vec<FunctionSymbol> =
+            by_offset.into_iter().map(|(offset, names)| FunctionSymbol { names, offset }).collect();
+        functions.sort_by_key(|f| f.offset);
+        Some(SymbolTable { functions })
+    }
+
+    /// The function containing `offset`, with the distance into it (the
+    /// nearest symbol at or below; sizes are not trusted).
+    pub fn lookup(&self, offset: usize) -> Option<(&FunctionSymbol, usize)> {
+        let i = self.functions.partition_point(|f| f.offset <= offset);
+        let f = self.functions.get(i.checked_sub(1)?)?;
+        Some((f, offset - f.offset))
+    }
+}
