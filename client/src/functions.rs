@@ -10,7 +10,7 @@
 //! context when the call was unwound (longjmp, exception), which we report
 //! as such (`ctx.unwound`).
 
-use crate::symbols::SymbolTable;
+use ptap_runtime::symbols::SymbolTable;
 use dr_sys::module::ModuleInfo;
 use dr_sys::wrap::WrapContext;
 use parking_lot::Mutex;

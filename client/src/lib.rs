@@ -13,7 +13,6 @@ mod environment;
 mod functions;
 mod lifecycle;
 mod start;
-mod symbols;
 
 use std::ffi::{c_char, c_int, CStr};
 

@@ -47,7 +47,7 @@ pub fn install(runtime: Runtime, banner: Banner) {
         return;
     }
     let tracer = TRACER.get().unwrap();
-    let wraps_functions = crate::functions::install(&tracer.runtime.probes);
+    crate::functions::install(&tracer.runtime.probes);
     // SAFETY: registering plain extern "C" callbacks with the signatures
     // drmgr and DR expect; drmgr_init is balanced by drmgr_exit at exit.
     unsafe {
@@ -55,9 +55,7 @@ pub fn install(runtime: Runtime, banner: Banner) {
         ffi::drmgr_register_thread_init_event(Some(on_thread_init));
         ffi::drmgr_register_thread_exit_event(Some(on_thread_exit));
         ffi::drmgr_register_module_load_event(Some(on_module_load));
-        if wraps_functions {
-            ffi::drmgr_register_module_unload_event(Some(on_module_unload));
-        }
+        ffi::drmgr_register_module_unload_event(Some(on_module_unload));
         ffi::drmgr_register_signal_event(Some(on_signal));
         ffi::dr_register_filter_syscall_event(Some(filter_syscall));
         ffi::drmgr_register_pre_syscall_event(Some(on_pre_syscall));
@@ -123,6 +121,7 @@ unsafe extern "C" fn on_module_load(dc: *mut std::ffi::c_void, info: *const ffi:
         return;
     }
     tracer.banner.module(&module.path, module.start, module.end);
+    ptap_runtime::modules::add(&module.name, &module.path, module.start, module.end);
     let is_main = dr_sys::module::main_module().is_some_and(|m| m.start == module.start);
     crate::functions::on_module_load(&module, is_main);
     let fields =
@@ -138,7 +137,9 @@ unsafe extern "C" fn on_module_load(dc: *mut std::ffi::c_void, info: *const ffi:
 }
 
 unsafe extern "C" fn on_module_unload(_dc: *mut std::ffi::c_void, info: *const ffi::module_data_t) {
-    crate::functions::on_module_unload(dr_sys::module::ModuleInfo::from_raw(info).start);
+    let start = dr_sys::module::ModuleInfo::from_raw(info).start;
+    crate::functions::on_module_unload(start);
+    ptap_runtime::modules::remove(start);
 }
 
 unsafe extern "C" fn on_signal(_dc: *mut std::ffi::c_void, info: *mut ffi::dr_siginfo_t) -> ffi::dr_signal_action_t {

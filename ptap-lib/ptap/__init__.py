@@ -23,6 +23,7 @@ Every name in ``__all__`` is also in a script's globals without an import.
 """
 
 from .errors import MemoryFault, MissingPrototype
+from .helpers import module, symbol
 from .predicates import (
     Predicate,
     branch_taken,
@@ -81,6 +82,9 @@ __all__ = [
     "memory_value",
     "branch_taken",
     "instruction_address",
+    # Helpers.
+    "symbol",
+    "module",
     # Types.
     "Predicate",
     "Probe",

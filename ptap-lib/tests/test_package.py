@@ -50,10 +50,12 @@ def test_every_module_and_top_level_definition_has_a_docstring():
                 assert ast.get_docstring(node), f"{path.name}: {node.name}"
 
 
-def test_native_module_is_never_imported():
+def test_native_module_is_never_imported_at_module_level():
+    # The package must import outside a traced program (these tests do);
+    # only functions that run inside one may import _ptap.
     for path in PACKAGE_DIR.glob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
+        for node in tree.body:
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -65,3 +67,13 @@ def test_native_module_is_never_imported():
 
 def test_stub_for_the_native_module_exists():
     assert (PACKAGE_DIR / "_ptap.pyi").is_file()
+
+
+def test_helpers_outside_a_traced_program_say_so():
+    import pytest
+
+    for call in (lambda: ptap.symbol("malloc"), lambda: ptap.module(0x1000)):
+        with pytest.raises(RuntimeError, match="inside a program traced by processtap"):
+            call()
+    with pytest.raises(TypeError):
+        ptap.symbol(1.5)

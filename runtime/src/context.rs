@@ -62,11 +62,18 @@ pub struct CallState {
     pub is_exit: bool,
     /// The argument words the function was entered with.
     args: parking_lot::Mutex<[usize; KEPT_ARGS]>,
+    /// A handler wrote RIP: continue there when the handlers return.
+    redirect: std::sync::atomic::AtomicBool,
 }
 
 impl CallState {
     pub fn new(wrap_context: usize, is_exit: bool, args: [usize; KEPT_ARGS]) -> Arc<CallState> {
-        Arc::new(CallState { wrap_context: AtomicUsize::new(wrap_context), is_exit, args: parking_lot::Mutex::new(args) })
+        Arc::new(CallState {
+            wrap_context: AtomicUsize::new(wrap_context),
+            is_exit,
+            args: parking_lot::Mutex::new(args),
+            redirect: Default::default(),
+        })
     }
 
     /// The entry argument words, after any change a handler made.
@@ -75,9 +82,13 @@ impl CallState {
     }
 
     /// Ends the handlers' access to the call (drwrap's context dies when
-    /// the callback returns).
+    /// the callback returns), redirecting the thread if a handler wrote RIP.
     pub fn finish(&self) {
-        self.wrap_context.store(0, Ordering::Release);
+        let wc = self.wrap_context.swap(0, Ordering::AcqRel);
+        if wc != 0 && self.redirect.load(Ordering::Relaxed) {
+            // SAFETY: the exit callback that owns `wc` is still running.
+            unsafe { dr_sys::wrap::redirect(wc as dr_sys::wrap::WrapContext) };
+        }
     }
 
     fn live_context(&self) -> PyResult<dr_sys::wrap::WrapContext> {
@@ -147,6 +158,97 @@ impl Arguments {
     }
 }
 
+/// `ctx.regs`: the thread's registers at the event. Writes take effect
+/// when the handler returns; writing RIP at function_exit continues the
+/// thread there.
+#[pyclass(name = "Registers", module = "_ptap", frozen)]
+pub struct Registers {
+    call: Arc<CallState>,
+}
+
+fn register_named(name: &str) -> PyResult<dr_sys::wrap::Register> {
+    dr_sys::wrap::Register::from_name(name)
+        .ok_or_else(|| PyAttributeError::new_err(format!("no register {name} (x86-64: RAX..R15, RIP, RSP, RBP, RFLAGS, STACKPTR, INSTPTR)")))
+}
+
+#[pymethods]
+impl Registers {
+    fn __getattr__(&self, name: &str) -> PyResult<usize> {
+        let reg = register_named(name)?;
+        let wc = self.call.live_context()?;
+        // SAFETY: the context is live (a callback is running).
+        unsafe { dr_sys::wrap::register(wc, reg) }.ok_or_else(|| PyRuntimeError::new_err("registers are not available here"))
+    }
+
+    fn __setattr__(&self, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let reg = register_named(name)?;
+        if reg == dr_sys::wrap::Register::Rip && !self.call.is_exit {
+            return Err(PyTypeError::new_err("RIP can be written at function_exit only (drwrap cannot redirect at entry)"));
+        }
+        let word = to_word(value)?;
+        let wc = self.call.live_context()?;
+        // SAFETY: the context is live (a callback is running).
+        if !unsafe { dr_sys::wrap::set_register(wc, reg, word) } {
+            return Err(PyRuntimeError::new_err(format!("cannot set {name} here")));
+        }
+        if reg == dr_sys::wrap::Register::Rip {
+            self.call.redirect.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn __dir__(&self) -> Vec<&'static str> {
+        dr_sys::wrap::Register::NAMES.iter().map(|(n, _)| *n).collect()
+    }
+}
+
+/// Most frames `backtrace()` returns.
+const MAX_FRAMES: usize = 64;
+/// How far up the stack `backtrace()` looks for return addresses.
+const MAX_STACK_SCAN: usize = 64 * 1024;
+
+/// Return addresses on the stack from `sp` up, innermost first: words that
+/// point into a module just after a call instruction. Code built without
+/// frame pointers or unwind tables can be walked this way too; a stale
+/// return address left in a dead frame may show up, as in any scan.
+fn scan_return_addresses(sp: usize, first: Option<usize>) -> Vec<usize> {
+    let mut frames: Vec<usize> = first.into_iter().collect();
+    let word = std::mem::size_of::<usize>();
+    let mut chunk = vec![0u8; 4096];
+    let mut at = sp & !(word - 1);
+    let end = sp + MAX_STACK_SCAN;
+    while at < end && frames.len() < MAX_FRAMES {
+        let got = dr_sys::memory::safe_read(at, &mut chunk);
+        if got < word {
+            break;
+        }
+        for w in chunk[..got - got % word].chunks_exact(word) {
+            let value = usize::from_ne_bytes(w.try_into().unwrap());
+            if crate::modules::containing(value).is_some() && follows_call(value) {
+                frames.push(value);
+                if frames.len() == MAX_FRAMES {
+                    break;
+                }
+            }
+        }
+        at += got - got % word;
+    }
+    frames
+}
+
+/// Whether the bytes before `address` end with a call instruction.
+fn follows_call(address: usize) -> bool {
+    let mut before = [0u8; 7];
+    if dr_sys::memory::safe_read(address.wrapping_sub(7), &mut before) < 7 {
+        return false;
+    }
+    // call rel32 (e8 xx xx xx xx), or call r/m (ff /2) of 2 to 7 bytes.
+    before[2] == 0xe8 || (1..=6).any(|len| {
+        let i = 7 - len - 1;
+        before[i] == 0xff && (before[i + 1] >> 3) & 7 == 2
+    })
+}
+
 /// A Python int (negative ones as two's complement) as a machine word.
 fn to_word(value: &Bound<'_, PyAny>) -> PyResult<usize> {
     if let Ok(w) = value.extract::<usize>() {
@@ -171,6 +273,36 @@ impl HitContext {
             Some(call) => Ok(Arguments { call: call.clone() }),
             None => Err(self.missing("args")),
         }
+    }
+
+    /// The registers (function probes).
+    #[getter]
+    fn regs(&self) -> PyResult<Registers> {
+        match &self.call {
+            Some(call) => Ok(Registers { call: call.clone() }),
+            None => Err(self.missing("regs")),
+        }
+    }
+
+    /// Return addresses on the stack, innermost first (the caller first).
+    fn backtrace(&self) -> PyResult<Vec<usize>> {
+        let call = self.call.as_ref().ok_or_else(|| self.missing("backtrace"))?;
+        let wc = call.live_context()?;
+        // SAFETY: the context is live (a callback is running).
+        let sp = unsafe { dr_sys::wrap::register(wc, dr_sys::wrap::Register::Rsp) }.unwrap_or(0);
+        let caller = self.fields.iter().find(|(n, _)| *n == "caller").and_then(|(_, v)| match v {
+            FieldValue::Int(i) => Some(*i as usize),
+            _ => None,
+        });
+        // At entry the caller's return address is at [rsp]; skip it.
+        let from = if call.is_exit { sp } else { sp + std::mem::size_of::<usize>() };
+        Ok(scan_return_addresses(from, caller))
+    }
+
+    /// `module!function+0xoff` for an address.
+    #[staticmethod]
+    fn symbolize(address: usize) -> String {
+        crate::modules::symbolize(address)
     }
 
     /// The value the function returns (function_exit); assign to change it.
@@ -218,9 +350,9 @@ impl HitContext {
 impl HitContext {
     /// The names a handler can read on this event.
     fn field_names(&self) -> Vec<&'static str> {
-        let mut names = vec!["event", "pid", "tid", "mem"];
+        let mut names = vec!["event", "pid", "tid", "mem", "symbolize"];
         if let Some(call) = &self.call {
-            names.push("args");
+            names.extend(["args", "regs", "backtrace"]);
             if call.is_exit {
                 names.push("retval");
             }

@@ -14,12 +14,14 @@ pub mod context;
 pub mod dispatch;
 mod interpreter;
 pub mod memory;
+pub mod modules;
 pub mod mends;
 mod native_module;
 pub mod output;
 pub mod predicate;
 pub mod probe;
 pub mod stack;
+pub mod symbols;
 
 use output::TracerStreams;
 use probe::Probe;

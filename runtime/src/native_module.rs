@@ -11,6 +11,8 @@ pub mod _ptap {
     #[pymodule_export]
     use crate::context::Arguments;
     #[pymodule_export]
+    use crate::context::Registers;
+    #[pymodule_export]
     use crate::memory::Memory;
 
     use pyo3::prelude::*;
@@ -25,5 +27,29 @@ pub mod _ptap {
     #[pyfunction]
     fn tid() -> u32 {
         dr_sys::process::current_tid()
+    }
+
+    /// Addresses where a function of this name starts, in every module.
+    #[pyfunction]
+    fn addresses_of(name: &str) -> Vec<usize> {
+        crate::modules::addresses_of(name)
+    }
+
+    /// Names of the function starting at `address`.
+    #[pyfunction]
+    fn names_at(address: usize) -> Vec<String> {
+        crate::modules::names_at(address)
+    }
+
+    /// Name of the module holding `address`, or None.
+    #[pyfunction]
+    fn module_of(address: usize) -> Option<String> {
+        crate::modules::containing(address).map(|m| m.name)
+    }
+
+    /// `module!function+0xoff` for an address.
+    #[pyfunction]
+    fn symbolize(address: usize) -> String {
+        crate::modules::symbolize(address)
     }
 }
