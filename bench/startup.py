@@ -31,9 +31,12 @@ def dynamorio_library():
 
 
 def measure(argv, env=None):
-    """Wall time of one run of *argv*, in seconds."""
+    """Wall time of one run of *argv*, in seconds. With DYNAMORIO_EXE_PATH
+    in *env*, libdynamorio.so is executed with *argv* as the target's own
+    (early injection)."""
+    executable = str(dynamorio_library()) if env and "DYNAMORIO_EXE_PATH" in env else None
     start = time.perf_counter()
-    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(argv, executable=executable, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return time.perf_counter() - start
 
 
@@ -50,7 +53,7 @@ def main():
     bare_env = dict(os.environ, DYNAMORIO_EXE_PATH=exe, DYNAMORIO_OPTIONS="-code_api")
     variants = {
         "native": (command, None),
-        "DynamoRIO, no client": ([str(dynamorio_library()), *command], bare_env),
+        "DynamoRIO, no client": (command, bare_env),
         "ProcessTap, empty script": ([str(RELEASE / "processtap"), "-q", script.name, "--", *command], None),
     }
     times = {name: [] for name in variants}

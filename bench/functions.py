@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Overhead of function probes, measured side by side in one run.
+
+    /usr/bin/python3.11 bench/functions.py [--calls N] [--runs R]
+
+Two targets (built here with gcc): one that calls malloc/free N times, one
+that calls a small function `work` N times. For each: native, DynamoRIO
+with no client, ProcessTap with a probe that matches nothing, ProcessTap
+with an empty Python handler on every call, and with a handler that counts
+into a dict; Frida's Interceptor (empty onEnter) as a peer when the `frida`
+Python package is installed. Runs are interleaved so machine noise hits all
+rows alike. Each row runs twice, with N calls and with none, so start-up
+(Python, the script) drops out: the table shows the median time of the N
+calls alone, its ratio to DynamoRIO with no client, and the cost per call
+in ns over DynamoRIO.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+RELEASE = BENCH.parent / "target" / "release"
+DYNAMORIO = RELEASE / "dynamorio" / "lib64" / "release" / "libdynamorio.so"
+
+NOTHING = 'function_entry(function_name == "no_such_function_anywhere")'
+SCRIPTS = {
+    "ProcessTap, probe matching nothing": f"@{NOTHING}\ndef never(ctx):\n    pass\n",
+    "ProcessTap, empty handler": "@function_entry(function_name == {name!r})\ndef on_call(ctx):\n    pass\n",
+    "ProcessTap, count into a dict": (
+        "counts = {{}}\n"
+        "@function_entry(function_name == {name!r})\n"
+        "def on_call(ctx):\n"
+        "    counts[ctx.tid] = counts.get(ctx.tid, 0) + 1\n"
+    ),
+}
+
+FRIDA_RUNNER = r"""
+import sys, frida
+target, name, calls = sys.argv[1], sys.argv[2], sys.argv[3]
+pid = frida.spawn([target, calls])
+session = frida.attach(pid)
+script = session.create_script(
+    "Interceptor.attach(Module.getExportByName(null, '%s') || DebugSymbol.fromName('%s').address,"
+    " { onEnter(args) {} });" % (name, name))
+script.load()
+done = []
+session.on("detached", lambda *a: done.append(1))
+frida.resume(pid)
+while not done:
+    import time; time.sleep(0.01)
+"""
+
+
+def build(tmp):
+    """Compile the two targets into *tmp*; return {label: (path, probed function)}."""
+    targets = {}
+    for source, function in (("malloc_heavy.c", "malloc"), ("call_heavy.c", "work")):
+        exe = Path(tmp) / source[:-2]
+        subprocess.run(["gcc", "-O2", "-g", "-o", exe, BENCH / "targets" / source], check=True)
+        targets[source[:-2]] = (exe, function)
+    return targets
+
+
+def timed(argv, env=None):
+    # Under DynamoRIO without our launcher, libdynamorio.so is executed with
+    # the target's own argv, as early injection wants.
+    executable = str(DYNAMORIO) if env and "DYNAMORIO_EXE_PATH" in env else None
+    start = time.perf_counter()
+    subprocess.run(argv, executable=executable, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start
+
+
+def rows_for(exe, function, calls, tmp):
+    """The commands to compare for one target, in table order; the last
+    argument of each is the number of calls."""
+    bare_env = dict(os.environ, DYNAMORIO_EXE_PATH=str(exe), DYNAMORIO_OPTIONS="-code_api")
+    rows = {
+        "native": ([str(exe), str(calls)], None),
+        "DynamoRIO, no client": ([str(exe), str(calls)], bare_env),
+    }
+    for label, text in SCRIPTS.items():
+        script = Path(tmp) / f"{exe.name}-{len(rows)}.ptap"
+        script.write_text(text.format(name=function))
+        rows[label] = ([str(RELEASE / "processtap"), "-q", str(script), "--", str(exe), str(calls)], None)
+    try:
+        import frida  # noqa: F401
+
+        runner = Path(tmp) / "frida_runner.py"
+        runner.write_text(FRIDA_RUNNER)
+        rows["Frida Interceptor, empty onEnter"] = ([sys.executable, str(runner), str(exe), function, str(calls)], None)
+    except ImportError:
+        pass
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2_000_000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    if not DYNAMORIO.is_file() or not shutil.which("gcc"):
+        sys.exit("build first (scripts/bootstrap) and install gcc")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (exe, function) in build(tmp).items():
+            rows = rows_for(exe, function, args.calls, tmp)
+            totals = {label: [] for label in rows}
+            slopes = {label: [] for label in rows}
+            for _ in range(args.runs):
+                for label, (argv, env) in rows.items():
+                    with_calls = timed(argv, env)
+                    without = timed([*argv[:-1], "0"], env)
+                    totals[label].append(with_calls)
+                    slopes[label].append(with_calls - without)
+            total = {label: statistics.median(t) for label, t in totals.items()}
+            slope = {label: statistics.median(t) for label, t in slopes.items()}
+            bare = "DynamoRIO, no client"
+            print(f"\n{name}: {args.calls} calls of {function}, median of {args.runs} interleaved runs")
+            print(f"{'':36}{'total s':>9}{'x DR':>8}{'ns/call':>9}{'ns/call over DR':>17}")
+            for label in rows:
+                per_call = slope[label] / args.calls * 1e9
+                over = (slope[label] - slope[bare]) / args.calls * 1e9
+                print(f"{label:36}{total[label]:9.3f}{total[label] / total[bare]:8.2f}{per_call:9.0f}{over:17.0f}")
+            print("(ns/call: time of the calls alone, the run with none subtracted)")
+    if "frida" not in sys.modules:
+        print("\n(Frida not installed: `pip install frida` adds it as a peer row)")
+
+
+if __name__ == "__main__":
+    main()
