@@ -14,10 +14,11 @@ use ptap_runtime::symbols::SymbolTable;
 use dr_sys::module::ModuleInfo;
 use dr_sys::wrap::WrapContext;
 use parking_lot::Mutex;
-use ptap_runtime::context::{CallState, FieldValue, HitContext, KEPT_ARGS};
+use ptap_runtime::context::{CallState, Fields, FunctionFields, HitContext, KEPT_ARGS};
 use ptap_runtime::dispatch::call_handlers;
 use ptap_runtime::predicate::{EventFields, Predicate, Value, Variable};
 use ptap_runtime::probe::{Probe, ProbeKind};
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -34,26 +35,60 @@ pub fn handles(kind: ProbeKind) -> bool {
 /// and whether its predicate still needs deciding at run time.
 struct SiteProbe {
     probe: usize,
-    name: Option<String>,
+    name: Option<Arc<str>>,
     predicate: Option<Predicate>,
 }
 
 /// One wrapped function.
 struct Site {
     address: usize,
-    module: String,
+    module: Arc<str>,
     entry: Vec<SiteProbe>,
     exit: Vec<SiteProbe>,
 }
 
+/// A set of indices into a site's probe list (sites have few probes; a
+/// site with more than 64 on one side keeps the first 64).
+type ProbeSet = u64;
+
 /// What the exit callback needs of a call its entry callback saw.
 struct CallRecord {
     site: Arc<Site>,
-    /// Indices into `site.exit` of the probes whose predicates matched.
-    exit: Vec<usize>,
+    /// The exit probes whose predicates matched.
+    exit: ProbeSet,
     args: [usize; KEPT_ARGS],
     caller: usize,
     tid: u32,
+    /// The stack pointer at entry (pointing at the return address).
+    sp: usize,
+    /// Its exit was already reported as unwound; drwrap may still hand it
+    /// to the exit callback later, which then only frees it.
+    reported: Cell<bool>,
+}
+
+thread_local! {
+    /// The calls of this thread with exit probes that have not returned,
+    /// outermost first. drwrap notices a call left by longjmp or an
+    /// exception only in some cases (and, at the same stack depth, pairs a
+    /// stale entry with a later call's return), so we check the stack
+    /// ourselves and report such calls as unwound, once.
+    ///
+    /// The Vec is leaked per thread on purpose: a thread-local with a
+    /// destructor would register it with the private libc's
+    /// `__cxa_thread_atexit_impl`, which crashes under DynamoRIO.
+    static OPEN_CALLS_PTR: Cell<*mut Vec<*mut CallRecord>> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Runs `f` on the calling thread's open calls.
+fn with_open_calls<R>(f: impl FnOnce(&mut Vec<*mut CallRecord>) -> R) -> R {
+    OPEN_CALLS_PTR.with(|cell| {
+        if cell.get().is_null() {
+            cell.set(Box::into_raw(Box::default()));
+        }
+        // SAFETY: the Vec belongs to this thread alone, and `f` cannot
+        // reach it again (it runs no handler).
+        f(unsafe { &mut *cell.get() })
+    })
 }
 
 /// The tracer's probes, set once at start-up.
@@ -141,12 +176,14 @@ pub fn on_module_load(module: &ModuleInfo, is_main: bool) {
     }
 
     let mut sites = Vec::new();
+    let module_name: Arc<str> = Arc::from(module.name.as_str());
     for (address, names) in candidates {
-        let mut site = Site { address, module: module.name.clone(), entry: Vec::new(), exit: Vec::new() };
+        let mut site = Site { address, module: module_name.clone(), entry: Vec::new(), exit: Vec::new() };
         for (i, predicate) in &resolved {
             let Some(matched) = match_site(predicate, &names, address, &module.name) else { continue };
             let list = if probes[*i].kind == ProbeKind::FunctionEntry { &mut site.entry } else { &mut site.exit };
-            list.push(SiteProbe { probe: *i, name: matched.0, predicate: matched.1.then(|| predicate.clone()) });
+            let name = matched.0.map(|n| Arc::from(n.as_str()));
+            list.push(SiteProbe { probe: *i, name, predicate: matched.1.then(|| predicate.clone()) });
         }
         if site.entry.is_empty() && site.exit.is_empty() {
             continue;
@@ -203,40 +240,31 @@ pub fn on_module_unload(start: usize) {
 }
 
 /// The probes of `list` whose predicates accept this call.
-fn matching(list: &[SiteProbe], site: &Site, tid: u32, pid: u32) -> Vec<usize> {
-    (0..list.len())
-        .filter(|&i| {
-            let sp = &list[i];
-            sp.predicate.as_ref().is_none_or(|p| {
-                let site_fields = SiteFields { name: sp.name.as_deref(), address: site.address, module: &site.module };
-                p.matches(&CallFields { site: site_fields, tid, pid })
-            })
-        })
-        .collect()
+fn matching(list: &[SiteProbe], site: &Site, tid: u32, pid: u32) -> ProbeSet {
+    let mut set: ProbeSet = 0;
+    for (i, sp) in list.iter().enumerate().take(64) {
+        let accepted = sp.predicate.as_ref().is_none_or(|p| {
+            let site_fields = SiteFields { name: sp.name.as_deref(), address: site.address, module: &site.module };
+            p.matches(&CallFields { site: site_fields, tid, pid })
+        });
+        if accepted {
+            set |= 1 << i;
+        }
+    }
+    set
 }
 
-fn function_fields(site: &Site, name: &Option<String>, caller: usize) -> Vec<(&'static str, FieldValue)> {
-    vec![
-        ("function", FieldValue::Int(site.address as i64)),
-        ("function_name", name.clone().map_or(FieldValue::None, FieldValue::Str)),
-        ("caller", FieldValue::Int(caller as i64)),
-        ("module", FieldValue::Str(site.module.clone())),
-        ("pc", FieldValue::Int(site.address as i64)),
-    ]
-}
-
-/// Calls the handlers of `chosen` probes (indices into `list`) for one event.
-fn fire(kind: ProbeKind, list: &[SiteProbe], chosen: &[usize], site: &Site, call: &Arc<CallState>, caller: usize, tid: u32, extra: Option<(&'static str, FieldValue)>) {
+/// Calls the handlers of the probes in `chosen` for one event; returns the
+/// argument words as the handlers left them.
+fn fire(kind: ProbeKind, list: &[SiteProbe], chosen: ProbeSet, site: &Site, call: CallState, caller: usize, tid: u32, unwound: Option<bool>) -> Option<[usize; KEPT_ARGS]> {
     let probes = PROBES.get().unwrap();
+    let chosen_probes = || (0..list.len().min(64)).filter(move |i| chosen & (1 << i) != 0);
     // Several probes at one site may have matched under different names;
     // ctx shows the first one's.
-    let name = &list[chosen[0]].name;
-    let handlers: Vec<&Probe> = chosen.iter().map(|&i| &probes[list[i].probe]).collect();
-    let mut fields = function_fields(site, name, caller);
-    fields.extend(extra);
-    let ctx = HitContext { event: kind.name(), pid: dr_sys::process::pid(), tid, fields, call: Some(call.clone()) };
-    call_handlers(&handlers, ctx);
-    call.finish();
+    let name = chosen_probes().next().and_then(|i| list[i].name.clone());
+    let fields = FunctionFields { function: site.address, name, module: site.module.clone(), caller, unwound };
+    let ctx = HitContext { event: kind.name(), pid: dr_sys::process::pid(), tid, fields: Fields::Function(fields), call: Some(call) };
+    call_handlers(chosen_probes().map(|i| &probes[list[i].probe]), ctx)
 }
 
 unsafe extern "C" fn on_entry(wc: WrapContext, user_data: *mut *mut c_void) {
@@ -247,25 +275,86 @@ unsafe extern "C" fn on_entry(wc: WrapContext, user_data: *mut *mut c_void) {
     let site = &*site_ptr;
     let tid = dr_sys::process::tid_of(dr_sys::wrap::drcontext(wc));
     let pid = dr_sys::process::pid();
+    let has_open_calls = with_open_calls(|open| !open.is_empty());
+    let sp = if has_open_calls || !site.exit.is_empty() {
+        dr_sys::wrap::register(wc, dr_sys::wrap::Register::Rsp).unwrap_or(0)
+    } else {
+        0
+    };
+    if has_open_calls {
+        let caller = dr_sys::wrap::return_address(wc);
+        report_abandoned_calls(|open| open.sp < sp || (open.sp == sp && is_direct_call_to(caller, site.address)));
+    }
     let entry = matching(&site.entry, site, tid, pid);
     let exit = matching(&site.exit, site, tid, pid);
-    if entry.is_empty() && exit.is_empty() {
+    if entry == 0 && exit == 0 {
         return;
     }
-    let mut args = [0usize; KEPT_ARGS];
-    for (i, a) in args.iter_mut().enumerate() {
-        *a = dr_sys::wrap::arg(wc, i);
-    }
+    let mut args: [usize; KEPT_ARGS] = dr_sys::wrap::register_args(wc);
     let caller = dr_sys::wrap::return_address(wc);
-    if !entry.is_empty() {
+    if entry != 0 {
         let call = CallState::new(wc as usize, false, args);
-        fire(ProbeKind::FunctionEntry, &site.entry, &entry, site, &call, caller, tid, None);
-        args = call.args();
+        if let Some(changed) = fire(ProbeKind::FunctionEntry, &site.entry, entry, site, call, caller, tid, None) {
+            args = changed;
+        }
     }
-    if !exit.is_empty() {
+    if exit != 0 {
         Arc::increment_strong_count(site_ptr);
-        let record = CallRecord { site: Arc::from_raw(site_ptr), exit, args, caller, tid };
-        *user_data = Box::into_raw(Box::new(record)) as *mut c_void;
+        let record = CallRecord { site: Arc::from_raw(site_ptr), exit, args, caller, tid, sp, reported: Cell::new(false) };
+        let record = Box::into_raw(Box::new(record));
+        with_open_calls(|open| open.push(record));
+        *user_data = record as *mut c_void;
+    }
+}
+
+/// Pops the innermost open calls for which `abandoned` holds and reports
+/// each as unwound. The records stay allocated: drwrap still holds them.
+fn report_abandoned_calls(abandoned: impl Fn(&CallRecord) -> bool) {
+    let mut gone = Vec::new();
+    with_open_calls(|open| {
+        // SAFETY: open records are alive until on_exit frees them,
+        // which first removes them from the open calls.
+        while let Some(&top) = open.last() {
+            if !abandoned(unsafe { &*top }) {
+                break;
+            }
+            open.pop();
+            gone.push(top);
+        }
+    });
+    for record in gone {
+        // SAFETY: as above; we are the thread that owns the record.
+        report_unwound(unsafe { &*record });
+    }
+}
+
+/// Fires a call's exit probes with `ctx.unwound` true, once.
+fn report_unwound(record: &CallRecord) {
+    if record.reported.replace(true) {
+        return;
+    }
+    let call = CallState::new(0, true, record.args);
+    let site = &record.site;
+    fire(ProbeKind::FunctionExit, &site.exit, record.exit, site, call, record.caller, record.tid, Some(true));
+}
+
+/// Whether the instruction before `return_address` is a direct call of
+/// `function` (so a new call at the same stack depth as an open call of
+/// it is a fresh call after that one was abandoned, not a tail call).
+fn is_direct_call_to(return_address: usize, function: usize) -> bool {
+    let mut call = [0u8; 5];
+    if dr_sys::memory::safe_read(return_address.wrapping_sub(5), &mut call) < 5 || call[0] != 0xe8 {
+        return false;
+    }
+    let displacement = i32::from_le_bytes(call[1..].try_into().unwrap()) as isize;
+    return_address.wrapping_add_signed(displacement) == function
+}
+
+/// Reports every open call of the calling thread as unwound: the thread
+/// (or the process) is ending and they will never return.
+pub fn report_open_calls_at_exit() {
+    if PROBES.get().is_some() {
+        report_abandoned_calls(|_| true);
     }
 }
 
@@ -273,11 +362,26 @@ unsafe extern "C" fn on_exit(wc: WrapContext, user_data: *mut c_void) {
     if user_data.is_null() {
         return;
     }
+    let record_ptr = user_data as *mut CallRecord;
+    // Calls opened after this one that have not returned were skipped by
+    // an unwind that this return ends.
+    let skipped: Vec<*mut CallRecord> = with_open_calls(|open| {
+        match open.iter().position(|&r| r == record_ptr) {
+            Some(i) => open.split_off(i).into_iter().skip(1).collect(),
+            None => Vec::new(),
+        }
+    });
+    for r in skipped.into_iter().rev() {
+        // SAFETY: still held by drwrap, hence alive.
+        report_unwound(&*r);
+    }
     // SAFETY: set by on_entry to a boxed CallRecord, handed to us once.
-    let record = Box::from_raw(user_data as *mut CallRecord);
+    let record = Box::from_raw(record_ptr);
+    if record.reported.get() {
+        return;
+    }
     let unwound = wc.is_null();
     let call = CallState::new(wc as usize, true, record.args);
     let site = &record.site;
-    let unwound_field = ("unwound", FieldValue::Bool(unwound));
-    fire(ProbeKind::FunctionExit, &site.exit, &record.exit, site, &call, record.caller, record.tid, Some(unwound_field));
+    fire(ProbeKind::FunctionExit, &site.exit, record.exit, site, call, record.caller, record.tid, Some(unwound));
 }

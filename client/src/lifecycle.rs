@@ -9,7 +9,7 @@ use crate::banner::Banner;
 use dr_sys::ffi;
 use dr_sys::process::DrContext;
 use once_cell::sync::OnceCell;
-use ptap_runtime::context::{FieldValue, HitContext};
+use ptap_runtime::context::{FieldValue, Fields, HitContext};
 use ptap_runtime::dispatch::call_handlers;
 use ptap_runtime::predicate::{EventFields, Value, Variable};
 use ptap_runtime::probe::{Probe, ProbeKind};
@@ -60,6 +60,7 @@ pub fn install(runtime: Runtime, banner: Banner) {
         ffi::dr_register_filter_syscall_event(Some(filter_syscall));
         ffi::drmgr_register_pre_syscall_event(Some(on_pre_syscall));
         ffi::dr_register_exit_event(Some(on_exit));
+        ffi::dr_register_fork_init_event(Some(on_fork));
     }
 }
 
@@ -88,8 +89,8 @@ fn fire(tracer: &Tracer, kind: ProbeKind, fields: &LifecycleFields<'_>, extra: i
     if matching.is_empty() {
         return;
     }
-    let ctx = HitContext { event: kind.name(), pid: fields.pid, tid: fields.tid, fields: extra(), call: None };
-    call_handlers(&matching, ctx);
+    let ctx = HitContext { event: kind.name(), pid: fields.pid, tid: fields.tid, fields: Fields::Lifecycle(extra()), call: None };
+    call_handlers(matching.into_iter(), ctx);
 }
 
 unsafe extern "C" fn on_thread_init(dc: *mut std::ffi::c_void) {
@@ -104,6 +105,7 @@ unsafe extern "C" fn on_thread_init(dc: *mut std::ffi::c_void) {
 }
 
 unsafe extern "C" fn on_thread_exit(dc: *mut std::ffi::c_void) {
+    crate::functions::report_open_calls_at_exit();
     if let Some(tracer) = TRACER.get() {
         let tid = dr_sys::process::tid_of(dc as DrContext);
         if tid != tracer.initial_tid {
@@ -140,6 +142,10 @@ unsafe extern "C" fn on_module_unload(_dc: *mut std::ffi::c_void, info: *const f
     let start = dr_sys::module::ModuleInfo::from_raw(info).start;
     crate::functions::on_module_unload(start);
     ptap_runtime::modules::remove(start);
+}
+
+unsafe extern "C" fn on_fork(_dc: *mut std::ffi::c_void) {
+    dr_sys::process::forget_pid();
 }
 
 unsafe extern "C" fn on_signal(_dc: *mut std::ffi::c_void, info: *mut ffi::dr_siginfo_t) -> ffi::dr_signal_action_t {
@@ -183,6 +189,7 @@ fn exit_code() -> (i64, Option<u32>) {
 }
 
 unsafe extern "C" fn on_exit() {
+    crate::functions::report_open_calls_at_exit();
     if let Some(tracer) = TRACER.get() {
         let (code, signal) = exit_code();
         let fields = LifecycleFields { pid: dr_sys::process::pid(), tid: dr_sys::process::current_tid(), module_name: None };

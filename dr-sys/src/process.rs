@@ -6,10 +6,28 @@ use std::ffi::CStr;
 /// An opaque DynamoRIO per-thread context, as handed to event callbacks.
 pub type DrContext = *mut std::ffi::c_void;
 
-/// The process id DynamoRIO reports (correct after fork, unlike a cached one).
+/// The process id, asked of the kernel once and again after each fork
+/// ([`forget_pid`]): events need it on every call, and asking costs a
+/// system call.
+static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The process id.
 pub fn pid() -> u32 {
-    // SAFETY: takes no arguments, valid at any time after client init.
-    unsafe { ffi::dr_get_process_id() as u32 }
+    use std::sync::atomic::Ordering;
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: takes no arguments, valid at any time after client init.
+            let pid = unsafe { ffi::dr_get_process_id() as u32 };
+            PID.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
+}
+
+/// Call in the child after a fork: the next [`pid`] asks again.
+pub fn forget_pid() {
+    PID.store(0, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The calling thread's id, or 0 when called outside a DynamoRIO thread.

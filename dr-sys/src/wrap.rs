@@ -33,7 +33,10 @@ pub fn exit() {
 /// # Safety
 /// `site` must stay valid until the function is unwrapped.
 pub unsafe fn wrap(address: usize, pre: PreCallback, post: Option<PostCallback>, site: *mut c_void) -> bool {
-    let flags = ffi::drwrap_wrap_flags_t_DRWRAP_UNWIND_ON_EXCEPTION | ffi::drwrap_callconv_t_DRWRAP_CALLCONV_DEFAULT as ffi::drwrap_wrap_flags_t;
+    // Not DRWRAP_UNWIND_ON_EXCEPTION: on Linux it only stops drwrap from
+    // reporting the unwinds its heuristics find (it expects Windows'
+    // exception event to have reported them).
+    let flags = ffi::drwrap_callconv_t_DRWRAP_CALLCONV_DEFAULT as ffi::drwrap_wrap_flags_t;
     ffi::drwrap_wrap_ex(address as *mut u8, Some(pre), post, site, flags) != 0
 }
 
@@ -51,6 +54,21 @@ pub unsafe fn unwrap(address: usize, pre: PreCallback, post: Option<PostCallback
 /// `wc` must be the live context of a pre callback.
 pub unsafe fn arg(wc: WrapContext, index: usize) -> usize {
     ffi::drwrap_get_arg(wc, index as i32) as usize
+}
+
+/// The six integer argument registers of the SysV x86-64 ABI (rdi, rsi,
+/// rdx, rcx, r8, r9), read from one copy of the machine context (cheaper
+/// than six [`arg`] calls).
+///
+/// # Safety
+/// `wc` must be the live context of a pre callback.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn register_args(wc: WrapContext) -> [usize; 6] {
+    match mcontext(wc) {
+        Some(mc) => [Register::Rdi, Register::Rsi, Register::Rdx, Register::Rcx, Register::R8, Register::R9]
+            .map(|r| *slot(mc, r) as usize),
+        None => [0; 6],
+    }
 }
 
 /// Changes argument `index` before the function body runs.

@@ -44,9 +44,49 @@ pub struct HitContext {
     pub pid: u32,
     #[pyo3(get)]
     pub tid: u32,
-    pub fields: Vec<(&'static str, FieldValue)>,
+    pub fields: Fields,
     /// The function call this event is part of (function probes only).
-    pub call: Option<Arc<CallState>>,
+    pub call: Option<CallState>,
+}
+
+/// The event-specific fields of a `ctx`.
+pub enum Fields {
+    /// Rare events: a list of named values.
+    Lifecycle(Vec<(&'static str, FieldValue)>),
+    /// Function entry and exit: fixed fields, cheap to fill per call.
+    Function(FunctionFields),
+}
+
+/// What a function event knows besides the call's registers and memory.
+pub struct FunctionFields {
+    pub function: usize,
+    /// The symbol the probe matched, if the function has one.
+    pub name: Option<Arc<str>>,
+    pub module: Arc<str>,
+    /// The return address.
+    pub caller: usize,
+    /// At exit: whether the call was unwound (longjmp, exception).
+    pub unwound: Option<bool>,
+}
+
+impl FunctionFields {
+    const NAMES: [&'static str; 5] = ["function", "function_name", "caller", "module", "pc"];
+
+    fn get<'py>(&self, py: Python<'py>, name: &str) -> Option<PyResult<Bound<'py, PyAny>>> {
+        use pyo3::types::{PyBool, PyInt, PyString};
+        let int = |v: usize| PyInt::new(py, v).into_any();
+        Some(Ok(match name {
+            "function" | "pc" => int(self.function),
+            "function_name" => match &self.name {
+                Some(n) => PyString::new(py, n).into_any(),
+                None => py.None().into_bound(py),
+            },
+            "caller" => int(self.caller),
+            "module" => PyString::new(py, &self.module).into_any(),
+            "unwound" => PyBool::new(py, self.unwound?).to_owned().into_any(),
+            _ => return None,
+        }))
+    }
 }
 
 /// Number of integer argument registers whose entry values are kept for
@@ -61,29 +101,29 @@ pub struct CallState {
     wrap_context: AtomicUsize,
     pub is_exit: bool,
     /// The argument words the function was entered with.
-    args: parking_lot::Mutex<[usize; KEPT_ARGS]>,
+    args: [AtomicUsize; KEPT_ARGS],
     /// A handler wrote RIP: continue there when the handlers return.
     redirect: std::sync::atomic::AtomicBool,
 }
 
 impl CallState {
-    pub fn new(wrap_context: usize, is_exit: bool, args: [usize; KEPT_ARGS]) -> Arc<CallState> {
-        Arc::new(CallState {
+    pub fn new(wrap_context: usize, is_exit: bool, args: [usize; KEPT_ARGS]) -> CallState {
+        CallState {
             wrap_context: AtomicUsize::new(wrap_context),
             is_exit,
-            args: parking_lot::Mutex::new(args),
+            args: args.map(AtomicUsize::new),
             redirect: Default::default(),
-        })
+        }
     }
 
     /// The entry argument words, after any change a handler made.
     pub fn args(&self) -> [usize; KEPT_ARGS] {
-        *self.args.lock()
+        std::array::from_fn(|i| self.args[i].load(Ordering::Relaxed))
     }
 
     /// Ends the handlers' access to the call (drwrap's context dies when
     /// the callback returns), redirecting the thread if a handler wrote RIP.
-    pub fn finish(&self) {
+    fn finish(&self) {
         let wc = self.wrap_context.swap(0, Ordering::AcqRel);
         if wc != 0 && self.redirect.load(Ordering::Relaxed) {
             // SAFETY: the exit callback that owns `wc` is still running.
@@ -104,7 +144,13 @@ static MISSING_PROTOTYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// `ctx.args`: the function's arguments as raw words (SysV x86-64 ABI).
 #[pyclass(name = "Arguments", module = "_ptap", frozen)]
 pub struct Arguments {
-    call: Arc<CallState>,
+    ctx: Py<HitContext>,
+}
+
+impl Arguments {
+    fn call(&self) -> &CallState {
+        self.ctx.get().call.as_ref().expect("Arguments exist for function events only")
+    }
 }
 
 #[pymethods]
@@ -116,30 +162,32 @@ impl Arguments {
     /// Argument `index` as the raw register or stack word.
     fn raw(&self, index: isize) -> PyResult<usize> {
         let i = usize::try_from(index).map_err(|_| PyIndexError::new_err("argument indices start at 0; without a prototype there is no end to count from"))?;
+        let call = self.call();
         if i < KEPT_ARGS {
-            return Ok(self.call.args()[i]);
+            return Ok(call.args[i].load(Ordering::Relaxed));
         }
-        if self.call.is_exit {
+        if call.is_exit {
             return Err(PyIndexError::new_err(format!("only the first {KEPT_ARGS} arguments are kept for function_exit")));
         }
-        let wc = self.call.live_context()?;
+        let wc = call.live_context()?;
         // SAFETY: the context is live (the entry callback is running).
         Ok(unsafe { dr_sys::wrap::arg(wc, i) })
     }
 
     /// `ctx.args[i] = v` at entry: the function receives `v`.
     fn __setitem__(&self, index: usize, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        if self.call.is_exit {
+        let call = self.call();
+        if call.is_exit {
             return Err(PyTypeError::new_err("arguments can be changed at function_entry only"));
         }
         let word = to_word(value)?;
-        let wc = self.call.live_context()?;
+        let wc = call.live_context()?;
         // SAFETY: the context is live (the entry callback is running).
         if !unsafe { dr_sys::wrap::set_arg(wc, index, word) } {
             return Err(PyIndexError::new_err(format!("cannot set argument {index}")));
         }
         if index < KEPT_ARGS {
-            self.call.args.lock()[index] = word;
+            call.args[index].store(word, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -153,7 +201,7 @@ impl Arguments {
     }
 
     fn __repr__(&self) -> String {
-        let words: Vec<String> = self.call.args().iter().map(|w| format!("{w:#x}")).collect();
+        let words: Vec<String> = self.call().args().iter().map(|w| format!("{w:#x}")).collect();
         format!("<args (raw) {}, ...>", words.join(", "))
     }
 }
@@ -163,7 +211,13 @@ impl Arguments {
 /// thread there.
 #[pyclass(name = "Registers", module = "_ptap", frozen)]
 pub struct Registers {
-    call: Arc<CallState>,
+    ctx: Py<HitContext>,
+}
+
+impl Registers {
+    fn call(&self) -> &CallState {
+        self.ctx.get().call.as_ref().expect("Registers exist for function events only")
+    }
 }
 
 fn register_named(name: &str) -> PyResult<dr_sys::wrap::Register> {
@@ -175,24 +229,25 @@ fn register_named(name: &str) -> PyResult<dr_sys::wrap::Register> {
 impl Registers {
     fn __getattr__(&self, name: &str) -> PyResult<usize> {
         let reg = register_named(name)?;
-        let wc = self.call.live_context()?;
+        let wc = self.call().live_context()?;
         // SAFETY: the context is live (a callback is running).
         unsafe { dr_sys::wrap::register(wc, reg) }.ok_or_else(|| PyRuntimeError::new_err("registers are not available here"))
     }
 
     fn __setattr__(&self, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let reg = register_named(name)?;
-        if reg == dr_sys::wrap::Register::Rip && !self.call.is_exit {
+        let call = self.call();
+        if reg == dr_sys::wrap::Register::Rip && !call.is_exit {
             return Err(PyTypeError::new_err("RIP can be written at function_exit only (drwrap cannot redirect at entry)"));
         }
         let word = to_word(value)?;
-        let wc = self.call.live_context()?;
+        let wc = call.live_context()?;
         // SAFETY: the context is live (a callback is running).
         if !unsafe { dr_sys::wrap::set_register(wc, reg, word) } {
             return Err(PyRuntimeError::new_err(format!("cannot set {name} here")));
         }
         if reg == dr_sys::wrap::Register::Rip {
-            self.call.redirect.store(true, Ordering::Relaxed);
+            call.redirect.store(true, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -268,19 +323,19 @@ impl HitContext {
 
     /// The function's arguments (function probes).
     #[getter]
-    fn args(&self) -> PyResult<Arguments> {
-        match &self.call {
-            Some(call) => Ok(Arguments { call: call.clone() }),
-            None => Err(self.missing("args")),
+    fn args(slf: Py<Self>) -> PyResult<Arguments> {
+        match &slf.get().call {
+            Some(_) => Ok(Arguments { ctx: slf }),
+            None => Err(slf.get().missing("args")),
         }
     }
 
     /// The registers (function probes).
     #[getter]
-    fn regs(&self) -> PyResult<Registers> {
-        match &self.call {
-            Some(call) => Ok(Registers { call: call.clone() }),
-            None => Err(self.missing("regs")),
+    fn regs(slf: Py<Self>) -> PyResult<Registers> {
+        match &slf.get().call {
+            Some(_) => Ok(Registers { ctx: slf }),
+            None => Err(slf.get().missing("regs")),
         }
     }
 
@@ -290,10 +345,10 @@ impl HitContext {
         let wc = call.live_context()?;
         // SAFETY: the context is live (a callback is running).
         let sp = unsafe { dr_sys::wrap::register(wc, dr_sys::wrap::Register::Rsp) }.unwrap_or(0);
-        let caller = self.fields.iter().find(|(n, _)| *n == "caller").and_then(|(_, v)| match v {
-            FieldValue::Int(i) => Some(*i as usize),
-            _ => None,
-        });
+        let caller = match &self.fields {
+            Fields::Function(f) => Some(f.caller),
+            Fields::Lifecycle(_) => None,
+        };
         // At entry the caller's return address is at [rsp]; skip it.
         let from = if call.is_exit { sp } else { sp + std::mem::size_of::<usize>() };
         Ok(scan_return_addresses(from, caller))
@@ -323,15 +378,23 @@ impl HitContext {
     }
 
     fn __getattr__<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-        match self.fields.iter().find(|(n, _)| *n == name) {
-            Some((_, v)) => Ok(v.into_pyobject(py)?),
-            None => Err(self.missing(name)),
-        }
+        let found = match &self.fields {
+            Fields::Lifecycle(fields) => fields.iter().find(|(n, _)| *n == name).map(|(_, v)| Ok(v.into_pyobject(py)?)),
+            Fields::Function(fields) => fields.get(py, name),
+        };
+        found.unwrap_or_else(|| Err(self.missing(name)))
     }
 
     fn __repr__(&self) -> String {
         let mut parts = vec![format!("pid={}", self.pid), format!("tid={}", self.tid)];
-        for (n, v) in &self.fields {
+        if let Fields::Function(f) = &self.fields {
+            parts.push(format!("function={:#x} function_name={:?} module={:?} caller={:#x}", f.function, f.name, f.module, f.caller));
+        }
+        let lifecycle: &[(&str, FieldValue)] = match &self.fields {
+            Fields::Lifecycle(fields) => fields,
+            Fields::Function(_) => &[],
+        };
+        for (n, v) in lifecycle {
             parts.push(match v {
                 FieldValue::Bool(b) => format!("{n}={b}"),
                 FieldValue::Int(i) => format!("{n}={i}"),
@@ -357,8 +420,24 @@ impl HitContext {
                 names.push("retval");
             }
         }
-        names.extend(self.fields.iter().map(|(n, _)| *n));
+        match &self.fields {
+            Fields::Lifecycle(fields) => names.extend(fields.iter().map(|(n, _)| *n)),
+            Fields::Function(f) => {
+                names.extend(FunctionFields::NAMES);
+                if f.unwound.is_some() {
+                    names.push("unwound");
+                }
+            }
+        }
         names
+    }
+
+    /// Ends the event for the handlers: afterwards `ctx` no longer reaches
+    /// the call. Returns the call's argument words as the handlers left them.
+    pub fn finish(&self) -> Option<[usize; KEPT_ARGS]> {
+        let call = self.call.as_ref()?;
+        call.finish();
+        Some(call.args())
     }
 
     fn missing(&self, name: &str) -> PyErr {
@@ -369,7 +448,7 @@ impl HitContext {
         ))
     }
 
-    fn exit_call(&self, name: &str) -> PyResult<&Arc<CallState>> {
+    fn exit_call(&self, name: &str) -> PyResult<&CallState> {
         match &self.call {
             Some(call) if call.is_exit => Ok(call),
             _ => Err(self.missing(name)),

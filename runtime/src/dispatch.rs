@@ -1,88 +1,126 @@
-//! The single place that enters Python for an event: it switches to the
-//! Python stack, takes the GIL, builds `ctx` and calls the handlers whose
-//! predicates matched, so that a handler that raises never reaches the
-//! target.
+//! The single place that enters Python. It switches the thread to its
+//! Python stack, takes the GIL with the thread's own Python thread state,
+//! builds `ctx` and calls the handlers whose predicates matched, so that a
+//! handler that raises never reaches the target.
+//!
+//! Everything per thread lives in one thread-local [`PerThread`], looked
+//! up once per event: the stack, and a Python thread state made at the
+//! thread's first event and kept until it exits, so `threading.local()`
+//! data lasts between events and taking the GIL is one
+//! `PyEval_RestoreThread` (pyo3's `Python::attach` would make and delete a
+//! thread state each time).
 
-use crate::context::HitContext;
+use crate::context::{HitContext, KEPT_ARGS};
 use crate::probe::Probe;
-use crate::stack::on_python_stack;
+use crate::stack;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use std::cell::Cell;
 
+/// What one thread needs to enter Python.
+struct PerThread {
+    /// Base of the thread's Python stack, or 0 before first use.
+    stack_base: Cell<usize>,
+    /// True while the thread runs Python (a nested entry runs directly).
+    in_python: Cell<bool>,
+    /// The thread's Python thread state, or null before first use.
+    thread_state: Cell<*mut ffi::PyThreadState>,
+    /// Whether we made the thread state (and must delete it at exit).
+    made_state: Cell<bool>,
+}
+
 thread_local! {
-    /// Whether this thread's Python thread state was made here (and must be
-    /// deleted at thread exit) or already existed (the start-up thread).
-    static THREAD_STATE: Cell<ThreadState> = const { Cell::new(ThreadState::Unknown) };
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ThreadState {
-    Unknown,
-    Made,
-    Existing,
-}
-
-/// Gives the calling thread a Python thread state that lasts until the
-/// thread ends, so `threading.local()` data and the thread's identity in
-/// Python survive from one event to the next (pyo3 alone would make and
-/// drop one per entry).
-fn keep_thread_state() {
-    if THREAD_STATE.get() != ThreadState::Unknown {
-        return;
-    }
-    // SAFETY: Python is initialized; PyGILState_Ensure makes a thread state
-    // for a thread without one and takes the GIL, which PyEval_SaveThread
-    // gives back while keeping the state.
-    unsafe {
-        if ffi::PyGILState_GetThisThreadState().is_null() {
-            ffi::PyGILState_Ensure();
-            ffi::PyEval_SaveThread();
-            THREAD_STATE.set(ThreadState::Made);
-        } else {
-            THREAD_STATE.set(ThreadState::Existing);
+    static THREAD: PerThread = const {
+        PerThread {
+            stack_base: Cell::new(0),
+            in_python: Cell::new(false),
+            thread_state: Cell::new(std::ptr::null_mut()),
+            made_state: Cell::new(false),
         }
-    }
+    };
 }
 
-/// Deletes the thread state [`keep_thread_state`] made for this thread.
-pub fn drop_thread_state() {
-    if THREAD_STATE.replace(ThreadState::Unknown) != ThreadState::Made {
-        return;
-    }
-    on_python_stack(|| {
-        // SAFETY: the state was made by PyGILState_Ensure in this thread and
-        // is not current; restoring it takes the GIL, and the matching
-        // PyGILState_Release deletes it and releases the GIL.
-        unsafe {
-            let state = ffi::PyGILState_GetThisThreadState();
-            if !state.is_null() {
-                ffi::PyEval_RestoreThread(state);
-                ffi::PyGILState_Release(ffi::PyGILState_STATE::PyGILState_UNLOCKED);
-            }
+/// Records the thread state of the thread that initialized Python, which
+/// has just released the GIL with it.
+pub(crate) fn adopt_thread_state(state: *mut ffi::PyThreadState) {
+    THREAD.with(|t| t.thread_state.set(state));
+}
+
+/// Runs `f` with the GIL held, on the thread's Python stack.
+pub fn with_python<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
+    THREAD.with(|t| {
+        if t.in_python.get() {
+            // SAFETY: this thread already holds the GIL further up.
+            return f(unsafe { Python::assume_attached() });
         }
-    });
-}
-
-/// Calls each probe's handler with one shared `ctx`, in order. Exceptions
-/// are printed the first time for each handler, then counted.
-pub fn call_handlers(probes: &[&Probe], ctx: HitContext) {
-    if probes.is_empty() {
-        return;
-    }
-    on_python_stack(|| {
-        keep_thread_state();
-        Python::attach(|py| {
-            let ctx = match Py::new(py, ctx) {
-                Ok(ctx) => ctx,
-                Err(e) => return e.display(py),
-            };
-            for probe in probes {
-                if let Err(e) = probe.handler.call1(py, (ctx.clone_ref(py),)) {
-                    report_handler_error(py, probe, e);
+        let base = match t.stack_base.get() {
+            0 => match stack::allocate() {
+                Some(b) => {
+                    t.stack_base.set(b);
+                    b
                 }
+                None => 0,
+            },
+            b => b,
+        };
+        t.in_python.set(true);
+        let body = || {
+            let state = thread_state(t);
+            // SAFETY: `state` is this thread's own thread state, not
+            // current; restoring it takes the GIL, saving it releases it.
+            // Inside, pyo3's attach finds the state current and only counts
+            // (so it knows it may drop Python objects directly).
+            unsafe {
+                ffi::PyEval_RestoreThread(state);
+                let result = Python::attach(f);
+                ffi::PyEval_SaveThread();
+                result
             }
-        })
+        };
+        // SAFETY: the stack is this thread's and unused (in_python was false).
+        let result = if base != 0 { unsafe { stack::run_on(base, body) } } else { body() };
+        t.in_python.set(false);
+        result
+    })
+}
+
+/// The thread's Python thread state, made on first use.
+fn thread_state(t: &PerThread) -> *mut ffi::PyThreadState {
+    let state = t.thread_state.get();
+    if !state.is_null() {
+        return state;
+    }
+    // SAFETY: Python is initialized and this thread has no thread state:
+    // PyGILState_Ensure makes one and takes the GIL; PyEval_SaveThread
+    // releases the GIL and returns the state, which stays this thread's.
+    let state = unsafe {
+        ffi::PyGILState_Ensure();
+        ffi::PyEval_SaveThread()
+    };
+    t.thread_state.set(state);
+    t.made_state.set(true);
+    state
+}
+
+/// Calls each probe's handler with one shared `ctx`, in order, and ends the
+/// event: exceptions are printed the first time for each handler, then
+/// counted. Returns the call's argument words after the handlers (which
+/// may have changed them), for function probes.
+pub fn call_handlers<'a>(probes: impl Iterator<Item = &'a Probe>, ctx: HitContext) -> Option<[usize; KEPT_ARGS]> {
+    with_python(|py| {
+        let ctx = match Py::new(py, ctx) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                e.display(py);
+                return None;
+            }
+        };
+        for probe in probes {
+            if let Err(e) = probe.handler.call1(py, (ctx.clone_ref(py),)) {
+                report_handler_error(py, probe, e);
+            }
+        }
+        ctx.get().finish()
     })
 }
 
@@ -102,15 +140,6 @@ fn report_handler_error(py: Python<'_>, probe: &Probe, error: PyErr) {
     flush_streams(py);
 }
 
-/// Runs Python code that is not a handler (start-up, exit) on the Python
-/// stack with the GIL held.
-pub fn with_python<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
-    on_python_stack(|| {
-        keep_thread_state();
-        Python::attach(f)
-    })
-}
-
 /// Flushes Python's stdout and stderr (the tracer's streams).
 pub fn flush_streams(py: Python<'_>) {
     if let Ok(sys) = py.import("sys") {
@@ -120,4 +149,37 @@ pub fn flush_streams(py: Python<'_>) {
             }
         }
     }
+}
+
+/// Frees the calling thread's Python stack and deletes the thread state we
+/// made for it; call from its thread-exit event.
+pub fn release_thread() {
+    THREAD.with(|t| {
+        if t.in_python.get() {
+            return;
+        }
+        let state = t.thread_state.replace(std::ptr::null_mut());
+        if t.made_state.replace(false) && !state.is_null() {
+            let release = || {
+                // SAFETY: the state was made by PyGILState_Ensure in this
+                // thread and is not current; restoring it takes the GIL,
+                // and the matching PyGILState_Release deletes it and
+                // releases the GIL.
+                unsafe {
+                    ffi::PyEval_RestoreThread(state);
+                    ffi::PyGILState_Release(ffi::PyGILState_STATE::PyGILState_UNLOCKED);
+                }
+            };
+            match t.stack_base.get() {
+                0 => release(),
+                // SAFETY: the thread's own stack, not in use.
+                base => unsafe { stack::run_on(base, release) },
+            }
+        }
+        let base = t.stack_base.replace(0);
+        if base != 0 {
+            // SAFETY: allocated for this thread, no longer in use.
+            unsafe { stack::free(base) };
+        }
+    })
 }

@@ -32,6 +32,9 @@ pub fn initialize() -> Result<(), String> {
         let status = ffi::Py_InitializeFromConfig(&config);
         ffi::PyConfig_Clear(&mut config);
         check(status)?;
+        // Every entry into Python, start-up's included, goes through the
+        // dispatcher, which takes the GIL with the thread's own state.
+        crate::dispatch::adopt_thread_state(ffi::PyEval_SaveThread());
     }
     Ok(())
 }
@@ -50,16 +53,6 @@ fn check(status: ffi::PyStatus) -> Result<(), String> {
             std::ffi::CStr::from_ptr(status.err_msg).to_string_lossy().into_owned()
         };
         Err(format!("Python failed to start: {msg}"))
-    }
-}
-
-/// Lets other threads take the GIL; the start-up thread keeps its thread
-/// state and takes the GIL back like any other thread.
-pub fn release_gil() {
-    // SAFETY: called once, by the thread that initialized Python and holds
-    // the GIL; the saved state is restored by PyGILState_Ensure later.
-    unsafe {
-        ffi::PyEval_SaveThread();
     }
 }
 

@@ -8,7 +8,8 @@
 //! [`probe::Probe`]s whose [`predicate::Predicate`]s the client decides
 //! without Python. Events then enter Python only through
 //! [`dispatch::call_handlers`], on a stack large enough for Python
-//! ([`stack`]), with a [`context::HitContext`] as `ctx`.
+//! ([`stack`]), with a [`context::HitContext`] as `ctx`; the target's
+//! modules and their symbols are in [`modules`].
 
 pub mod context;
 pub mod dispatch;
@@ -125,7 +126,6 @@ pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
         let version = py.version().split_whitespace().next().unwrap_or_default().to_string();
         Ok((probes, version))
     })?;
-    interpreter::release_gil();
     let timings = StartupTimings { mends: mends_ms, python: python_ms, script: ms_since(t) };
     Ok(Runtime { streams, probes, mends, python_version, timings })
 }
@@ -137,8 +137,7 @@ pub fn thread_started() {
 
 /// Called at every thread's end.
 pub fn thread_exiting() {
-    dispatch::drop_thread_state();
-    stack::release_thread_stack();
+    dispatch::release_thread();
 }
 
 /// Flushes the tracer's Python streams (at process exit).
