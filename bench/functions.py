@@ -42,19 +42,25 @@ SCRIPTS = {
 }
 
 FRIDA_RUNNER = r"""
-import sys, frida
+import sys, time, frida
 target, name, calls = sys.argv[1], sys.argv[2], sys.argv[3]
 pid = frida.spawn([target, calls])
 session = frida.attach(pid)
-script = session.create_script(
-    "Interceptor.attach(Module.getExportByName(null, '%s') || DebugSymbol.fromName('%s').address,"
-    " { onEnter(args) {} });" % (name, name))
+# Frida 17 has Module.getGlobalExportByName; older ones getExportByName(null, ..).
+source = '''
+let address = null;
+try { address = Module.getGlobalExportByName(NAME); } catch (e) {}
+if (address === null) { try { address = Module.getExportByName(null, NAME); } catch (e) {} }
+if (address === null) { address = Process.mainModule.findSymbolByName(NAME); }
+Interceptor.attach(address, { onEnter(args) {} });
+'''
+script = session.create_script(source.replace("NAME", repr(name)))
 script.load()
 done = []
 session.on("detached", lambda *a: done.append(1))
 frida.resume(pid)
 while not done:
-    import time; time.sleep(0.01)
+    time.sleep(0.01)
 """
 
 
@@ -89,15 +95,20 @@ def rows_for(exe, function, calls, tmp):
         script = Path(tmp) / f"{exe.name}-{len(rows)}.ptap"
         script.write_text(text.format(name=function))
         rows[label] = ([str(RELEASE / "processtap"), "-q", str(script), "--", str(exe), str(calls)], None)
-    try:
-        import frida  # noqa: F401
-
+    frida_python = python_with_frida()
+    if frida_python:
         runner = Path(tmp) / "frida_runner.py"
         runner.write_text(FRIDA_RUNNER)
-        rows["Frida Interceptor, empty onEnter"] = ([sys.executable, str(runner), str(exe), function, str(calls)], None)
-    except ImportError:
-        pass
+        rows["Frida Interceptor, empty onEnter"] = ([frida_python, str(runner), str(exe), function, str(calls)], None)
     return rows
+
+
+def python_with_frida():
+    """A Python that can import frida: this one, or python3 on PATH."""
+    for python in dict.fromkeys([sys.executable, shutil.which("python3")]):
+        if python and subprocess.run([python, "-c", "import frida"], capture_output=True).returncode == 0:
+            return python
+    return None
 
 
 def main():
@@ -128,7 +139,7 @@ def main():
                 over = (slope[label] - slope[bare]) / args.calls * 1e9
                 print(f"{label:36}{total[label]:9.3f}{total[label] / total[bare]:8.2f}{per_call:9.0f}{over:17.0f}")
             print("(ns/call: time of the calls alone, the run with none subtracted)")
-    if "frida" not in sys.modules:
+    if not python_with_frida():
         print("\n(Frida not installed: `pip install frida` adds it as a peer row)")
 
 
