@@ -277,7 +277,7 @@ unsafe extern "C" fn on_entry(wc: WrapContext, user_data: *mut *mut c_void) {
     let pid = dr_sys::process::pid();
     let has_open_calls = with_open_calls(|open| !open.is_empty());
     let sp = if has_open_calls || !site.exit.is_empty() {
-        dr_sys::wrap::register(wc, dr_sys::wrap::Register::Rsp).unwrap_or(0)
+        dr_sys::wrap::stack_pointer(wc)
     } else {
         0
     };
@@ -290,15 +290,17 @@ unsafe extern "C" fn on_entry(wc: WrapContext, user_data: *mut *mut c_void) {
     if entry == 0 && exit == 0 {
         return;
     }
-    let mut args: [usize; KEPT_ARGS] = dr_sys::wrap::register_args(wc);
+    // The exit event needs the entry values; an entry handler alone reads
+    // arguments only if it asks.
+    let mut args = (exit != 0).then(|| dr_sys::wrap::register_args(wc));
     let caller = dr_sys::wrap::return_address(wc);
     if entry != 0 {
         let call = CallState::new(wc as usize, false, args);
         if let Some(changed) = fire(ProbeKind::FunctionEntry, &site.entry, entry, site, call, caller, tid, None) {
-            args = changed;
+            args = Some(changed);
         }
     }
-    if exit != 0 {
+    if let Some(args) = args.filter(|_| exit != 0) {
         Arc::increment_strong_count(site_ptr);
         let record = CallRecord { site: Arc::from_raw(site_ptr), exit, args, caller, tid, sp, reported: Cell::new(false) };
         let record = Box::into_raw(Box::new(record));
@@ -333,7 +335,7 @@ fn report_unwound(record: &CallRecord) {
     if record.reported.replace(true) {
         return;
     }
-    let call = CallState::new(0, true, record.args);
+    let call = CallState::new(0, true, Some(record.args));
     let site = &record.site;
     fire(ProbeKind::FunctionExit, &site.exit, record.exit, site, call, record.caller, record.tid, Some(true));
 }
@@ -381,7 +383,7 @@ unsafe extern "C" fn on_exit(wc: WrapContext, user_data: *mut c_void) {
         return;
     }
     let unwound = wc.is_null();
-    let call = CallState::new(wc as usize, true, record.args);
+    let call = CallState::new(wc as usize, true, Some(record.args));
     let site = &record.site;
     fire(ProbeKind::FunctionExit, &site.exit, record.exit, site, call, record.caller, record.tid, Some(unwound));
 }

@@ -174,6 +174,18 @@ fn slot(mc: &mut ffi::dr_mcontext_t, reg: Register) -> &mut ffi::reg_t {
     }
 }
 
+/// The stack pointer at the callback, which drwrap always has (no machine
+/// context copy needed).
+///
+/// # Safety
+/// `wc` must be a live context.
+pub unsafe fn stack_pointer(wc: WrapContext) -> usize {
+    match ffi::drwrap_get_mcontext_ex(wc, ffi::dr_mcontext_flags_t(0)).as_ref() {
+        Some(mc) => mc.__bindgen_anon_4.xsp as usize,
+        None => 0,
+    }
+}
+
 /// Reads a register of the wrapped call's thread.
 ///
 /// # Safety

@@ -100,18 +100,24 @@ pub struct CallState {
     /// drwrap's per-call context; 0 once the handlers have returned.
     wrap_context: AtomicUsize,
     pub is_exit: bool,
-    /// The argument words the function was entered with.
+    /// The argument words the function was entered with, if they were
+    /// read at entry (they are for calls with exit probes; an entry handler
+    /// alone reads them live, on demand, which is cheaper).
     args: [AtomicUsize; KEPT_ARGS],
+    captured: bool,
     /// A handler wrote RIP: continue there when the handlers return.
     redirect: std::sync::atomic::AtomicBool,
 }
 
 impl CallState {
-    pub fn new(wrap_context: usize, is_exit: bool, args: [usize; KEPT_ARGS]) -> CallState {
+    /// A call whose argument words are `args` if they were read at entry
+    /// (always for an exit event), or read live from the context.
+    pub fn new(wrap_context: usize, is_exit: bool, args: Option<[usize; KEPT_ARGS]>) -> CallState {
         CallState {
             wrap_context: AtomicUsize::new(wrap_context),
             is_exit,
-            args: args.map(AtomicUsize::new),
+            args: args.unwrap_or_default().map(AtomicUsize::new),
+            captured: args.is_some(),
             redirect: Default::default(),
         }
     }
@@ -163,7 +169,7 @@ impl Arguments {
     fn raw(&self, index: isize) -> PyResult<usize> {
         let i = usize::try_from(index).map_err(|_| PyIndexError::new_err("argument indices start at 0; without a prototype there is no end to count from"))?;
         let call = self.call();
-        if i < KEPT_ARGS {
+        if i < KEPT_ARGS && call.captured {
             return Ok(call.args[i].load(Ordering::Relaxed));
         }
         if call.is_exit {
@@ -201,7 +207,7 @@ impl Arguments {
     }
 
     fn __repr__(&self) -> String {
-        let words: Vec<String> = self.call().args().iter().map(|w| format!("{w:#x}")).collect();
+        let words: Vec<String> = (0..KEPT_ARGS as isize).map(|i| self.raw(i).map_or("?".into(), |w| format!("{w:#x}"))).collect();
         format!("<args (raw) {}, ...>", words.join(", "))
     }
 }
@@ -433,11 +439,12 @@ impl HitContext {
     }
 
     /// Ends the event for the handlers: afterwards `ctx` no longer reaches
-    /// the call. Returns the call's argument words as the handlers left them.
+    /// the call. Returns the call's argument words as the handlers left
+    /// them, if they were read at entry.
     pub fn finish(&self) -> Option<[usize; KEPT_ARGS]> {
         let call = self.call.as_ref()?;
         call.finish();
-        Some(call.args())
+        call.captured.then(|| call.args())
     }
 
     fn missing(&self, name: &str) -> PyErr {
