@@ -83,18 +83,25 @@ def timed(argv, env=None):
     return time.perf_counter() - start
 
 
+# Rows that enter no handler run this many times more calls, so that their
+# few ns per call stand out of the noise of process start-up.
+CHEAP_ROW_FACTOR = 10
+
+
 def rows_for(exe, function, calls, tmp):
     """The commands to compare for one target, in table order; the last
     argument of each is the number of calls."""
     bare_env = dict(os.environ, DYNAMORIO_EXE_PATH=str(exe), DYNAMORIO_OPTIONS="-code_api")
+    many = calls * CHEAP_ROW_FACTOR
     rows = {
-        "native": ([str(exe), str(calls)], None),
-        "DynamoRIO, no client": ([str(exe), str(calls)], bare_env),
+        "native": ([str(exe), str(many)], None),
+        "DynamoRIO, no client": ([str(exe), str(many)], bare_env),
     }
     for label, text in SCRIPTS.items():
         script = Path(tmp) / f"{exe.name}-{len(rows)}.ptap"
         script.write_text(text.format(name=function))
-        rows[label] = ([str(RELEASE / "processtap"), "-q", str(script), "--", str(exe), str(calls)], None)
+        n = many if "nothing" in label else calls
+        rows[label] = ([str(RELEASE / "processtap"), "-q", str(script), "--", str(exe), str(n)], None)
     frida_python = python_with_frida()
     if frida_python:
         runner = Path(tmp) / "frida_runner.py"
@@ -132,13 +139,16 @@ def main():
             total = {label: statistics.median(t) for label, t in totals.items()}
             slope = {label: statistics.median(t) for label, t in slopes.items()}
             bare = "DynamoRIO, no client"
-            print(f"\n{name}: {args.calls} calls of {function}, median of {args.runs} interleaved runs")
-            print(f"{'':36}{'total s':>9}{'x DR':>8}{'ns/call':>9}{'ns/call over DR':>17}")
-            for label in rows:
-                per_call = slope[label] / args.calls * 1e9
-                over = (slope[label] - slope[bare]) / args.calls * 1e9
-                print(f"{label:36}{total[label]:9.3f}{total[label] / total[bare]:8.2f}{per_call:9.0f}{over:17.0f}")
-            print("(ns/call: time of the calls alone, the run with none subtracted)")
+            print(f"\n{name}: calls of {function}, median of {args.runs} interleaved runs")
+            print(f"{'':36}{'calls':>11}{'total s':>9}{'ns/call':>9}{'x DR':>8}{'ns/call over DR':>17}")
+            bare_per_call = slope[bare] / int(rows[bare][0][-1])
+            for label, (argv, _) in rows.items():
+                n = int(argv[-1])
+                per_call = slope[label] / n * 1e9
+                over = per_call - bare_per_call * 1e9
+                ratio = per_call / (bare_per_call * 1e9) if bare_per_call > 0 else float("nan")
+                print(f"{label:36}{n:>11}{total[label]:9.3f}{per_call:9.1f}{ratio:8.2f}{over:17.1f}")
+            print("(ns/call: time of the calls alone, the run with none subtracted; x DR compares those)")
     if not python_with_frida():
         print("\n(Frida not installed: `pip install frida` adds it as a peer row)")
 
