@@ -742,3 +742,23 @@ def done(ctx):
         str(result)
     )
     assert result.stderr == "", str(result)
+
+
+def test_unwound_call_has_no_return_value(trace, ftarget):
+    # An unwound call returned nothing: ctx.retval says so instead of
+    # inventing a value; calls that returned have theirs.
+    script = """
+@function_exit(function_name == "inner")
+def on_exit(ctx):
+    try:
+        print("[exit]", ctx.args[0], ctx.unwound, ctx.retval)
+    except AttributeError as error:
+        print("[exit]", ctx.args[0], ctx.unwound, "error:", error)
+"""
+    result = trace(script, ftarget("longjmp_out"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    exits = {fields[0]: fields[1:] for fields in fields_of(result.stdout, "[exit] ")}
+    assert exits["0"] == ["False", "0"], str(result)
+    assert exits["2"] == ["False", "20"], str(result)
+    assert exits["1"][0] == "True", str(result)
+    assert "unwound" in " ".join(exits["1"][1:]) and "returned nothing" in result.stdout, str(result)

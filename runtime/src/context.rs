@@ -448,6 +448,11 @@ impl HitContext {
     }
 
     fn missing(&self, name: &str) -> PyErr {
+        if let (Fields::Function(FunctionFields { unwound: Some(true), .. }), "retval") = (&self.fields, name) {
+            // A getter's AttributeError sends Python to __getattr__, which
+            // ends here: say why there is no return value.
+            return PyAttributeError::new_err("no retval: the call was unwound (longjmp or exception) and returned nothing");
+        }
         PyAttributeError::new_err(format!(
             "{} events have no field '{name}' (they have: {})",
             self.event,
@@ -456,6 +461,11 @@ impl HitContext {
     }
 
     fn exit_call(&self, name: &str) -> PyResult<&CallState> {
+        if let Fields::Function(FunctionFields { unwound: Some(true), .. }) = &self.fields {
+            return Err(PyAttributeError::new_err(format!(
+                "no {name}: the call was unwound (longjmp or exception) and returned nothing"
+            )));
+        }
         match &self.call {
             Some(call) if call.is_exit => Ok(call),
             _ => Err(self.missing(name)),
