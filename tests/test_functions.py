@@ -762,3 +762,24 @@ def on_exit(ctx):
     assert exits["2"] == ["False", "20"], str(result)
     assert exits["1"][0] == "True", str(result)
     assert "unwound" in " ".join(exits["1"][1:]) and "returned nothing" in result.stdout, str(result)
+
+
+def test_library_loaded_and_unloaded_again_is_probed_each_time(trace, ftarget, run_native):
+    # dlclose unwraps the library's functions; the next dlopen (often at
+    # another address) wraps them again.
+    library = ftarget("libplugin.so")
+    command = [ftarget("dlopen_plugin"), library, "3"]
+    script = """
+@function_exit((function_name == "plugin_compute") & (module_name == "libplugin.so"))
+def on_exit(ctx):
+    print("[plugin]", ctx.args[0], ctx.args[1], ctx.retval)
+@module_load(module_name == "libplugin.so")
+def on_load(ctx):
+    print("[load]", ctx.module)
+"""
+    native = run_native(*command)
+    result = trace(script, *command, options=["-q"])
+    assert result.returncode == native.returncode == 0, str(result)
+    assert without_handler_lines(result.stdout) == native.stdout.splitlines(), str(result)
+    assert fields_of(result.stdout, "[plugin] ") == [["6", "7", "49"], ["7", "7", "56"], ["8", "7", "63"]], str(result)
+    assert len(fields_of(result.stdout, "[load] ")) == 3, str(result)
