@@ -183,7 +183,7 @@ pub fn on_module_load(module: &ModuleInfo, is_main: bool) {
             let Some(matched) = match_site(predicate, &names, address, &module.name) else { continue };
             let list = if probes[*i].kind == ProbeKind::FunctionEntry { &mut site.entry } else { &mut site.exit };
             let name = matched.0.map(|n| Arc::from(n.as_str()));
-            list.push(SiteProbe { probe: *i, name, predicate: matched.1.then(|| predicate.clone()) });
+            list.push(SiteProbe { probe: *i, name, predicate: matched.1 });
         }
         if site.entry.is_empty() && site.exit.is_empty() {
             continue;
@@ -205,22 +205,22 @@ pub fn on_module_load(module: &ModuleInfo, is_main: bool) {
 }
 
 /// Whether a probe may fire at a function: `None` when its predicate
-/// cannot match; else the name it matched under and whether the predicate
-/// must still be tested at run time.
-fn match_site(predicate: &Predicate, names: &[String], address: usize, module: &str) -> Option<(Option<String>, bool)> {
+/// cannot match; else the name it matched under and, if the predicate
+/// still depends on the running thread, what is left of it to test then.
+fn match_site(predicate: &Predicate, names: &[String], address: usize, module: &str) -> Option<(Option<String>, Option<Predicate>)> {
     let names: Vec<Option<&str>> = if names.is_empty() { vec![None] } else { names.iter().map(|n| Some(n.as_str())).collect() };
     let mut undecided = None;
     for name in names {
         let fields = SiteFields { name, address, module };
         match predicate.decide_static(&fields, &RUN_TIME_VARIABLES) {
-            Some(true) => return Some((name.map(str::to_string), false)),
+            Some(true) => return Some((name.map(str::to_string), None)),
             Some(false) => {}
             None => {
-                undecided.get_or_insert(name.map(str::to_string));
+                undecided.get_or_insert_with(|| (name.map(str::to_string), predicate.residual(&fields, &RUN_TIME_VARIABLES)));
             }
         }
     }
-    undecided.map(|name| (name, true))
+    undecided.map(|(name, rest)| (name, Some(rest)))
 }
 
 /// Unwraps the functions of a module being unloaded.

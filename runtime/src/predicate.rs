@@ -131,6 +131,38 @@ impl Predicate {
         }
     }
 
+    /// What is left to decide at run time once the fields known now are
+    /// known: every leaf on a variable outside `runtime` is replaced by its
+    /// value and the tree simplified, so the per-event test touches only
+    /// the run-time variables (no names, no allocation).
+    pub fn residual(&self, fields: &dyn EventFields, runtime: &[Variable]) -> Predicate {
+        use Predicate::*;
+        match self {
+            Const(b) => Const(*b),
+            And(a, b) => match (a.residual(fields, runtime), b.residual(fields, runtime)) {
+                (Const(false), _) | (_, Const(false)) => Const(false),
+                (Const(true), x) | (x, Const(true)) => x,
+                (x, y) => And(Box::new(x), Box::new(y)),
+            },
+            Or(a, b) => match (a.residual(fields, runtime), b.residual(fields, runtime)) {
+                (Const(true), _) | (_, Const(true)) => Const(true),
+                (Const(false), x) | (x, Const(false)) => x,
+                (x, y) => Or(Box::new(x), Box::new(y)),
+            },
+            Not(a) => match a.residual(fields, runtime) {
+                Const(b) => Const(!b),
+                x => Not(Box::new(x)),
+            },
+            Compare(var, ..) | OneOf(var, _) | InRange(var, ..) | Like(var, _) => {
+                if runtime.contains(var) {
+                    self.clone()
+                } else {
+                    Const(self.matches(fields))
+                }
+            }
+        }
+    }
+
     /// A copy with every module-relative function address (`"libfoo.so+0x1136"`)
     /// replaced by the absolute address `resolve` gives, or by -1 (which no
     /// function has) when `resolve` does not know the module.
@@ -362,7 +394,9 @@ mod tests {
         assert_eq!(Predicate::And(Box::new(other.clone()), Box::new(tid.clone())).decide_static(&f, &rt), Some(false));
         assert_eq!(Predicate::And(Box::new(name.clone()), Box::new(tid.clone())).decide_static(&f, &rt), None);
         assert_eq!(Predicate::Or(Box::new(name), Box::new(tid.clone())).decide_static(&f, &rt), Some(true));
-        assert_eq!(Predicate::Not(Box::new(tid)).decide_static(&f, &rt), None);
+        assert_eq!(Predicate::Not(Box::new(tid.clone())).decide_static(&f, &rt), None);
+        let both = Predicate::And(Box::new(Predicate::Compare(Variable::FunctionName, CompareOp::Eq, Value::Str("malloc".into()))), Box::new(tid.clone()));
+        assert_eq!(both.residual(&f, &rt), tid);
     }
 
     #[test]
