@@ -31,11 +31,12 @@ pub fn handles(kind: ProbeKind) -> bool {
     matches!(kind, ProbeKind::FunctionEntry | ProbeKind::FunctionExit)
 }
 
-/// A probe that may fire at a site, with the name under which it matched
-/// and whether its predicate still needs deciding at run time.
+/// A probe that may fire at a site, with the name under which it matched.
 struct SiteProbe {
     probe: usize,
     name: Option<Arc<str>>,
+    /// What is left of its predicate to test per call (thread and process
+    /// ids only), or `None` when it always fires here.
     predicate: Option<Predicate>,
 }
 
@@ -96,14 +97,13 @@ static PROBES: once_cell::sync::OnceCell<&'static [Probe]> = once_cell::sync::On
 /// Wrapped sites by module start, for unwrapping at unload.
 static SITES: Mutex<BTreeMap<usize, Vec<Arc<Site>>>> = Mutex::new(BTreeMap::new());
 
-/// Remembers the probes; `probes` lives as long as the process.
-pub fn install(probes: &'static [Probe]) -> bool {
-    let any = probes.iter().any(|p| handles(p.kind));
-    if any {
+/// Remembers the probes and starts drwrap if any are function probes;
+/// `probes` lives as long as the process.
+pub fn install(probes: &'static [Probe]) {
+    if probes.iter().any(|p| handles(p.kind)) {
         let _ = PROBES.set(probes);
         dr_sys::wrap::init();
     }
-    any
 }
 
 /// Whether function probes are in use (drwrap was initialized).
@@ -129,19 +129,19 @@ impl EventFields for SiteFields<'_> {
     }
 }
 
-/// Fields of one call, for predicates left to run time.
-struct CallFields<'a> {
-    site: SiteFields<'a>,
+/// The run-time fields of one call: all a residual predicate (see
+/// [`match_site`]) asks for.
+struct CallFields {
     tid: u32,
     pid: u32,
 }
 
-impl EventFields for CallFields<'_> {
+impl EventFields for CallFields {
     fn value(&self, var: Variable) -> Option<Value> {
         match var {
             Variable::ThreadId => Some(Value::Int(self.tid as i128)),
             Variable::ProcessId => Some(Value::Int(self.pid as i128)),
-            _ => self.site.value(var),
+            _ => None,
         }
     }
 }
@@ -240,13 +240,11 @@ pub fn on_module_unload(start: usize) {
 }
 
 /// The probes of `list` whose predicates accept this call.
-fn matching(list: &[SiteProbe], site: &Site, tid: u32, pid: u32) -> ProbeSet {
+fn matching(list: &[SiteProbe], tid: u32, pid: u32) -> ProbeSet {
+    let fields = CallFields { tid, pid };
     let mut set: ProbeSet = 0;
     for (i, sp) in list.iter().enumerate().take(64) {
-        let accepted = sp.predicate.as_ref().is_none_or(|p| {
-            let site_fields = SiteFields { name: sp.name.as_deref(), address: site.address, module: &site.module };
-            p.matches(&CallFields { site: site_fields, tid, pid })
-        });
+        let accepted = sp.predicate.as_ref().is_none_or(|p| p.matches(&fields));
         if accepted {
             set |= 1 << i;
         }
@@ -285,8 +283,8 @@ unsafe extern "C" fn on_entry(wc: WrapContext, user_data: *mut *mut c_void) {
         let caller = dr_sys::wrap::return_address(wc);
         report_abandoned_calls(|open| open.sp < sp || (open.sp == sp && is_direct_call_to(caller, site.address)));
     }
-    let entry = matching(&site.entry, site, tid, pid);
-    let exit = matching(&site.exit, site, tid, pid);
+    let entry = matching(&site.entry, tid, pid);
+    let exit = matching(&site.exit, tid, pid);
     if entry == 0 && exit == 0 {
         return;
     }
