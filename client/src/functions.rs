@@ -212,11 +212,11 @@ fn match_site(predicate: &Predicate, names: &[String], address: usize, module: &
     let mut undecided = None;
     for name in names {
         let fields = SiteFields { name, address, module };
-        match predicate.decide_static(&fields, &RUN_TIME_VARIABLES) {
-            Some(true) => return Some((name.map(str::to_string), None)),
-            Some(false) => {}
-            None => {
-                undecided.get_or_insert_with(|| (name.map(str::to_string), predicate.residual(&fields, &RUN_TIME_VARIABLES)));
+        match predicate.residual(&fields, &RUN_TIME_VARIABLES) {
+            Predicate::Const(true) => return Some((name.map(str::to_string), None)),
+            Predicate::Const(false) => {}
+            rest => {
+                undecided.get_or_insert((name.map(str::to_string), rest));
             }
         }
     }

@@ -27,6 +27,8 @@ struct Tracer {
     /// The thread that ran client start-up: the target's first thread,
     /// which `thread_start`/`thread_exit` do not report (it is the process).
     initial_tid: u32,
+    /// Where the main executable starts (`"app+0x..."` addresses name it).
+    main_start: Option<usize>,
 }
 
 static TRACER: OnceCell<Tracer> = OnceCell::new();
@@ -42,7 +44,8 @@ const SYS_EXIT_GROUP: i32 = 252;
 
 /// Registers the events; the tracer lives until the process ends.
 pub fn install(runtime: Runtime, banner: Banner) {
-    let tracer = Tracer { runtime, banner, initial_tid: dr_sys::process::current_tid() };
+    let main_start = dr_sys::module::main_module().map(|m| m.start);
+    let tracer = Tracer { runtime, banner, initial_tid: dr_sys::process::current_tid(), main_start };
     if TRACER.set(tracer).is_err() {
         return;
     }
@@ -124,7 +127,7 @@ unsafe extern "C" fn on_module_load(dc: *mut std::ffi::c_void, info: *const ffi:
     }
     tracer.banner.module(&module.path, module.start, module.end);
     ptap_runtime::modules::add(&module.name, &module.path, module.start, module.end);
-    let is_main = dr_sys::module::main_module().is_some_and(|m| m.start == module.start);
+    let is_main = tracer.main_start == Some(module.start);
     crate::functions::on_module_load(&module, is_main);
     let fields =
         LifecycleFields { pid: dr_sys::process::pid(), tid: dr_sys::process::tid_of(dc as DrContext), module_name: Some(&module.name) };

@@ -13,7 +13,6 @@ use std::sync::Arc;
 /// A value of one event-specific field.
 #[derive(Debug, Clone)]
 pub enum FieldValue {
-    Bool(bool),
     Int(i64),
     Str(String),
     None,
@@ -26,7 +25,6 @@ impl<'py> IntoPyObject<'py> for &FieldValue {
 
     fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
         Ok(match self {
-            FieldValue::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
             FieldValue::Int(i) => i.into_pyobject(py)?.into_any(),
             FieldValue::Str(s) => s.into_pyobject(py)?.into_any(),
             FieldValue::None => py.None().into_bound(py),
@@ -402,7 +400,6 @@ impl HitContext {
         };
         for (n, v) in lifecycle {
             parts.push(match v {
-                FieldValue::Bool(b) => format!("{n}={b}"),
                 FieldValue::Int(i) => format!("{n}={i}"),
                 FieldValue::Str(s) => format!("{n}={s:?}"),
                 FieldValue::None => format!("{n}=None"),

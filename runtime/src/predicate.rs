@@ -6,7 +6,6 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyInt, PyString, PyTuple};
-use std::fmt;
 
 /// A variable a predicate can test, named as in scripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,29 +104,11 @@ impl Predicate {
     /// Decides the predicate from the fields known when code is translated
     /// (names, modules, addresses); `None` when the answer depends on a
     /// variable in `runtime` (thread and process ids), known only when the
-    /// event happens.
+    /// event happens. See [`Self::residual`] for what is then left to test.
     pub fn decide_static(&self, fields: &dyn EventFields, runtime: &[Variable]) -> Option<bool> {
-        let leaf = |var: &Variable| -> Option<bool> {
-            if runtime.contains(var) {
-                None
-            } else {
-                Some(self.matches(fields))
-            }
-        };
-        match self {
-            Predicate::Const(b) => Some(*b),
-            Predicate::And(a, b) => match (a.decide_static(fields, runtime), b.decide_static(fields, runtime)) {
-                (Some(false), _) | (_, Some(false)) => Some(false),
-                (Some(true), Some(true)) => Some(true),
-                _ => None,
-            },
-            Predicate::Or(a, b) => match (a.decide_static(fields, runtime), b.decide_static(fields, runtime)) {
-                (Some(true), _) | (_, Some(true)) => Some(true),
-                (Some(false), Some(false)) => Some(false),
-                _ => None,
-            },
-            Predicate::Not(a) => a.decide_static(fields, runtime).map(|b| !b),
-            Predicate::Compare(var, ..) | Predicate::OneOf(var, _) | Predicate::InRange(var, ..) | Predicate::Like(var, _) => leaf(var),
+        match self.residual(fields, runtime) {
+            Predicate::Const(b) => Some(b),
+            _ => None,
         }
     }
 
@@ -352,12 +333,6 @@ fn class_match(pattern: &[u8], open: usize, c: u8) -> Option<(bool, usize)> {
         }
     }
     None
-}
-
-impl fmt::Display for Variable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
 }
 
 #[cfg(test)]
