@@ -5,7 +5,8 @@
 //! instruction lists, and wraps the calls the rest of ProcessTap makes in
 //! small safe functions: the process and thread we run in ([`process`]),
 //! DynamoRIO's private loader ([`loader`]), memory DynamoRIO hands out
-//! ([`memory`]), the modules of the target ([`module`]) and function
+//! ([`memory`]), the modules of the target ([`module`]), the machine
+//! context ([`mcontext`]), system calls ([`syscall`]) and function
 //! wrapping ([`wrap`]).
 //!
 //! The DynamoRIO extensions (drmgr, ...) are linked statically: see
@@ -14,9 +15,11 @@
 pub use dynamorio_sys as ffi;
 
 pub mod loader;
+pub mod mcontext;
 pub mod memory;
 pub mod module;
 pub mod process;
+pub mod syscall;
 pub mod wrap;
 
 /// The DynamoRIO API version a client built with this crate targets. A client

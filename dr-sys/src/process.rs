@@ -71,11 +71,3 @@ pub fn exit_process(code: i32) -> ! {
     unsafe { ffi::dr_exit_process(code) };
     unreachable!("dr_exit_process returned")
 }
-
-/// Argument `index` of the system call the thread is stopped at.
-///
-/// # Safety
-/// `dc` must be the context of the thread stopped at a system call.
-pub unsafe fn syscall_param(dc: DrContext, index: i32) -> usize {
-    ffi::dr_syscall_get_param(dc, index) as usize
-}

@@ -2,6 +2,8 @@
 //! once, at module load, and unwraps it at unload.
 
 use crate::ffi;
+use crate::mcontext::{set_xmm_low, slot, xmm_low};
+pub use crate::mcontext::Register;
 use std::ffi::c_void;
 
 /// The per-call context drwrap hands to the callbacks; valid only inside
@@ -111,31 +113,6 @@ pub unsafe fn drcontext(wc: WrapContext) -> *mut c_void {
     ffi::drwrap_get_drcontext(wc) as *mut c_void
 }
 
-/// The general-purpose registers, the flags and the program counter, as
-/// scripts name them (`ctx.regs.RAX`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Register {
-    Rax, Rbx, Rcx, Rdx, Rsi, Rdi, Rbp, Rsp,
-    R8, R9, R10, R11, R12, R13, R14, R15,
-    Rflags, Rip,
-}
-
-impl Register {
-    /// Every register with its script name; `STACKPTR` and `INSTPTR` are
-    /// aliases of RSP and RIP.
-    pub const NAMES: [(&'static str, Register); 20] = [
-        ("RAX", Register::Rax), ("RBX", Register::Rbx), ("RCX", Register::Rcx), ("RDX", Register::Rdx),
-        ("RSI", Register::Rsi), ("RDI", Register::Rdi), ("RBP", Register::Rbp), ("RSP", Register::Rsp),
-        ("R8", Register::R8), ("R9", Register::R9), ("R10", Register::R10), ("R11", Register::R11),
-        ("R12", Register::R12), ("R13", Register::R13), ("R14", Register::R14), ("R15", Register::R15),
-        ("RFLAGS", Register::Rflags), ("RIP", Register::Rip), ("STACKPTR", Register::Rsp), ("INSTPTR", Register::Rip),
-    ];
-
-    pub fn from_name(name: &str) -> Option<Register> {
-        Self::NAMES.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
-    }
-}
-
 /// The machine context drwrap holds for the call (integer and control
 /// registers), which writes go to.
 ///
@@ -146,31 +123,34 @@ unsafe fn mcontext<'a>(wc: WrapContext) -> Option<&'a mut ffi::dr_mcontext_t> {
     ffi::drwrap_get_mcontext_ex(wc, flags).as_mut()
 }
 
-/// Where `reg` lives in a machine context.
-fn slot(mc: &mut ffi::dr_mcontext_t, reg: Register) -> &mut ffi::reg_t {
-    // SAFETY: each union's members are the same register under two names
-    // (rax/xax ...), all plain words.
-    unsafe {
-        match reg {
-            Register::Rdi => &mut mc.__bindgen_anon_1.xdi,
-            Register::Rsi => &mut mc.__bindgen_anon_2.xsi,
-            Register::Rbp => &mut mc.__bindgen_anon_3.xbp,
-            Register::Rsp => &mut mc.__bindgen_anon_4.xsp,
-            Register::Rbx => &mut mc.__bindgen_anon_5.xbx,
-            Register::Rdx => &mut mc.__bindgen_anon_6.xdx,
-            Register::Rcx => &mut mc.__bindgen_anon_7.xcx,
-            Register::Rax => &mut mc.__bindgen_anon_8.xax,
-            Register::R8 => &mut mc.r8,
-            Register::R9 => &mut mc.r9,
-            Register::R10 => &mut mc.r10,
-            Register::R11 => &mut mc.r11,
-            Register::R12 => &mut mc.r12,
-            Register::R13 => &mut mc.r13,
-            Register::R14 => &mut mc.r14,
-            Register::R15 => &mut mc.r15,
-            Register::Rflags => &mut mc.__bindgen_anon_9.xflags,
-            Register::Rip => &mut *(&mut mc.__bindgen_anon_10.xip as *mut *mut u8 as *mut ffi::reg_t),
+/// The same with the vector registers too (dearer: only for floating
+/// arguments and return values).
+///
+/// # Safety
+/// `wc` must be a live context.
+unsafe fn full_mcontext<'a>(wc: WrapContext) -> Option<&'a mut ffi::dr_mcontext_t> {
+    ffi::drwrap_get_mcontext_ex(wc, ffi::dr_mcontext_flags_t::DR_MC_ALL).as_mut()
+}
+
+/// The low 64 bits of xmm`n` (a `double` argument or return value).
+///
+/// # Safety
+/// `wc` must be a live context.
+pub unsafe fn xmm(wc: WrapContext, n: usize) -> Option<u64> {
+    full_mcontext(wc).map(|mc| xmm_low(mc, n))
+}
+
+/// Sets the low 64 bits of xmm`n`; it takes effect when the callback returns.
+///
+/// # Safety
+/// `wc` must be a live context.
+pub unsafe fn set_xmm(wc: WrapContext, n: usize, bits: u64) -> bool {
+    match full_mcontext(wc) {
+        Some(mc) => {
+            set_xmm_low(mc, n, bits);
+            ffi::drwrap_set_mcontext(wc) != 0
         }
+        None => false,
     }
 }
 

@@ -1,0 +1,71 @@
+//! The application's machine context: registers by the names scripts use,
+//! shared by function wrapping ([`crate::wrap`]) and system calls
+//! ([`crate::syscall`]).
+
+use crate::ffi;
+
+/// The general-purpose registers, the flags and the program counter, as
+/// scripts name them (`ctx.regs.RAX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Register {
+    Rax, Rbx, Rcx, Rdx, Rsi, Rdi, Rbp, Rsp,
+    R8, R9, R10, R11, R12, R13, R14, R15,
+    Rflags, Rip,
+}
+
+impl Register {
+    /// Every register with its script name; `STACKPTR` and `INSTPTR` are
+    /// aliases of RSP and RIP.
+    pub const NAMES: [(&'static str, Register); 20] = [
+        ("RAX", Register::Rax), ("RBX", Register::Rbx), ("RCX", Register::Rcx), ("RDX", Register::Rdx),
+        ("RSI", Register::Rsi), ("RDI", Register::Rdi), ("RBP", Register::Rbp), ("RSP", Register::Rsp),
+        ("R8", Register::R8), ("R9", Register::R9), ("R10", Register::R10), ("R11", Register::R11),
+        ("R12", Register::R12), ("R13", Register::R13), ("R14", Register::R14), ("R15", Register::R15),
+        ("RFLAGS", Register::Rflags), ("RIP", Register::Rip), ("STACKPTR", Register::Rsp), ("INSTPTR", Register::Rip),
+    ];
+
+    pub fn from_name(name: &str) -> Option<Register> {
+        Self::NAMES.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
+    }
+}
+
+/// Where `reg` lives in a machine context.
+pub fn slot(mc: &mut ffi::dr_mcontext_t, reg: Register) -> &mut ffi::reg_t {
+    // SAFETY: each union's members are the same register under two names
+    // (rax/xax ...), all plain words.
+    unsafe {
+        match reg {
+            Register::Rdi => &mut mc.__bindgen_anon_1.xdi,
+            Register::Rsi => &mut mc.__bindgen_anon_2.xsi,
+            Register::Rbp => &mut mc.__bindgen_anon_3.xbp,
+            Register::Rsp => &mut mc.__bindgen_anon_4.xsp,
+            Register::Rbx => &mut mc.__bindgen_anon_5.xbx,
+            Register::Rdx => &mut mc.__bindgen_anon_6.xdx,
+            Register::Rcx => &mut mc.__bindgen_anon_7.xcx,
+            Register::Rax => &mut mc.__bindgen_anon_8.xax,
+            Register::R8 => &mut mc.r8,
+            Register::R9 => &mut mc.r9,
+            Register::R10 => &mut mc.r10,
+            Register::R11 => &mut mc.r11,
+            Register::R12 => &mut mc.r12,
+            Register::R13 => &mut mc.r13,
+            Register::R14 => &mut mc.r14,
+            Register::R15 => &mut mc.r15,
+            Register::Rflags => &mut mc.__bindgen_anon_9.xflags,
+            Register::Rip => &mut *(&mut mc.__bindgen_anon_10.xip as *mut *mut u8 as *mut ffi::reg_t),
+        }
+    }
+}
+
+/// The low 64 bits of vector register `n` (xmm`n`): where the SysV ABI
+/// passes a `double` or `float` argument and returns a floating result.
+pub fn xmm_low(mc: &ffi::dr_mcontext_t, n: usize) -> u64 {
+    // SAFETY: every member of the union is plain bits.
+    unsafe { mc.__bindgen_anon_11.simd[n].u64_[0] }
+}
+
+/// Sets the low 64 bits of xmm`n`, leaving the rest of the register.
+pub fn set_xmm_low(mc: &mut ffi::dr_mcontext_t, n: usize, bits: u64) {
+    // SAFETY: as for [`xmm_low`].
+    unsafe { mc.__bindgen_anon_11.simd[n].u64_[0] = bits }
+}
