@@ -15,6 +15,11 @@ native client (``libptap.so``). This package is the pure-Python side:
 - :mod:`ptap.predicates` -- the predicate language, built as data;
 - :mod:`ptap.probes` -- the probe decorators and the registry of probes;
 - :mod:`ptap.script` -- loading a script and collecting its probes;
+- :mod:`ptap.prototypes` -- ``include()``, ``declare()``, ``prototype()``:
+  C prototypes, modelled by :mod:`ptap.cdecl`, parsed by :mod:`ptap.cparse`,
+  from headers prepared by :mod:`ptap.headers` and :mod:`ptap.prepare`
+  and kept by :mod:`ptap.cache`;
+- :mod:`ptap.syscalls` -- system calls' numbers, names and prototypes;
 - :mod:`ptap.legacy` -- translating scripts for the original ProcessTap;
 - :mod:`ptap.output` -- where what handlers print goes;
 - :mod:`ptap.errors` -- the exceptions.
@@ -22,7 +27,8 @@ native client (``libptap.so``). This package is the pure-Python side:
 Every name in ``__all__`` is also in a script's globals without an import.
 """
 
-from .errors import MemoryFault, MissingPrototype
+from .cdecl import Prototype
+from .errors import MemoryFault, MissingPrototype, PrototypeError
 from .helpers import module, symbol
 from .predicates import (
     Predicate,
@@ -54,6 +60,8 @@ from .probes import (
     thread_exit,
     thread_start,
 )
+from .prototypes import declare, include, prototype
+from .syscalls import syscall
 
 __all__ = [
     # Probe decorators.
@@ -85,10 +93,16 @@ __all__ = [
     # Helpers.
     "symbol",
     "module",
+    "syscall",
+    "include",
+    "declare",
+    "prototype",
     # Types.
     "Predicate",
     "Probe",
+    "Prototype",
     # Exceptions.
     "MissingPrototype",
     "MemoryFault",
+    "PrototypeError",
 ]

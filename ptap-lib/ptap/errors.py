@@ -2,18 +2,19 @@
 
 :exc:`MissingPrototype` and :exc:`MemoryFault` are raised to handlers by the
 ctx object (the native side raises them; they are defined here so that
-scripts can catch them by name). :exc:`ScriptError` is raised by the script
+scripts can catch them by name). :exc:`PrototypeError` is raised by
+``include()`` and ``declare()``. :exc:`ScriptError` is raised by the script
 loader when a script cannot be loaded.
 """
 
-__all__ = ["MissingPrototype", "MemoryFault", "ScriptError"]
+__all__ = ["MissingPrototype", "MemoryFault", "PrototypeError", "ScriptError"]
 
 
 class MissingPrototype(LookupError):
     """No C prototype is known for a function, so its arguments cannot be decoded.
 
-    Raised, for example, by ``len(ctx.args)``. Use ``include()`` or
-    ``declare()`` to supply the prototype.
+    Raised, for example, by ``len(ctx.args)`` and by ``prototype(name)``.
+    Use ``include()`` or ``declare()`` to supply the prototype.
     """
 
 
@@ -21,6 +22,13 @@ class MemoryFault(OSError):
     """A read or write of the target's memory touched an unmapped address.
 
     The target itself is not harmed: the access is not performed.
+    """
+
+
+class PrototypeError(Exception):
+    """C declarations could not be had: a syntax error, or a header not found or not parsed.
+
+    The message quotes the line at fault where there is one.
     """
 
 

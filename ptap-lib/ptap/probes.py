@@ -15,13 +15,15 @@ unchanged, so several decorators can be stacked on one handler.
 
 :data:`PROBE_KINDS` is the one table of probe kinds: it says which predicate
 variables each kind provides (checked when the decorator runs), how the
-banner names it and what it offers the handler.
+banner names it and what it offers the handler. A system call that a
+predicate names must exist (``syscall_name == "opnat"`` is an error).
 """
 
 import contextlib
 import inspect
 from dataclasses import dataclass
 
+from . import syscalls
 from .predicates import ALWAYS, Predicate
 
 __all__ = [
@@ -317,6 +319,7 @@ def _register(kind, predicate, handler):
     name = getattr(handler, "__qualname__", repr(handler))
     _check_handler(kind, name, handler)
     _check_variables(kind, name, predicate)
+    _check_syscall_names(kind, name, predicate)
     probe = Probe(kind=kind, predicate=predicate, handler=handler, name=name)
     _current_registry.add(probe)
     return handler
@@ -346,3 +349,26 @@ def _check_variables(kind, name, predicate):
             f"{kind} probe {name!r}: predicate uses {', '.join(missing)}, "
             f"which {kind} does not provide (it provides: {', '.join(provided)})"
         )
+
+
+def _check_syscall_names(kind, name, predicate):
+    """Raise ValueError if *predicate* names a system call this machine does not have."""
+    if "syscall_name" not in predicate.variables():
+        return
+    for value in _values_of("syscall_name", predicate.to_data()):
+        try:
+            syscalls.syscall(value)
+        except ValueError as error:
+            raise ValueError(f"{kind} probe {name!r}: {error}") from None
+
+
+def _values_of(variable, data):
+    """Yield the values that the predicate *data* (``to_data()``) compares *variable* with."""
+    tag = data[0]
+    if tag in ("and", "or", "not"):
+        for operand in data[1:]:
+            yield from _values_of(variable, operand)
+    elif tag == "cmp" and data[1] == variable:
+        yield data[3]
+    elif tag == "in" and data[1] == variable:
+        yield from data[2]

@@ -21,6 +21,7 @@ import traceback
 
 import ptap
 
+from . import prototypes
 from .errors import ScriptError
 from .probes import Registry, use_registry
 
@@ -46,7 +47,8 @@ def run_script(path, *, exe, argv, include_dirs=(), warn=_print_warning):
 
     *exe* and *argv* are the target's path and arguments, which the script
     sees as ``exe`` and ``argv``. *include_dirs* are searched for headers
-    before the system include path. *warn* is called with a one-line
+    before the system include path by ``include()``; the prototypes of
+    an earlier run are forgotten. *warn* is called with a one-line
     message for anything the user should know that is not an error.
 
     Raises :exc:`~ptap.errors.ScriptError`, after printing a traceback to
@@ -55,6 +57,7 @@ def run_script(path, *, exe, argv, include_dirs=(), warn=_print_warning):
     """
     global _include_dirs
     _include_dirs = tuple(include_dirs)
+    prototypes.reset()
     try:
         code = _compile_script(path, warn)
         namespace = _script_globals(path, exe, argv)

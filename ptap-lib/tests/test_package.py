@@ -23,6 +23,7 @@ def test_exports_the_contract_names():
         "function_address", "syscall_num", "syscall_name", "memory_address",
         "memory_size", "memory_value", "branch_taken", "instruction_address",
         "MissingPrototype", "MemoryFault", "Predicate", "Probe",
+        "include", "declare", "prototype", "syscall",
     }
     assert contract <= set(ptap.__all__)
     assert len(ptap.__all__) == len(set(ptap.__all__))
@@ -33,6 +34,35 @@ def test_exports_are_the_defining_objects():
     assert ptap.Probe is probes.Probe
     assert ptap.function_name is predicates.function_name
     assert ptap.MemoryFault is errors.MemoryFault
+
+
+def test_prototype_names_are_the_defining_objects():
+    from ptap import cdecl, prototypes, syscalls
+
+    assert ptap.include is prototypes.include
+    assert ptap.declare is prototypes.declare
+    assert ptap.prototype is prototypes.prototype
+    assert ptap.syscall is syscalls.syscall
+    assert ptap.Prototype is cdecl.Prototype
+    assert ptap.PrototypeError is errors.PrototypeError
+
+
+def test_importing_ptap_imports_no_parser_or_preprocessor():
+    # The target imports ptap at every start: pycparser and subprocess
+    # are for the rare script that declares or prepares something.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ptap; "
+        "print(sorted(m for m in ('pycparser', 'subprocess', 'ptap.cparse', 'ptap.prepare') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        cwd=PACKAGE_DIR.parent, check=True,
+    )
+    assert result.stdout == "[]\n"
 
 
 def test_exception_bases():

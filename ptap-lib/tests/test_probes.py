@@ -260,3 +260,34 @@ def test_use_registry_isolates_and_restores():
 def test_decorators_are_exported_by_the_package():
     for decorator in DECORATORS:
         assert getattr(ptap, decorator.__name__) is decorator
+
+
+def test_unknown_syscall_name_is_an_error_at_decoration(registry):
+    with pytest.raises(ValueError) as caught:
+        syscall_entry(syscall_name == "opnat")(handler)
+
+    assert str(caught.value) == (
+        "syscall_entry probe 'handler': no system call is named 'opnat' "
+        "(did you mean 'openat' or 'openat2' or 'open'?)"
+    )
+    assert len(registry) == 0
+
+
+@pytest.mark.parametrize(
+    "predicate",
+    [
+        syscall_name >> ["open", "opnat"],
+        (process_id == 1) & ~(syscall_name != "wrte"),
+        (syscall_name == "read") | (syscall_name >> ["clsoe"]),
+    ],
+)
+def test_unknown_syscall_names_anywhere_in_the_predicate(registry, predicate):
+    with pytest.raises(ValueError, match="no system call is named"):
+        syscall_exit(predicate)(handler)
+
+
+def test_known_syscall_names_and_globs_pass(registry):
+    syscall_entry(syscall_name >> ["open", "openat", "read"])(handler)
+    syscall_exit(syscall_name.like("open*") & (syscall_name != "openat2"))(handler)
+
+    assert len(registry) == 2

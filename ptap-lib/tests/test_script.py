@@ -10,6 +10,7 @@ import pytest
 import ptap
 from ptap.errors import ScriptError
 from ptap.probes import current_registry
+from ptap.prototypes import exported, parsed_headers
 from ptap.script import include_dirs, run_script
 
 PTAP_DIR = os.path.dirname(ptap.__file__)
@@ -223,6 +224,53 @@ def test_predicate_misuse_points_at_the_script_line(write_script, capsys):
     assert f'File "{path}", line 1, in <module>' in err
     assert "TypeError: a predicate has no truth value" in err
     assert_no_ptap_frames(err)
+
+
+def test_prototypes_at_top_level(write_script, capsys):
+    path = write_script("""\
+        include("string.h")
+        declare("int parse(const char *s, size_t n);")
+        print(prototype("strlen"))
+        print(prototype("parse"))
+    """)
+    run(path)
+    assert capsys.readouterr().out == (
+        "size_t strlen(const char *__s);\nint parse(const char *s, size_t n);\n"
+    )
+    assert parsed_headers()[0][0] == "string.h"
+
+
+def test_each_run_has_its_own_prototypes(write_script):
+    run(write_script('include("string.h")\ndeclare("int parse(int);")\n'))
+    run(write_script("pass\n"))
+    assert parsed_headers() == []
+    assert exported() == {}
+
+
+def test_include_error_points_at_the_script_line(write_script, capsys):
+    path = write_script("""\
+        include("stdio.h")
+        include("no_such_header.h")
+    """)
+    with pytest.raises(ScriptError):
+        run(path)
+    err = capsys.readouterr().err
+    assert f'File "{path}", line 2, in <module>' in err
+    assert "PrototypeError: header 'no_such_header.h' not found" in err
+    assert_no_ptap_frames(err)
+
+
+def test_unknown_syscall_name_points_at_the_script_line(write_script, capsys):
+    path = write_script("""\
+        @syscall_entry(syscall_name == "opnat")
+        def on_open(ctx):
+            pass
+    """)
+    with pytest.raises(ScriptError):
+        run(path)
+    err = capsys.readouterr().err
+    assert f'File "{path}", line 1, in <module>' in err
+    assert "ValueError: syscall_entry probe 'on_open': no system call is named 'opnat'" in err
 
 
 def test_system_exit_is_an_error(write_script, capsys):
