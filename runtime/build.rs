@@ -1,5 +1,4 @@
-//! Records, for the runtime, where the Python it links against lives and
-//! where the `ptap` package's sources are in this checkout.
+//! Records, for the runtime, where the Python it links against lives.
 
 use std::process::Command;
 
@@ -11,8 +10,6 @@ fn main() {
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
     let home = String::from_utf8(out.stdout).unwrap();
     println!("cargo:rustc-env=PTAP_PYTHON_HOME={}", home.trim());
-    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap();
-    println!("cargo:rustc-env=PTAP_LIB_SOURCE_DIR={manifest}/../ptap-lib");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -4,6 +4,7 @@
 use ptap_options::Options;
 use ptap_runtime::output::TracerStreams;
 use ptap_runtime::probe::{Probe, ProbeKind};
+use ptap_runtime::Runtime;
 
 pub struct Banner {
     streams: TracerStreams,
@@ -29,10 +30,18 @@ impl Banner {
         }
     }
 
-    /// The executable, the script and its probes, grouped by kind.
-    pub fn header(&self, exe: &str, script: &str, probes: &[Probe]) {
+    /// The executable, the script, the system calls and headers it knows
+    /// of, and its probes, grouped by kind.
+    pub fn header(&self, exe: &str, script: &str, runtime: &Runtime) {
         self.line(&format!("[*] Executable file: {exe}"));
         self.line(&format!("[*] PTAP file: {script}"));
+        if let Some(count) = runtime.syscall_count {
+            self.line(&format!("[*] Loaded {count} system calls"));
+        }
+        for (header, functions) in &runtime.headers {
+            self.line(&format!("[*] Parsing '{header}' ({functions} functions)"));
+        }
+        let probes = &runtime.probes;
         self.line("[*] Loaded probes:");
         for kind in ProbeKind::ALL {
             let of_kind: Vec<&Probe> = probes.iter().filter(|p| p.kind == kind).collect();

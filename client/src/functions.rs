@@ -9,55 +9,54 @@
 //! events that match. drwrap calls the exit callback at return, or with no
 //! context when the call was unwound (longjmp, exception), which we report
 //! as such (`ctx.unwound`).
+//!
+//! An IFUNC symbol (glibc's `strlen`, `memcpy`, ...) names a resolver that
+//! the dynamic loader calls to choose the function's implementation for
+//! this CPU. We wrap the resolver's return instead, and wrap each
+//! implementation it returns with the symbol's probes, so that the calls
+//! the program makes are seen, not the resolver's.
 
-use ptap_runtime::symbols::SymbolTable;
+use crate::site_probes::{chosen, matching, residual, ProbeSet, SiteProbe};
 use dr_sys::module::ModuleInfo;
 use dr_sys::wrap::WrapContext;
 use parking_lot::Mutex;
-use ptap_runtime::context::{CallState, Fields, FunctionFields, HitContext, KEPT_ARGS};
+use ptap_runtime::call::{CallState, EntryValues};
+use ptap_runtime::context::{Fields, FunctionFields, HitContext};
 use ptap_runtime::dispatch::call_handlers;
 use ptap_runtime::predicate::{EventFields, Predicate, Value, Variable};
 use ptap_runtime::probe::{Probe, ProbeKind};
+use ptap_runtime::prototype::Signature;
+use ptap_runtime::symbols::SymbolTable;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::c_void;
 use std::sync::Arc;
-
-/// Variables known only when the event happens.
-const RUN_TIME_VARIABLES: [Variable; 2] = [Variable::ThreadId, Variable::ProcessId];
 
 /// The probes this module runs.
 pub fn handles(kind: ProbeKind) -> bool {
     matches!(kind, ProbeKind::FunctionEntry | ProbeKind::FunctionExit)
 }
 
-/// A probe that may fire at a site, with the name under which it matched.
-struct SiteProbe {
-    probe: usize,
-    name: Option<Arc<str>>,
-    /// What is left of its predicate to test per call (thread and process
-    /// ids only), or `None` when it always fires here.
-    predicate: Option<Predicate>,
-}
-
-/// One wrapped function.
+/// One wrapped function (or IFUNC resolver).
 struct Site {
     address: usize,
+    /// The address is an IFUNC resolver: its probes go to the functions
+    /// it returns, listed in `implementations`.
+    ifunc: bool,
+    implementations: Mutex<Vec<Arc<Site>>>,
     module: Arc<str>,
+    /// Its prototype, if `include()` or `declare()` gave one for a name.
+    signature: Option<Arc<Signature>>,
     entry: Vec<SiteProbe>,
     exit: Vec<SiteProbe>,
 }
-
-/// A set of indices into a site's probe list (sites have few probes; a
-/// site with more than 64 on one side keeps the first 64).
-type ProbeSet = u64;
 
 /// What the exit callback needs of a call its entry callback saw.
 struct CallRecord {
     site: Arc<Site>,
     /// The exit probes whose predicates matched.
     exit: ProbeSet,
-    args: [usize; KEPT_ARGS],
+    args: EntryValues,
     caller: usize,
     tid: u32,
     /// The stack pointer at entry (pointing at the return address).
@@ -129,23 +128,6 @@ impl EventFields for SiteFields<'_> {
     }
 }
 
-/// The run-time fields of one call: all a residual predicate (see
-/// [`match_site`]) asks for.
-struct CallFields {
-    tid: u32,
-    pid: u32,
-}
-
-impl EventFields for CallFields {
-    fn value(&self, var: Variable) -> Option<Value> {
-        match var {
-            Variable::ThreadId => Some(Value::Int(self.tid as i128)),
-            Variable::ProcessId => Some(Value::Int(self.pid as i128)),
-            _ => None,
-        }
-    }
-}
-
 /// Wraps the functions of a newly loaded module that some probe may match.
 pub fn on_module_load(module: &ModuleInfo, is_main: bool) {
     let Some(probes) = PROBES.get() else { return };
@@ -160,9 +142,9 @@ pub fn on_module_load(module: &ModuleInfo, is_main: bool) {
 
     // Every function start, with its names; named addresses too, for
     // stripped code.
-    let mut candidates: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut candidates: HashMap<usize, (Vec<String>, bool)> = HashMap::new();
     for f in &symbols.functions {
-        candidates.insert(module.start + f.offset, f.names.clone());
+        candidates.insert(module.start + f.offset, (f.names.clone(), f.ifunc));
     }
     let mut resolved: Vec<(usize, Predicate)> = Vec::new();
     for (i, p) in probes.iter().enumerate().filter(|(_, p)| handles(p.kind)) {
@@ -177,8 +159,17 @@ pub fn on_module_load(module: &ModuleInfo, is_main: bool) {
 
     let mut sites = Vec::new();
     let module_name: Arc<str> = Arc::from(module.name.as_str());
-    for (address, names) in candidates {
-        let mut site = Site { address, module: module_name.clone(), entry: Vec::new(), exit: Vec::new() };
+    for (address, (names, ifunc)) in candidates {
+        let signature = names.iter().find_map(|n| ptap_runtime::prototype::function(n));
+        let mut site = Site {
+            address,
+            ifunc,
+            implementations: Mutex::new(Vec::new()),
+            module: module_name.clone(),
+            signature,
+            entry: Vec::new(),
+            exit: Vec::new(),
+        };
         for (i, predicate) in &resolved {
             let Some(matched) = match_site(predicate, &names, address, &module.name) else { continue };
             let list = if probes[*i].kind == ProbeKind::FunctionEntry { &mut site.entry } else { &mut site.exit };
@@ -188,20 +179,66 @@ pub fn on_module_load(module: &ModuleInfo, is_main: bool) {
         if site.entry.is_empty() && site.exit.is_empty() {
             continue;
         }
-        let has_exit = !site.exit.is_empty();
-        let site = Arc::new(site);
-        let raw = Arc::into_raw(site.clone()) as *mut c_void;
-        // SAFETY: the site stays alive (the raw Arc reference) until it is
-        // unwrapped at module unload.
-        let wrapped = unsafe { dr_sys::wrap::wrap(address, on_entry, has_exit.then_some(on_exit as _), raw) };
-        if wrapped {
-            sites.push(site);
-        } else {
-            // SAFETY: drwrap refused, so it holds no copy of the pointer.
-            unsafe { drop(Arc::from_raw(raw as *const Site)) };
-        }
+        sites.extend(wrap_site(site));
     }
     SITES.lock().entry(module.start).or_default().extend(sites);
+}
+
+/// The drwrap callbacks of a site: a function's entry and (if it has exit
+/// probes) exit, or an IFUNC resolver's return.
+fn callbacks(site: &Site) -> (dr_sys::wrap::PreCallback, Option<dr_sys::wrap::PostCallback>) {
+    if site.ifunc {
+        (on_resolver_entry, Some(on_resolved))
+    } else {
+        (on_entry, (!site.exit.is_empty()).then_some(on_exit as _))
+    }
+}
+
+/// Wraps a site; `None` if drwrap refused.
+fn wrap_site(site: Site) -> Option<Arc<Site>> {
+    let (pre, post) = callbacks(&site);
+    let site = Arc::new(site);
+    let raw = Arc::into_raw(site.clone()) as *mut c_void;
+    // SAFETY: the site stays alive (the raw Arc reference) until it is
+    // unwrapped at module unload.
+    if unsafe { dr_sys::wrap::wrap(site.address, pre, post, raw) } {
+        Some(site)
+    } else {
+        // SAFETY: drwrap refused, so it holds no copy of the pointer.
+        unsafe { drop(Arc::from_raw(raw as *const Site)) };
+        None
+    }
+}
+
+unsafe extern "C" fn on_resolver_entry(_wc: WrapContext, _user_data: *mut *mut c_void) {
+    // The site pointer stays in the user data for on_resolved.
+}
+
+/// An IFUNC resolver returned the implementation to use: wrap it with the
+/// symbol's probes, once per implementation.
+unsafe extern "C" fn on_resolved(wc: WrapContext, user_data: *mut c_void) {
+    if wc.is_null() || user_data.is_null() {
+        return;
+    }
+    // SAFETY: the resolver site given at wrap time, alive while wrapped.
+    let resolver = &*(user_data as *const Site);
+    let implementation = dr_sys::wrap::retval(wc);
+    if implementation == 0 || resolver.implementations.lock().iter().any(|s| s.address == implementation) {
+        return;
+    }
+    let site = Site {
+        address: implementation,
+        ifunc: false,
+        implementations: Mutex::new(Vec::new()),
+        module: resolver.module.clone(),
+        signature: resolver.signature.clone(),
+        entry: resolver.entry.clone(),
+        exit: resolver.exit.clone(),
+    };
+    // Wrapped without holding the list's lock (drwrap may flush).
+    if let Some(site) = wrap_site(site) {
+        resolver.implementations.lock().push(site);
+    }
 }
 
 /// Whether a probe may fire at a function: `None` when its predicate
@@ -211,11 +248,10 @@ fn match_site(predicate: &Predicate, names: &[String], address: usize, module: &
     let names: Vec<Option<&str>> = if names.is_empty() { vec![None] } else { names.iter().map(|n| Some(n.as_str())).collect() };
     let mut undecided = None;
     for name in names {
-        let fields = SiteFields { name, address, module };
-        match predicate.residual(&fields, &RUN_TIME_VARIABLES) {
-            Predicate::Const(true) => return Some((name.map(str::to_string), None)),
-            Predicate::Const(false) => {}
-            rest => {
+        match residual(predicate, &SiteFields { name, address, module }) {
+            Some(None) => return Some((name.map(str::to_string), None)),
+            None => {}
+            Some(Some(rest)) => {
                 undecided.get_or_insert((name.map(str::to_string), rest));
             }
         }
@@ -227,42 +263,31 @@ fn match_site(predicate: &Predicate, names: &[String], address: usize, module: &
 pub fn on_module_unload(start: usize) {
     let Some(sites) = SITES.lock().remove(&start) else { return };
     for site in sites {
-        let has_exit = !site.exit.is_empty();
-        // SAFETY: the callbacks are those the site was wrapped with; after
-        // unwrapping drwrap no longer holds the raw reference, so we drop
-        // it (calls in flight hold their own).
-        unsafe {
-            if dr_sys::wrap::unwrap(site.address, on_entry, has_exit.then_some(on_exit as _)) {
-                drop(Arc::from_raw(Arc::as_ptr(&site)));
+        let implementations = std::mem::take(&mut *site.implementations.lock());
+        for s in implementations.iter().chain(std::iter::once(&site)) {
+            let (pre, post) = callbacks(s);
+            // SAFETY: the callbacks are those the site was wrapped with;
+            // after unwrapping drwrap no longer holds the raw reference,
+            // so we drop it (calls in flight hold their own).
+            unsafe {
+                if dr_sys::wrap::unwrap(s.address, pre, post) {
+                    drop(Arc::from_raw(Arc::as_ptr(s)));
+                }
             }
         }
     }
 }
 
-/// The probes of `list` whose predicates accept this call.
-fn matching(list: &[SiteProbe], tid: u32, pid: u32) -> ProbeSet {
-    let fields = CallFields { tid, pid };
-    let mut set: ProbeSet = 0;
-    for (i, sp) in list.iter().enumerate().take(64) {
-        let accepted = sp.predicate.as_ref().is_none_or(|p| p.matches(&fields));
-        if accepted {
-            set |= 1 << i;
-        }
-    }
-    set
-}
-
-/// Calls the handlers of the probes in `chosen` for one event; returns the
-/// argument words as the handlers left them.
-fn fire(kind: ProbeKind, list: &[SiteProbe], chosen: ProbeSet, site: &Site, call: CallState, caller: usize, tid: u32, unwound: Option<bool>) -> Option<[usize; KEPT_ARGS]> {
+/// Calls the handlers of the probes in `set` for one event; returns the
+/// entry values as the handlers left them, if they were kept.
+fn fire(kind: ProbeKind, list: &[SiteProbe], set: ProbeSet, site: &Site, call: CallState, caller: usize, tid: u32, unwound: Option<bool>) -> Option<EntryValues> {
     let probes = PROBES.get().unwrap();
-    let chosen_probes = || (0..list.len().min(64)).filter(move |i| chosen & (1 << i) != 0);
     // Several probes at one site may have matched under different names;
     // ctx shows the first one's.
-    let name = chosen_probes().next().and_then(|i| list[i].name.clone());
+    let name = chosen(list, set).next().and_then(|sp| sp.name.clone());
     let fields = FunctionFields { function: site.address, name, module: site.module.clone(), caller, unwound };
     let ctx = HitContext { event: kind.name(), pid: dr_sys::process::pid(), tid, fields: Fields::Function(fields), call: Some(call) };
-    call_handlers(chosen_probes().map(|i| &probes[list[i].probe]), ctx)
+    call_handlers(chosen(list, set).map(|sp| &probes[sp.probe]), ctx)?.entry
 }
 
 unsafe extern "C" fn on_entry(wc: WrapContext, user_data: *mut *mut c_void) {
@@ -290,13 +315,11 @@ unsafe extern "C" fn on_entry(wc: WrapContext, user_data: *mut *mut c_void) {
     }
     // The exit event needs the entry values; an entry handler alone reads
     // arguments only if it asks.
-    let mut args = (exit != 0).then(|| dr_sys::wrap::register_args(wc));
+    let mut args = (exit != 0).then(|| EntryValues::capture(wc, site.signature.as_deref()));
     let caller = dr_sys::wrap::return_address(wc);
     if entry != 0 {
-        let call = CallState::new(wc as usize, false, args);
-        if let Some(changed) = fire(ProbeKind::FunctionEntry, &site.entry, entry, site, call, caller, tid, None) {
-            args = Some(changed);
-        }
+        let call = CallState::function(wc, false, site.signature.clone(), args.take());
+        args = fire(ProbeKind::FunctionEntry, &site.entry, entry, site, call, caller, tid, None);
     }
     if let Some(args) = args.filter(|_| exit != 0) {
         Arc::increment_strong_count(site_ptr);
@@ -333,8 +356,8 @@ fn report_unwound(record: &CallRecord) {
     if record.reported.replace(true) {
         return;
     }
-    let call = CallState::new(0, true, Some(record.args));
     let site = &record.site;
+    let call = CallState::function(std::ptr::null_mut(), true, site.signature.clone(), Some(record.args.clone()));
     fire(ProbeKind::FunctionExit, &site.exit, record.exit, site, call, record.caller, record.tid, Some(true));
 }
 
@@ -381,7 +404,8 @@ unsafe extern "C" fn on_exit(wc: WrapContext, user_data: *mut c_void) {
         return;
     }
     let unwound = wc.is_null();
-    let call = CallState::new(wc as usize, true, Some(record.args));
+    let record = *record;
     let site = &record.site;
+    let call = CallState::function(wc, true, site.signature.clone(), Some(record.args));
     fire(ProbeKind::FunctionExit, &site.exit, record.exit, site, call, record.caller, record.tid, Some(unwound));
 }

@@ -6,13 +6,16 @@
 //! top level in an embedded CPython, hide DynamoRIO's variables from the
 //! target's environment ([`environment`]), print the banner, and register the
 //! DynamoRIO events that feed the probes: [`lifecycle`] for process exit,
-//! threads and module loads, [`functions`] for function entry and exit.
+//! threads and module loads, [`functions`] for function entry and exit,
+//! [`syscalls`] for system-call entry and exit.
 
 mod banner;
 mod environment;
 mod functions;
 mod lifecycle;
+mod site_probes;
 mod start;
+mod syscalls;
 
 use std::ffi::{c_char, c_int, CStr};
 

@@ -65,6 +65,7 @@ pub fn install(runtime: Runtime, banner: Banner) {
         ffi::dr_register_exit_event(Some(on_exit));
         ffi::dr_register_fork_init_event(Some(on_fork));
     }
+    crate::syscalls::install(&tracer.runtime.probes);
 }
 
 /// Variables of lifecycle events, for predicates.
@@ -171,7 +172,7 @@ unsafe extern "C" fn filter_syscall(_dc: *mut std::ffi::c_void, sysnum: i32) -> 
 
 unsafe extern "C" fn on_pre_syscall(dc: *mut std::ffi::c_void, sysnum: i32) -> ffi::bool_ {
     if sysnum == SYS_EXIT_GROUP {
-        let status = dr_sys::process::syscall_param(dc as DrContext, 0) as i32 & 0xff;
+        let status = dr_sys::syscall::param(dc as DrContext, 0) as i32 & 0xff;
         EXIT_STATUS.store(status, Ordering::Relaxed);
     }
     1

@@ -48,7 +48,7 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
     let unsupported: Vec<String> = runtime
         .probes
         .iter()
-        .filter(|p| !lifecycle::handles(p.kind) && !crate::functions::handles(p.kind))
+        .filter(|p| !lifecycle::handles(p.kind) && !crate::functions::handles(p.kind) && !crate::syscalls::handles(p.kind))
         .map(|p| format!("{} ({})", p.kind.name(), p.name))
         .collect();
     if !unsupported.is_empty() {
@@ -56,7 +56,7 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
     }
 
     let banner = banner::Banner::new(runtime.streams, &options);
-    banner.header(&exe, &options.script, &runtime.probes);
+    banner.header(&exe, &options.script, &runtime);
     banner.verbose(&format!(
         "ProcessTap {VERSION} ({}), DynamoRIO 11.90, CPython {}; {} private libraries mended ({} versioned imports, {} overrides); started in {} ms (mends {:.0}, Python {:.0}, script {:.0})",
         client_path,

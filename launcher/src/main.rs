@@ -3,9 +3,12 @@
 //! the command under DynamoRIO by early injection, as `drrun` does: a child
 //! process execs `libdynamorio.so` with the command's own argv, and
 //! DynamoRIO maps the real executable named by `DYNAMORIO_EXE_PATH`.
+//! Before that it preprocesses the C headers the script includes
+//! ([`headers`]), which cannot be done inside the target.
 //! The launcher waits and exits with the target's status (128+N when it
 //! died of signal N).
 
+mod headers;
 mod locate;
 mod run;
 
@@ -52,5 +55,6 @@ fn launch(args: &[String]) -> Result<i32, String> {
     let (executable, argv) = locate::resolve_interpreters(locate::find_command(program)?, command)?;
     let dynamorio = locate::dynamorio_library()?;
     let client = locate::client_library()?;
+    headers::prepare(&options, &client);
     run::run_under_dynamorio(&dynamorio, &client, &options, &executable, &argv)
 }

@@ -7,6 +7,8 @@
 //! ([`parse_tracer_args`]) serves both; [`Options::to_client_args`] is its
 //! inverse.
 
+pub mod layout;
+
 use std::fmt;
 
 /// The version printed by `--version` and in the banner with `-v`.

@@ -3,11 +3,12 @@
 //! on the event's kind and are listed in an error when a handler asks for
 //! one its event does not have.
 
+use crate::args::{encode, scalar, to_word, Arguments};
+use crate::call::{CallKind, CallState, Finished};
 use crate::memory::Memory;
-use pyo3::exceptions::{PyAttributeError, PyIndexError, PyRuntimeError, PyTypeError};
+use crate::prototype::CType;
+use pyo3::exceptions::PyAttributeError;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A value of one event-specific field.
@@ -43,7 +44,7 @@ pub struct HitContext {
     #[pyo3(get)]
     pub tid: u32,
     pub fields: Fields,
-    /// The function call this event is part of (function probes only).
+    /// The call this event is part of (function and system-call probes).
     pub call: Option<CallState>,
 }
 
@@ -53,6 +54,41 @@ pub enum Fields {
     Lifecycle(Vec<(&'static str, FieldValue)>),
     /// Function entry and exit: fixed fields, cheap to fill per call.
     Function(FunctionFields),
+    /// System-call entry and exit.
+    Syscall(SyscallFields),
+}
+
+/// What a system-call event knows besides its parameters.
+pub struct SyscallFields {
+    pub number: usize,
+    pub name: Option<Arc<str>>,
+}
+
+impl SyscallFields {
+    const NAMES: [&'static str; 3] = ["syscall", "syscall_name", "prototype"];
+
+    fn get<'py>(&self, py: Python<'py>, name: &str) -> Option<PyResult<Bound<'py, PyAny>>> {
+        use pyo3::types::{PyInt, PyString};
+        Some(Ok(match name {
+            "syscall" => PyInt::new(py, self.number).into_any(),
+            "syscall_name" => match &self.name {
+                Some(n) => PyString::new(py, n).into_any(),
+                None => PyString::new(py, &format!("syscall_{}", self.number)).into_any(),
+            },
+            "prototype" => return Some(python_prototype(py, "ptap.syscalls", "syscall_prototype", self.number.into_pyobject(py).ok()?.into_any())),
+            _ => return None,
+        }))
+    }
+}
+
+/// The ptap-lib `Prototype` object of a call, or None.
+fn python_prototype<'py>(py: Python<'py>, module: &str, function: &str, key: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let found = py.import(module)?.call_method1(function, (key,));
+    match found {
+        Ok(p) => Ok(p),
+        Err(e) if e.is_instance(py, &py.import("ptap.errors")?.getattr("MissingPrototype")?) => Ok(py.None().into_bound(py)),
+        Err(e) => Err(e),
+    }
 }
 
 /// What a function event knows besides the call's registers and memory.
@@ -68,7 +104,7 @@ pub struct FunctionFields {
 }
 
 impl FunctionFields {
-    const NAMES: [&'static str; 5] = ["function", "function_name", "caller", "module", "pc"];
+    const NAMES: [&'static str; 6] = ["function", "function_name", "caller", "module", "pc", "prototype"];
 
     fn get<'py>(&self, py: Python<'py>, name: &str) -> Option<PyResult<Bound<'py, PyAny>>> {
         use pyo3::types::{PyBool, PyInt, PyString};
@@ -82,131 +118,12 @@ impl FunctionFields {
             "caller" => int(self.caller),
             "module" => PyString::new(py, &self.module).into_any(),
             "unwound" => PyBool::new(py, self.unwound?).to_owned().into_any(),
+            "prototype" => match &self.name {
+                Some(n) => return Some(python_prototype(py, "ptap.prototypes", "prototype", PyString::new(py, n).into_any())),
+                None => py.None().into_bound(py),
+            },
             _ => return None,
         }))
-    }
-}
-
-/// Number of integer argument registers whose entry values are kept for
-/// the exit event (SysV x86-64: rdi, rsi, rdx, rcx, r8, r9).
-pub const KEPT_ARGS: usize = 6;
-
-/// One call of a probed function, as its `ctx` reaches it: the raw
-/// argument words at entry and, while a handler runs, drwrap's context for
-/// reading and changing arguments and the return value.
-pub struct CallState {
-    /// drwrap's per-call context; 0 once the handlers have returned.
-    wrap_context: AtomicUsize,
-    pub is_exit: bool,
-    /// The argument words the function was entered with, if they were
-    /// read at entry (they are for calls with exit probes; an entry handler
-    /// alone reads them live, on demand, which is cheaper).
-    args: [AtomicUsize; KEPT_ARGS],
-    captured: bool,
-    /// A handler wrote RIP: continue there when the handlers return.
-    redirect: std::sync::atomic::AtomicBool,
-}
-
-impl CallState {
-    /// A call whose argument words are `args` if they were read at entry
-    /// (always for an exit event), or read live from the context.
-    pub fn new(wrap_context: usize, is_exit: bool, args: Option<[usize; KEPT_ARGS]>) -> CallState {
-        CallState {
-            wrap_context: AtomicUsize::new(wrap_context),
-            is_exit,
-            args: args.unwrap_or_default().map(AtomicUsize::new),
-            captured: args.is_some(),
-            redirect: Default::default(),
-        }
-    }
-
-    /// The entry argument words, after any change a handler made.
-    pub fn args(&self) -> [usize; KEPT_ARGS] {
-        std::array::from_fn(|i| self.args[i].load(Ordering::Relaxed))
-    }
-
-    /// Ends the handlers' access to the call (drwrap's context dies when
-    /// the callback returns), redirecting the thread if a handler wrote RIP.
-    fn finish(&self) {
-        let wc = self.wrap_context.swap(0, Ordering::AcqRel);
-        if wc != 0 && self.redirect.load(Ordering::Relaxed) {
-            // SAFETY: the exit callback that owns `wc` is still running.
-            unsafe { dr_sys::wrap::redirect(wc as dr_sys::wrap::WrapContext) };
-        }
-    }
-
-    fn live_context(&self) -> PyResult<dr_sys::wrap::WrapContext> {
-        match self.wrap_context.load(Ordering::Acquire) {
-            0 => Err(PyRuntimeError::new_err("this ctx belongs to an event that is over: keep values, not ctx")),
-            wc => Ok(wc as dr_sys::wrap::WrapContext),
-        }
-    }
-}
-
-static MISSING_PROTOTYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-/// `ctx.args`: the function's arguments as raw words (SysV x86-64 ABI).
-#[pyclass(name = "Arguments", module = "_ptap", frozen)]
-pub struct Arguments {
-    ctx: Py<HitContext>,
-}
-
-impl Arguments {
-    fn call(&self) -> &CallState {
-        self.ctx.get().call.as_ref().expect("Arguments exist for function events only")
-    }
-}
-
-#[pymethods]
-impl Arguments {
-    fn __getitem__(&self, index: isize) -> PyResult<usize> {
-        self.raw(index)
-    }
-
-    /// Argument `index` as the raw register or stack word.
-    fn raw(&self, index: isize) -> PyResult<usize> {
-        let i = usize::try_from(index).map_err(|_| PyIndexError::new_err("argument indices start at 0; without a prototype there is no end to count from"))?;
-        let call = self.call();
-        if i < KEPT_ARGS && call.captured {
-            return Ok(call.args[i].load(Ordering::Relaxed));
-        }
-        if call.is_exit {
-            return Err(PyIndexError::new_err(format!("only the first {KEPT_ARGS} arguments are kept for function_exit")));
-        }
-        let wc = call.live_context()?;
-        // SAFETY: the context is live (the entry callback is running).
-        Ok(unsafe { dr_sys::wrap::arg(wc, i) })
-    }
-
-    /// `ctx.args[i] = v` at entry: the function receives `v`.
-    fn __setitem__(&self, index: usize, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let call = self.call();
-        if call.is_exit {
-            return Err(PyTypeError::new_err("arguments can be changed at function_entry only"));
-        }
-        let word = to_word(value)?;
-        let wc = call.live_context()?;
-        // SAFETY: the context is live (the entry callback is running).
-        if !unsafe { dr_sys::wrap::set_arg(wc, index, word) } {
-            return Err(PyIndexError::new_err(format!("cannot set argument {index}")));
-        }
-        if index < KEPT_ARGS {
-            call.args[index].store(word, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    /// Without a prototype the number of arguments is unknown.
-    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        let class = MISSING_PROTOTYPE.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-            Ok(py.import("ptap.errors")?.getattr("MissingPrototype")?.unbind())
-        })?;
-        Err(PyErr::from_value(class.call1(py, ("no prototype is known for this function, so its number of arguments is not",))?.into_bound(py)))
-    }
-
-    fn __repr__(&self) -> String {
-        let words: Vec<String> = (0..KEPT_ARGS as isize).map(|i| self.raw(i).map_or("?".into(), |w| format!("{w:#x}"))).collect();
-        format!("<args (raw) {}, ...>", words.join(", "))
     }
 }
 
@@ -220,7 +137,7 @@ pub struct Registers {
 
 impl Registers {
     fn call(&self) -> &CallState {
-        self.ctx.get().call.as_ref().expect("Registers exist for function events only")
+        self.ctx.get().call.as_ref().expect("Registers exist for calls only")
     }
 }
 
@@ -232,28 +149,12 @@ fn register_named(name: &str) -> PyResult<dr_sys::wrap::Register> {
 #[pymethods]
 impl Registers {
     fn __getattr__(&self, name: &str) -> PyResult<usize> {
-        let reg = register_named(name)?;
-        let wc = self.call().live_context()?;
-        // SAFETY: the context is live (a callback is running).
-        unsafe { dr_sys::wrap::register(wc, reg) }.ok_or_else(|| PyRuntimeError::new_err("registers are not available here"))
+        self.call().register(register_named(name)?)
     }
 
     fn __setattr__(&self, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let reg = register_named(name)?;
-        let call = self.call();
-        if reg == dr_sys::wrap::Register::Rip && !call.is_exit {
-            return Err(PyTypeError::new_err("RIP can be written at function_exit only (drwrap cannot redirect at entry)"));
-        }
-        let word = to_word(value)?;
-        let wc = call.live_context()?;
-        // SAFETY: the context is live (a callback is running).
-        if !unsafe { dr_sys::wrap::set_register(wc, reg, word) } {
-            return Err(PyRuntimeError::new_err(format!("cannot set {name} here")));
-        }
-        if reg == dr_sys::wrap::Register::Rip {
-            call.redirect.store(true, Ordering::Relaxed);
-        }
-        Ok(())
+        self.call().set_register(name, reg, to_word(value)?)
     }
 
     fn __dir__(&self) -> Vec<&'static str> {
@@ -308,15 +209,6 @@ fn follows_call(address: usize) -> bool {
     })
 }
 
-/// A Python int (negative ones as two's complement) as a machine word.
-fn to_word(value: &Bound<'_, PyAny>) -> PyResult<usize> {
-    if let Ok(w) = value.extract::<usize>() {
-        return Ok(w);
-    }
-    let signed: isize = value.extract().map_err(|_| PyTypeError::new_err("a machine word must be an int that fits in 64 bits"))?;
-    Ok(signed as usize)
-}
-
 #[pymethods]
 impl HitContext {
     /// The target's memory.
@@ -325,16 +217,16 @@ impl HitContext {
         Memory
     }
 
-    /// The function's arguments (function probes).
+    /// The call's arguments (function and system-call probes).
     #[getter]
     fn args(slf: Py<Self>) -> PyResult<Arguments> {
         match &slf.get().call {
-            Some(_) => Ok(Arguments { ctx: slf }),
+            Some(_) => Ok(Arguments::new(slf)),
             None => Err(slf.get().missing("args")),
         }
     }
 
-    /// The registers (function probes).
+    /// The registers (function and system-call probes).
     #[getter]
     fn regs(slf: Py<Self>) -> PyResult<Registers> {
         match &slf.get().call {
@@ -346,15 +238,13 @@ impl HitContext {
     /// Return addresses on the stack, innermost first (the caller first).
     fn backtrace(&self) -> PyResult<Vec<usize>> {
         let call = self.call.as_ref().ok_or_else(|| self.missing("backtrace"))?;
-        let wc = call.live_context()?;
-        // SAFETY: the context is live (a callback is running).
-        let sp = unsafe { dr_sys::wrap::register(wc, dr_sys::wrap::Register::Rsp) }.unwrap_or(0);
+        let sp = call.register(dr_sys::wrap::Register::Rsp)?;
         let caller = match &self.fields {
             Fields::Function(f) => Some(f.caller),
-            Fields::Lifecycle(_) => None,
+            _ => None,
         };
-        // At entry the caller's return address is at [rsp]; skip it.
-        let from = if call.is_exit { sp } else { sp + std::mem::size_of::<usize>() };
+        // At a function's entry the caller's return address is at [rsp]; skip it.
+        let from = if call.kind == CallKind::Function && !call.is_exit { sp + std::mem::size_of::<usize>() } else { sp };
         Ok(scan_return_addresses(from, caller))
     }
 
@@ -364,39 +254,75 @@ impl HitContext {
         crate::modules::symbolize(address)
     }
 
-    /// The value the function returns (function_exit); assign to change it.
+    /// The value the call returns (at exit), decoded by the prototype's
+    /// return type; a system call's is the kernel's signed value (a
+    /// negative errno on failure). Assign to change it.
     #[getter]
-    fn retval(&self) -> PyResult<usize> {
+    fn retval<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let call = self.exit_call("retval")?;
-        // SAFETY: the context is live (the exit callback is running).
-        Ok(unsafe { dr_sys::wrap::retval(call.live_context()?) })
+        let ty = self.return_type();
+        if matches!(ty, Some(CType::Double | CType::Float)) {
+            return Ok(scalar(py, ty.unwrap(), call.retval_vector()?));
+        }
+        let word = call.retval_word()? as u64;
+        Ok(match ty {
+            Some(ty) => scalar(py, ty, word),
+            None => pyo3::types::PyInt::new(py, word).into_any(),
+        })
     }
 
     #[setter]
     fn set_retval(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let call = self.exit_call("retval")?;
-        let word = to_word(value)?;
-        // SAFETY: the context is live (the exit callback is running).
-        unsafe { dr_sys::wrap::set_retval(call.live_context()?, word) };
-        Ok(())
+        let ty = self.return_type();
+        let word = encode(ty, value)?;
+        match ty {
+            Some(CType::Double | CType::Float) => call.set_retval_vector(word),
+            _ => call.set_retval_word(word as usize),
+        }
+    }
+
+    /// At a system call's exit: the error number if it failed, else 0.
+    #[getter]
+    fn errno(&self) -> PyResult<i64> {
+        let call = self.exit_call("errno")?;
+        if call.kind != CallKind::Syscall {
+            return Err(self.missing("errno"));
+        }
+        let value = call.retval_word()? as isize;
+        Ok(if (-4095..0).contains(&value) { -value as i64 } else { 0 })
+    }
+
+    /// At a system call's entry: do not make it; it returns `retval`
+    /// (a negative errno to fail: `ctx.skip(-errno.ENOENT)`).
+    fn skip(&self, retval: &Bound<'_, PyAny>) -> PyResult<()> {
+        match &self.call {
+            Some(call) if call.kind == CallKind::Syscall && !call.is_exit => call.skip(to_word(retval)?),
+            _ => Err(self.missing("skip")),
+        }
     }
 
     fn __getattr__<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
         let found = match &self.fields {
             Fields::Lifecycle(fields) => fields.iter().find(|(n, _)| *n == name).map(|(_, v)| Ok(v.into_pyobject(py)?)),
             Fields::Function(fields) => fields.get(py, name),
+            Fields::Syscall(fields) => fields.get(py, name),
         };
         found.unwrap_or_else(|| Err(self.missing(name)))
     }
 
     fn __repr__(&self) -> String {
         let mut parts = vec![format!("pid={}", self.pid), format!("tid={}", self.tid)];
-        if let Fields::Function(f) = &self.fields {
-            parts.push(format!("function={:#x} function_name={:?} module={:?} caller={:#x}", f.function, f.name, f.module, f.caller));
+        match &self.fields {
+            Fields::Function(f) => {
+                parts.push(format!("function={:#x} function_name={:?} module={:?} caller={:#x}", f.function, f.name, f.module, f.caller))
+            }
+            Fields::Syscall(f) => parts.push(format!("syscall={} syscall_name={:?}", f.number, f.name)),
+            Fields::Lifecycle(_) => {}
         }
         let lifecycle: &[(&str, FieldValue)] = match &self.fields {
             Fields::Lifecycle(fields) => fields,
-            Fields::Function(_) => &[],
+            _ => &[],
         };
         for (n, v) in lifecycle {
             parts.push(match v {
@@ -422,6 +348,9 @@ impl HitContext {
             if call.is_exit {
                 names.push("retval");
             }
+            if call.kind == CallKind::Syscall {
+                names.push(if call.is_exit { "errno" } else { "skip" });
+            }
         }
         match &self.fields {
             Fields::Lifecycle(fields) => names.extend(fields.iter().map(|(n, _)| *n)),
@@ -431,17 +360,27 @@ impl HitContext {
                     names.push("unwound");
                 }
             }
+            Fields::Syscall(_) => names.extend(SyscallFields::NAMES),
         }
         names
     }
 
     /// Ends the event for the handlers: afterwards `ctx` no longer reaches
-    /// the call. Returns the call's argument words as the handlers left
-    /// them, if they were read at entry.
-    pub fn finish(&self) -> Option<[usize; KEPT_ARGS]> {
+    /// the call. Returns what the handlers left: the entry values as they
+    /// changed them (if they were kept) and a request to skip the call.
+    pub fn finish(&self) -> Option<Finished> {
+        self.call.as_ref().map(CallState::finish)
+    }
+
+    /// The prototype's return type, if one is known.
+    fn return_type(&self) -> Option<&CType> {
         let call = self.call.as_ref()?;
-        call.finish();
-        call.captured.then(|| call.args())
+        match call.kind {
+            // A system call returns the kernel's signed word, whatever the
+            // prototype says.
+            CallKind::Syscall => Some(&CType::Int { size: 8, signed: true }),
+            CallKind::Function => call.signature.as_ref().map(|s| &s.prototype.ret),
+        }
     }
 
     fn missing(&self, name: &str) -> PyErr {

@@ -10,7 +10,8 @@
 //! `PyEval_RestoreThread` (pyo3's `Python::attach` would make and delete a
 //! thread state each time).
 
-use crate::context::{HitContext, KEPT_ARGS};
+use crate::call::Finished;
+use crate::context::HitContext;
 use crate::probe::Probe;
 use crate::stack;
 use pyo3::ffi;
@@ -104,9 +105,9 @@ fn thread_state(t: &PerThread) -> *mut ffi::PyThreadState {
 
 /// Calls each probe's handler with one shared `ctx`, in order, and ends the
 /// event: exceptions are printed the first time for each handler, then
-/// counted. Returns the call's argument words after the handlers (which
-/// may have changed them), for function probes.
-pub fn call_handlers<'a>(probes: impl Iterator<Item = &'a Probe>, ctx: HitContext) -> Option<[usize; KEPT_ARGS]> {
+/// counted. Returns what the handlers left of a call (see
+/// [`HitContext::finish`]).
+pub fn call_handlers<'a>(probes: impl Iterator<Item = &'a Probe>, ctx: HitContext) -> Option<Finished> {
     with_python(|py| {
         let ctx = match Py::new(py, ctx) {
             Ok(ctx) => ctx,

@@ -56,15 +56,10 @@ fn check(status: ffi::PyStatus) -> Result<(), String> {
     }
 }
 
-/// The directory holding the `ptap` package: installed beside the client
-/// (`<libdir>/processtap/python`), in this checkout relative to the built
-/// client (`target/<profile>/../../ptap-lib`), or where it was built from.
+/// The directory holding the `ptap` package (see
+/// [`ptap_options::layout::find_ptap_lib`]).
 pub fn find_ptap_lib(client_path: &str) -> Option<PathBuf> {
-    let client_dir = Path::new(client_path).parent().unwrap_or(Path::new("."));
-    [client_dir.join("python"), client_dir.join("../../ptap-lib"), PathBuf::from(env!("PTAP_LIB_SOURCE_DIR"))]
-        .into_iter()
-        .find(|d| d.join("ptap").join("__init__.py").is_file())
-        .map(|d| d.canonicalize().unwrap_or(d))
+    ptap_options::layout::find_ptap_lib(Path::new(client_path))
 }
 
 /// Makes `ptap` importable and the tracer's fds Python's stdout/stderr.

@@ -11,6 +11,8 @@
 //! ([`stack`]), with a [`context::HitContext`] as `ctx`; the target's
 //! modules and their symbols are in [`modules`].
 
+pub mod args;
+pub mod call;
 pub mod context;
 pub mod dispatch;
 mod interpreter;
@@ -21,6 +23,7 @@ mod native_module;
 pub mod output;
 pub mod predicate;
 pub mod probe;
+pub mod prototype;
 pub mod stack;
 pub mod symbols;
 
@@ -46,8 +49,20 @@ pub struct Runtime {
     pub mends: mends::MendReport,
     /// `sys.version`'s first word, for the verbose banner.
     pub python_version: String,
+    /// The headers the script included, with their number of functions.
+    pub headers: Vec<(String, usize)>,
+    /// The number of system calls in the table, if it could be read.
+    pub syscall_count: Option<usize>,
     /// Where start-up time went, for the verbose banner.
     pub timings: StartupTimings,
+}
+
+/// What the script's top level left for the native side.
+struct Loaded {
+    probes: Vec<Probe>,
+    python_version: String,
+    headers: Vec<(String, usize)>,
+    syscall_count: Option<usize>,
 }
 
 /// Milliseconds spent in each start-up stage.
@@ -82,7 +97,7 @@ pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
     let t = std::time::Instant::now();
     let ptap_lib = interpreter::find_ptap_lib(config.client_path)
         .ok_or_else(|| StartError::Tracer("cannot find the ptap Python package".into()))?;
-    let (probes, python_version) = dispatch::with_python(|py| -> Result<(Vec<Probe>, String), StartError> {
+    let loaded = dispatch::with_python(|py| -> Result<Loaded, StartError> {
         let internal = |e: PyErr| {
             e.display(py);
             StartError::Tracer("the ptap package failed to load".into())
@@ -122,12 +137,25 @@ pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
         for p in registered.try_iter().map_err(internal)? {
             probes.push(Probe::from_python(&p.map_err(internal)?).map_err(internal)?);
         }
+        prototype::load_functions(py).map_err(internal)?;
+        let syscall_probes = probes.iter().any(|p| matches!(p.kind, probe::ProbeKind::SyscallEntry | probe::ProbeKind::SyscallExit));
+        if syscall_probes {
+            prototype::load_syscalls(py).map_err(internal)?;
+        }
+        let headers = py
+            .import("ptap.prototypes")
+            .and_then(|m| m.call_method0("parsed_headers"))
+            .and_then(|h| h.extract())
+            .map_err(internal)?;
+        // No kernel headers: no table, and syscall_name means nothing.
+        let syscall_count = py.import("ptap.syscalls").and_then(|m| m.call_method0("count")).and_then(|c| c.extract()).ok();
         dispatch::flush_streams(py);
-        let version = py.version().split_whitespace().next().unwrap_or_default().to_string();
-        Ok((probes, version))
+        let python_version = py.version().split_whitespace().next().unwrap_or_default().to_string();
+        Ok(Loaded { probes, python_version, headers, syscall_count })
     })?;
     let timings = StartupTimings { mends: mends_ms, python: python_ms, script: ms_since(t) };
-    Ok(Runtime { streams, probes, mends, python_version, timings })
+    let Loaded { probes, python_version, headers, syscall_count } = loaded;
+    Ok(Runtime { streams, probes, mends, python_version, headers, syscall_count, timings })
 }
 
 /// Called at every thread's start, before anything else runs in it.

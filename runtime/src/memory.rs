@@ -144,9 +144,18 @@ fn slice_bounds(slice: &Bound<'_, PySlice>) -> PyResult<(usize, usize)> {
     }
 }
 
-/// Reads up to the first NUL (not included), a page at a time so that a
-/// string ending just before an unmapped page is still read.
+/// Reads up to the first NUL (not included) or MemoryFault.
 fn read_c_string(py: Python<'_>, address: usize, max: usize) -> PyResult<Vec<u8>> {
+    c_string(address, max).map_err(|at| {
+        memory_fault(py, at, format!("cannot read the string at {address:#x}: {at:#x} is not readable"))
+    })
+}
+
+/// The bytes of the NUL-terminated string at `address` (NUL not included,
+/// at most `max`), or the first address that could not be read. Reads a
+/// page at a time, so that a string ending just before an unmapped page is
+/// still read.
+pub fn c_string(address: usize, max: usize) -> Result<Vec<u8>, usize> {
     let mut out = Vec::new();
     let mut at = address;
     while out.len() < max {
@@ -154,7 +163,7 @@ fn read_c_string(py: Python<'_>, address: usize, max: usize) -> PyResult<Vec<u8>
         let mut chunk = vec![0u8; to_page_end.min(max - out.len())];
         let got = dr_sys::memory::safe_read(at, &mut chunk);
         if got == 0 {
-            return Err(memory_fault(py, at, format!("cannot read the string at {address:#x}: {at:#x} is not readable")));
+            return Err(at);
         }
         if let Some(nul) = chunk[..got].iter().position(|&b| b == 0) {
             out.extend_from_slice(&chunk[..nul]);

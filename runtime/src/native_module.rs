@@ -9,7 +9,7 @@ pub mod _ptap {
     #[pymodule_export]
     use super::HitContext;
     #[pymodule_export]
-    use crate::context::Arguments;
+    use crate::args::Arguments;
     #[pymodule_export]
     use crate::context::Registers;
     #[pymodule_export]

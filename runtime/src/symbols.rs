@@ -2,7 +2,8 @@
 //! `.dynsym` and `.symtab`, read once per file with goblin and cached, so a
 //! library mapped by several processes or reloaded is parsed once.
 //! PLT stubs have no symbols of their own, so they are never mistaken for
-//! the functions they call.
+//! the functions they call. An IFUNC symbol (glibc's `strlen`, `memcpy`,
+//! ...) names a resolver, which returns the function to call; it is marked.
 
 use goblin::elf::{program_header::PT_LOAD, sym, Elf};
 use once_cell::sync::Lazy;
@@ -16,6 +17,8 @@ use std::sync::Arc;
 pub struct FunctionSymbol {
     pub names: Vec<String>,
     pub offset: usize,
+    /// The symbol is an IFUNC: `offset` is its resolver's.
+    pub ifunc: bool,
 }
 
 /// The functions of one file, sorted by offset.
@@ -48,7 +51,7 @@ impl SymbolTable {
             .filter(|p| p.p_type == PT_LOAD)
             .map(|p| p.p_vaddr as usize & !0xfff)
             .min()?;
-        let mut by_offset: HashMap<usize, Vec<String>> = HashMap::new();
+        let mut by_offset: HashMap<usize, (Vec<String>, bool)> = HashMap::new();
         let tables = [(&elf.dynsyms, &elf.dynstrtab), (&elf.syms, &elf.strtab)];
         for (symbols, strings) in tables {
             for s in symbols.iter() {
@@ -58,14 +61,15 @@ impl SymbolTable {
                 }
                 let Some(name) = strings.get_at(s.st_name).filter(|n| !n.is_empty()) else { continue };
                 let Some(offset) = (s.st_value as usize).checked_sub(link_base) else { continue };
-                let names = by_offset.entry(offset).or_default();
+                let (names, ifunc) = by_offset.entry(offset).or_default();
+                *ifunc |= s.st_type() == sym::STT_GNU_IFUNC;
                 if !names.iter().any(|n| n == name) {
                     names.push(name.to_string());
                 }
             }
         }
         let mut functions: Vec<FunctionSymbol> =
-            by_offset.into_iter().map(|(offset, names)| FunctionSymbol { names, offset }).collect();
+            by_offset.into_iter().map(|(offset, (names, ifunc))| FunctionSymbol { names, offset, ifunc }).collect();
         functions.sort_by_key(|f| f.offset);
         Some(SymbolTable { functions })
     }

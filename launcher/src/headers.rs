@@ -1,0 +1,42 @@
+//! C headers a script includes are preprocessed before the target starts:
+//! a C preprocessor is another process, which must never be started from
+//! inside the target. `python3 -m ptap.prepare` finds the script's
+//! `include("...")` calls, preprocesses and parses each header not yet in
+//! the cache, and writes it there; `include()` in the target reads it.
+
+use ptap_options::layout::{find_ptap_lib, PYTHON};
+use ptap_options::Options;
+use std::path::Path;
+use std::process::Command;
+
+/// Prepares the headers `options.script` includes, if it includes any.
+/// A failure is not fatal here: `include()` in the target then says what
+/// is missing, with the script's line.
+pub fn prepare(options: &Options, client: &Path) {
+    let Ok(script) = std::fs::read(&options.script) else { return };
+    if !script.windows(b"include".len()).any(|w| w == b"include") {
+        return;
+    }
+    let Some(ptap_lib) = find_ptap_lib(client) else { return };
+    let mut command = Command::new(PYTHON);
+    command.args(["-m", "ptap.prepare"]);
+    for dir in &options.include_dirs {
+        command.arg("-I").arg(dir);
+    }
+    command.arg(&options.script);
+    let python_path = match std::env::var_os("PYTHONPATH") {
+        Some(old) if !old.is_empty() => {
+            let mut joined = ptap_lib.into_os_string();
+            joined.push(":");
+            joined.push(old);
+            joined
+        }
+        _ => ptap_lib.into_os_string(),
+    };
+    command.env("PYTHONPATH", python_path);
+    match command.status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => eprintln!("processtap: preparing the included headers failed ({status})"),
+        Err(e) => eprintln!("processtap: cannot run {PYTHON} to prepare the included headers: {e}"),
+    }
+}

@@ -1,0 +1,349 @@
+//! The call an event belongs to (a function's or a system call's), as its
+//! `ctx` reaches it: argument words, return value and registers, live
+//! while the handlers run, and the argument values the call was entered
+//! with, kept for its exit event.
+
+use crate::prototype::{CType, Location, Signature};
+use dr_sys::process::DrContext;
+use dr_sys::wrap::{Register, WrapContext};
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Integer argument words kept for the exit of a function with no
+/// prototype (SysV x86-64: rdi, rsi, rdx, rcx, r8, r9).
+pub const KEPT_ARGS: usize = 6;
+/// Longest `char *` argument decoded.
+pub const MAX_STRING: usize = 4096;
+
+/// What kind of call, with how to reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// A function wrapped by drwrap: `live` is drwrap's context.
+    Function,
+    /// A system call: `live` is the thread's DynamoRIO context.
+    Syscall,
+}
+
+/// The arguments a call was entered with, after the entry handlers
+/// changed them: one word per argument (the bits of a floating one), and
+/// for `char *` arguments the string they pointed to at entry.
+#[derive(Debug, Clone, Default)]
+pub struct EntryValues {
+    pub words: Vec<u64>,
+    pub strings: Vec<Option<Vec<u8>>>,
+}
+
+impl EntryValues {
+    /// Plain words (a system call's parameters, a function's registers).
+    pub fn of_words(words: &[usize]) -> EntryValues {
+        EntryValues { words: words.iter().map(|&w| w as u64).collect(), strings: Vec::new() }
+    }
+
+    /// Reads a function's arguments at its entry, for its exit event:
+    /// every argument the prototype places, and the strings its `char *`
+    /// arguments point to (the call may change them); without a prototype,
+    /// the six integer argument registers.
+    ///
+    /// # Safety
+    /// `wc` must be the live context of a drwrap entry callback.
+    pub unsafe fn capture(wc: WrapContext, signature: Option<&Signature>) -> EntryValues {
+        let Some(signature) = signature else {
+            return EntryValues::of_words(&dr_sys::wrap::register_args(wc));
+        };
+        let mut values = EntryValues::default();
+        for (i, location) in signature.locations.iter().enumerate() {
+            let word = function_word(wc, location).unwrap_or(0);
+            values.words.push(word);
+            let string = (signature.prototype.params[i] == CType::Str && word != 0)
+                .then(|| crate::memory::c_string(word as usize, MAX_STRING).ok())
+                .flatten();
+            values.strings.push(string);
+        }
+        values
+    }
+}
+
+/// The word at `location` in a function's entry callback.
+///
+/// # Safety
+/// `wc` must be the live context of a drwrap entry callback.
+unsafe fn function_word(wc: WrapContext, location: &Location) -> Option<u64> {
+    match location {
+        Location::Word(n) => Some(dr_sys::wrap::arg(wc, *n) as u64),
+        Location::Vector(n) => dr_sys::wrap::xmm(wc, *n),
+        Location::Unknown(_) => None,
+    }
+}
+
+/// What the handlers left when they returned.
+pub struct Finished {
+    /// The entry values after any change, when they were kept.
+    pub entry: Option<EntryValues>,
+    /// A system call's entry handler asked to skip it, returning this.
+    pub skip: Option<usize>,
+    /// The result of a skipped system call after its exit handlers.
+    pub result: Option<usize>,
+}
+
+/// One call, as the handlers of one of its events see it.
+pub struct CallState {
+    pub kind: CallKind,
+    /// drwrap's per-call context or the thread's DynamoRIO context; 0 once
+    /// the handlers have returned (the contexts die with the callback).
+    live: AtomicUsize,
+    pub is_exit: bool,
+    /// The prototype, if one is known.
+    pub signature: Option<Arc<Signature>>,
+    /// The entry values, if they were read at entry (always for an exit
+    /// event); an entry handler alone reads them live, which is cheaper.
+    entry: Mutex<Option<EntryValues>>,
+    /// A handler wrote RIP: continue there when the handlers return.
+    redirect: AtomicBool,
+    /// `ctx.skip(retval)` was called at a system call's entry.
+    skip: Mutex<Option<usize>>,
+    /// The result of a system call that was skipped, which its exit
+    /// handlers see as its return value (the kernel gave none).
+    result: Mutex<Option<usize>>,
+}
+
+impl CallState {
+    /// A function call, at entry (`entry` read already if an exit probe
+    /// will need it) or at exit.
+    pub fn function(wc: WrapContext, is_exit: bool, signature: Option<Arc<Signature>>, entry: Option<EntryValues>) -> CallState {
+        CallState::new(CallKind::Function, wc as usize, is_exit, signature, entry)
+    }
+
+    /// A system call, at entry (parameters read live) or at exit (with the
+    /// parameters it was made with as `entry`).
+    pub fn syscall(dc: DrContext, is_exit: bool, signature: Option<Arc<Signature>>, entry: Option<EntryValues>) -> CallState {
+        CallState::new(CallKind::Syscall, dc as usize, is_exit, signature, entry)
+    }
+
+    /// The exit of a system call an entry handler skipped, returning
+    /// `result`.
+    pub fn skipped_syscall(dc: DrContext, signature: Option<Arc<Signature>>, entry: EntryValues, result: usize) -> CallState {
+        let call = CallState::syscall(dc, true, signature, Some(entry));
+        *call.result.lock() = Some(result);
+        call
+    }
+
+    fn new(kind: CallKind, live: usize, is_exit: bool, signature: Option<Arc<Signature>>, entry: Option<EntryValues>) -> CallState {
+        CallState {
+            kind,
+            live: AtomicUsize::new(live),
+            is_exit,
+            signature,
+            entry: Mutex::new(entry),
+            redirect: AtomicBool::new(false),
+            skip: Mutex::new(None),
+            result: Mutex::new(None),
+        }
+    }
+
+    /// Ends the handlers' access to the call, redirecting the thread if a
+    /// handler wrote RIP.
+    pub fn finish(&self) -> Finished {
+        let live = self.live.swap(0, Ordering::AcqRel);
+        if live != 0 && self.kind == CallKind::Function && self.redirect.load(Ordering::Relaxed) {
+            // SAFETY: the callback that owns the context is still running.
+            unsafe { dr_sys::wrap::redirect(live as WrapContext) };
+        }
+        Finished { entry: self.entry.lock().take(), skip: self.skip.lock().take(), result: self.result.lock().take() }
+    }
+
+    /// The live context, or an error once the event is over.
+    fn live(&self) -> PyResult<usize> {
+        match self.live.load(Ordering::Acquire) {
+            0 => Err(PyRuntimeError::new_err("this ctx belongs to an event that is over: keep values, not ctx")),
+            live => Ok(live),
+        }
+    }
+
+    /// Whether the call's live context is gone (an unwound call's exit).
+    pub fn is_over(&self) -> bool {
+        self.live.load(Ordering::Acquire) == 0
+    }
+
+    /// Where argument `index` is: by the prototype, or else integer word
+    /// `index` of the calling convention.
+    pub fn location(&self, index: usize) -> PyResult<Location> {
+        match &self.signature {
+            Some(signature) => signature.location(index).ok_or_else(|| {
+                let p = &signature.prototype;
+                PyIndexError::new_err(format!("{} takes {} argument(s); there is no argument {index}", p.name, p.params.len()))
+            }),
+            None => Ok(Location::Word(index)),
+        }
+    }
+
+    /// Argument `index` as the word (or floating-point bits) passed.
+    pub fn word(&self, index: usize) -> PyResult<u64> {
+        if let Some(entry) = &*self.entry.lock() {
+            return entry.words.get(index).copied().ok_or_else(|| {
+                PyIndexError::new_err(format!("only the first {} argument(s) are kept for the exit event", entry.words.len()))
+            });
+        }
+        let location = self.location(index)?;
+        let live = self.live()?;
+        // SAFETY: the context is live (an entry callback is running).
+        let word = unsafe {
+            match self.kind {
+                CallKind::Function => function_word(live as WrapContext, &location),
+                CallKind::Syscall => match location {
+                    Location::Word(n) => Some(dr_sys::syscall::param(live as DrContext, n) as u64),
+                    _ => None,
+                },
+            }
+        };
+        word.ok_or_else(|| match location {
+            Location::Unknown(reason) => PyTypeError::new_err(format!("argument {index} has no known place: {reason}")),
+            _ => PyRuntimeError::new_err(format!("argument {index} cannot be read here")),
+        })
+    }
+
+    /// The string a `char *` argument pointed to at entry, if it was kept.
+    pub fn entry_string(&self, index: usize) -> Option<Vec<u8>> {
+        self.entry.lock().as_ref()?.strings.get(index).cloned().flatten()
+    }
+
+    /// `ctx.args[index] = word` at entry.
+    pub fn set_word(&self, index: usize, word: u64) -> PyResult<()> {
+        if self.is_exit {
+            return Err(PyTypeError::new_err("arguments can be changed at entry only"));
+        }
+        let location = self.location(index)?;
+        let live = self.live()?;
+        // SAFETY: the context is live (an entry callback is running).
+        let done = unsafe {
+            match (self.kind, &location) {
+                (CallKind::Function, Location::Word(n)) => dr_sys::wrap::set_arg(live as WrapContext, *n, word as usize),
+                (CallKind::Function, Location::Vector(n)) => dr_sys::wrap::set_xmm(live as WrapContext, *n, word),
+                (CallKind::Syscall, Location::Word(n)) => {
+                    dr_sys::syscall::set_param(live as DrContext, *n, word as usize);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !done {
+            return Err(PyIndexError::new_err(format!("cannot set argument {index}")));
+        }
+        if let Some(entry) = self.entry.lock().as_mut() {
+            if let Some(w) = entry.words.get_mut(index) {
+                *w = word;
+            }
+            // The string a changed pointer points to is read anew.
+            if let Some(s) = entry.strings.get_mut(index) {
+                *s = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// The raw return value (a system call's is the kernel's, negative
+    /// errno on failure).
+    pub fn retval_word(&self) -> PyResult<usize> {
+        let live = self.live()?;
+        if let Some(result) = *self.result.lock() {
+            return Ok(result);
+        }
+        // SAFETY: the context is live (an exit callback is running).
+        Ok(unsafe {
+            match self.kind {
+                CallKind::Function => dr_sys::wrap::retval(live as WrapContext),
+                CallKind::Syscall => dr_sys::syscall::result(live as DrContext),
+            }
+        })
+    }
+
+    /// Changes what the caller receives.
+    pub fn set_retval_word(&self, word: usize) -> PyResult<()> {
+        let live = self.live()?;
+        if let Some(result) = self.result.lock().as_mut() {
+            *result = word;
+            return Ok(());
+        }
+        // SAFETY: as for retval_word.
+        unsafe {
+            match self.kind {
+                CallKind::Function => {
+                    dr_sys::wrap::set_retval(live as WrapContext, word);
+                }
+                CallKind::Syscall => dr_sys::syscall::set_result(live as DrContext, word),
+            }
+        }
+        Ok(())
+    }
+
+    /// The floating-point return value's bits (xmm0).
+    pub fn retval_vector(&self) -> PyResult<u64> {
+        let live = self.live()?;
+        // SAFETY: the context is live (an exit callback is running).
+        unsafe { dr_sys::wrap::xmm(live as WrapContext, 0) }.ok_or_else(|| PyRuntimeError::new_err("xmm0 cannot be read here"))
+    }
+
+    /// Changes the floating-point return value.
+    pub fn set_retval_vector(&self, bits: u64) -> PyResult<()> {
+        let live = self.live()?;
+        // SAFETY: as for retval_vector.
+        match unsafe { dr_sys::wrap::set_xmm(live as WrapContext, 0, bits) } {
+            true => Ok(()),
+            false => Err(PyRuntimeError::new_err("xmm0 cannot be written here")),
+        }
+    }
+
+    /// A register of the thread.
+    pub fn register(&self, reg: Register) -> PyResult<usize> {
+        let live = self.live()?;
+        // SAFETY: the context is live (a callback is running).
+        let value = unsafe {
+            match self.kind {
+                CallKind::Function => dr_sys::wrap::register(live as WrapContext, reg),
+                CallKind::Syscall => dr_sys::syscall::register(live as DrContext, reg),
+            }
+        };
+        value.ok_or_else(|| PyRuntimeError::new_err("registers are not available here"))
+    }
+
+    /// Writes a register; writing RIP at a function's exit redirects the
+    /// thread when the handlers return.
+    pub fn set_register(&self, name: &str, reg: Register, value: usize) -> PyResult<()> {
+        if reg == Register::Rip {
+            match self.kind {
+                CallKind::Syscall => return Err(PyTypeError::new_err("RIP cannot be written at a system call")),
+                CallKind::Function if !self.is_exit => {
+                    return Err(PyTypeError::new_err("RIP can be written at function_exit only (drwrap cannot redirect at entry)"))
+                }
+                CallKind::Function => {}
+            }
+        }
+        let live = self.live()?;
+        // SAFETY: the context is live (a callback is running).
+        let done = unsafe {
+            match self.kind {
+                CallKind::Function => dr_sys::wrap::set_register(live as WrapContext, reg, value),
+                CallKind::Syscall => dr_sys::syscall::set_register(live as DrContext, reg, value),
+            }
+        };
+        if !done {
+            return Err(PyRuntimeError::new_err(format!("cannot set {name} here")));
+        }
+        if reg == Register::Rip {
+            self.redirect.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// `ctx.skip(retval)` at a system call's entry.
+    pub fn skip(&self, retval: usize) -> PyResult<()> {
+        if self.kind != CallKind::Syscall || self.is_exit {
+            return Err(PyTypeError::new_err("skip() is for syscall_entry only"));
+        }
+        self.live()?;
+        *self.skip.lock() = Some(retval);
+        Ok(())
+    }
+}
