@@ -118,6 +118,23 @@ def python_with_frida():
     return None
 
 
+def measure(rows, runs):
+    """Run each row *runs* times, interleaved, with its last argument as it
+    is and with "0". Returns ({label: median total s}, {label: median
+    difference s}): the difference is the time of the work alone."""
+    totals = {label: [] for label in rows}
+    slopes = {label: [] for label in rows}
+    for _ in range(runs):
+        for label, (argv, env) in rows.items():
+            with_calls = timed(argv, env)
+            without = timed([*argv[:-1], "0"], env)
+            totals[label].append(with_calls)
+            slopes[label].append(with_calls - without)
+    total = {label: statistics.median(t) for label, t in totals.items()}
+    slope = {label: statistics.median(t) for label, t in slopes.items()}
+    return total, slope
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2_000_000)
@@ -128,16 +145,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for name, (exe, function) in build(tmp).items():
             rows = rows_for(exe, function, args.calls, tmp)
-            totals = {label: [] for label in rows}
-            slopes = {label: [] for label in rows}
-            for _ in range(args.runs):
-                for label, (argv, env) in rows.items():
-                    with_calls = timed(argv, env)
-                    without = timed([*argv[:-1], "0"], env)
-                    totals[label].append(with_calls)
-                    slopes[label].append(with_calls - without)
-            total = {label: statistics.median(t) for label, t in totals.items()}
-            slope = {label: statistics.median(t) for label, t in slopes.items()}
+            total, slope = measure(rows, args.runs)
             bare = "DynamoRIO, no client"
             print(f"\n{name}: calls of {function}, median of {args.runs} interleaved runs")
             print(f"{'':36}{'calls':>11}{'total s':>9}{'ns/call':>9}{'x DR':>8}{'ns/call over DR':>17}")

@@ -1,4 +1,5 @@
-"""Targets and helpers shared by the function-probe tests (test_functions*.py).
+"""Targets and helpers shared by the function-probe tests (test_functions*.py,
+test_prototypes.py) and the system-call tests (test_syscalls.py).
 
 The C targets of these tests are built by tests/targets/CMakeLists.txt along
 with the others, but conftest's ``target`` fixture knows only its own list:
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-#: Executables (and the one library) the function-probe tests use.
+#: Executables (and the one library) the function-probe and system-call tests use.
 FUNCTION_TARGETS = (
     "malloc_sizes",
     "password",
@@ -27,6 +28,11 @@ FUNCTION_TARGETS = (
     "secret_nopie",
     "secret_nopie_stripped",
     "memargs",
+    "syscall_threads",
+    "forks",
+    "fpargs",
+    "records",
+    "strlens",
 )
 
 

@@ -184,8 +184,6 @@ def test_verbose_banner_adds_detail(trace, target, tmp_path):
 
 
 UNSUPPORTED = [
-    ('syscall_entry(syscall_name == "write")', "syscall_entry"),
-    ('syscall_exit(syscall_name == "write")', "syscall_exit"),
     ("memory_read()", "memory_read"),
     ("memory_write()", "memory_write"),
     ("memory_execute(memory_address == 0x401000)", "memory_execute"),
@@ -213,12 +211,12 @@ def test_unsupported_probe_is_refused(trace, target, decorator, kind):
 def test_every_unsupported_probe_is_named(trace, target):
     script = (
         '@memory_read()\ndef f(ctx):\n    pass\n'
-        '@syscall_entry(syscall_name == "write")\ndef g(ctx):\n    pass\n'
+        '@branch()\ndef g(ctx):\n    pass\n'
     )
     result = trace(script, target("hello"))
     assert result.returncode == 2, str(result)
     line = the_error_line(result)
-    assert "memory_read (f)" in line and "syscall_entry (g)" in line, str(result)
+    assert "memory_read (f)" in line and "branch (g)" in line, str(result)
     assert result.stdout == "", str(result)
 
 
