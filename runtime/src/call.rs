@@ -97,16 +97,24 @@ pub struct CallState {
     pub is_exit: bool,
     /// The prototype, if one is known.
     pub signature: Option<Arc<Signature>>,
-    /// The entry values, if they were read at entry (always for an exit
-    /// event); an entry handler alone reads them live, which is cheaper.
-    entry: Mutex<Option<EntryValues>>,
+    /// What the handlers may change (one lock: taken per access, and once
+    /// when the event ends).
+    state: Mutex<CallChanges>,
     /// A handler wrote RIP: continue there when the handlers return.
     redirect: AtomicBool,
+}
+
+/// The parts of a call its handlers may change.
+#[derive(Default)]
+struct CallChanges {
+    /// The entry values, if they were read at entry (always for an exit
+    /// event); an entry handler alone reads them live, which is cheaper.
+    entry: Option<EntryValues>,
     /// `ctx.skip(retval)` was called at a system call's entry.
-    skip: Mutex<Option<usize>>,
+    skip: Option<usize>,
     /// The result of a system call that was skipped, which its exit
     /// handlers see as its return value (the kernel gave none).
-    result: Mutex<Option<usize>>,
+    result: Option<usize>,
 }
 
 impl CallState {
@@ -126,7 +134,7 @@ impl CallState {
     /// `result`.
     pub fn skipped_syscall(dc: DrContext, signature: Option<Arc<Signature>>, entry: EntryValues, result: usize) -> CallState {
         let call = CallState::syscall(dc, true, signature, Some(entry));
-        *call.result.lock() = Some(result);
+        call.state.lock().result = Some(result);
         call
     }
 
@@ -136,10 +144,8 @@ impl CallState {
             live: AtomicUsize::new(live),
             is_exit,
             signature,
-            entry: Mutex::new(entry),
+            state: Mutex::new(CallChanges { entry, ..Default::default() }),
             redirect: AtomicBool::new(false),
-            skip: Mutex::new(None),
-            result: Mutex::new(None),
         }
     }
 
@@ -151,7 +157,8 @@ impl CallState {
             // SAFETY: the callback that owns the context is still running.
             unsafe { dr_sys::wrap::redirect(live as WrapContext) };
         }
-        Finished { entry: self.entry.lock().take(), skip: self.skip.lock().take(), result: self.result.lock().take() }
+        let changes = std::mem::take(&mut *self.state.lock());
+        Finished { entry: changes.entry, skip: changes.skip, result: changes.result }
     }
 
     /// The live context, or an error once the event is over.
@@ -181,7 +188,7 @@ impl CallState {
 
     /// Argument `index` as the word (or floating-point bits) passed.
     pub fn word(&self, index: usize) -> PyResult<u64> {
-        if let Some(entry) = &*self.entry.lock() {
+        if let Some(entry) = &self.state.lock().entry {
             return entry.words.get(index).copied().ok_or_else(|| {
                 PyIndexError::new_err(format!("only the first {} argument(s) are kept for the exit event", entry.words.len()))
             });
@@ -206,7 +213,7 @@ impl CallState {
 
     /// The string a `char *` argument pointed to at entry, if it was kept.
     pub fn entry_string(&self, index: usize) -> Option<Vec<u8>> {
-        self.entry.lock().as_ref()?.strings.get(index).cloned().flatten()
+        self.state.lock().entry.as_ref()?.strings.get(index).cloned().flatten()
     }
 
     /// `ctx.args[index] = word` at entry.
@@ -231,7 +238,7 @@ impl CallState {
         if !done {
             return Err(PyIndexError::new_err(format!("cannot set argument {index}")));
         }
-        if let Some(entry) = self.entry.lock().as_mut() {
+        if let Some(entry) = self.state.lock().entry.as_mut() {
             if let Some(w) = entry.words.get_mut(index) {
                 *w = word;
             }
@@ -247,7 +254,7 @@ impl CallState {
     /// errno on failure).
     pub fn retval_word(&self) -> PyResult<usize> {
         let live = self.live()?;
-        if let Some(result) = *self.result.lock() {
+        if let Some(result) = self.state.lock().result {
             return Ok(result);
         }
         // SAFETY: the context is live (an exit callback is running).
@@ -262,7 +269,7 @@ impl CallState {
     /// Changes what the caller receives.
     pub fn set_retval_word(&self, word: usize) -> PyResult<()> {
         let live = self.live()?;
-        if let Some(result) = self.result.lock().as_mut() {
+        if let Some(result) = self.state.lock().result.as_mut() {
             *result = word;
             return Ok(());
         }
@@ -343,7 +350,7 @@ impl CallState {
             return Err(PyTypeError::new_err("skip() is for syscall_entry only"));
         }
         self.live()?;
-        *self.skip.lock() = Some(retval);
+        self.state.lock().skip = Some(retval);
         Ok(())
     }
 }
