@@ -28,6 +28,7 @@ FUNCTION_TARGETS = (
     "secret_nopie",
     "secret_nopie_stripped",
     "memargs",
+    "vectors",
     "syscall_threads",
     "forks",
     "fpargs",

@@ -603,6 +603,43 @@ def test_ls_runs_unchanged_under_function_probes(trace, run_native):
 
 
 # ---------------------------------------------------------------------------
+# 11b. The target's 256-bit vector registers survive every kind of probe
+# (the client clears their upper halves while it runs: DynamoRIO must have
+# saved them).
+
+VECTORS_SCRIPT = """\
+counts = {}
+def count(ctx):
+    counts[ctx.event] = counts.get(ctx.event, 0) + 1
+for probe in (function_entry(function_name >> ["sum4", "twice"]),
+              function_exit(function_name >> ["sum4", "twice"]),
+              syscall_entry(syscall_name == "getppid"),
+              syscall_exit(syscall_name == "getppid")):
+    probe(count)
+@process_exit
+def done(ctx):
+    print("[counts]", sorted(counts.items()))
+"""
+
+
+def cpu_has_avx():
+    with open("/proc/cpuinfo") as cpuinfo:
+        return any(line.startswith("flags") and " avx " in line for line in cpuinfo)
+
+
+@pytest.mark.skipif(not cpu_has_avx(), reason="the target needs AVX")
+def test_vector_registers_survive_probes(trace, ftarget, run_native):
+    native = run_native(ftarget("vectors"))
+    assert native.returncode == 0 and native.stdout == "bad=0\n", "the test target itself misbehaves"
+    result = trace(VECTORS_SCRIPT, ftarget("vectors"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert without_handler_lines(result.stdout, ("[counts] ",)) == ["bad=0"], str(result)
+    assert script_lines(result.stdout, "[counts] ") == [
+        "[('function_entry', 200), ('function_exit', 200), ('syscall_entry', 100), ('syscall_exit', 100)]"
+    ], str(result)
+
+
+# ---------------------------------------------------------------------------
 # 12. Predicates on thread ids and function names
 
 PREDICATE_SCRIPT = """\

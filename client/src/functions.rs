@@ -291,6 +291,8 @@ fn fire(kind: ProbeKind, list: &[SiteProbe], set: ProbeSet, site: &Site, call: C
 }
 
 unsafe extern "C" fn on_entry(wc: WrapContext, user_data: *mut *mut c_void) {
+    // SAFETY: a drwrap clean call: the app's vector registers are saved.
+    dr_sys::simd::clear_upper_halves();
     // SAFETY: drwrap passes the site pointer given at wrap time as the
     // initial user data; the site outlives the wrap.
     let site_ptr = *user_data as *const Site;
@@ -382,6 +384,8 @@ pub fn report_open_calls_at_exit() {
 }
 
 unsafe extern "C" fn on_exit(wc: WrapContext, user_data: *mut c_void) {
+    // SAFETY: a drwrap clean call: the app's vector registers are saved.
+    dr_sys::simd::clear_upper_halves();
     if user_data.is_null() {
         return;
     }

@@ -155,6 +155,8 @@ fn signature(number: usize) -> Option<std::sync::Arc<ptap_runtime::prototype::Si
 }
 
 unsafe extern "C" fn on_pre_syscall(dc: *mut c_void, number: i32) -> ffi::bool_ {
+    // SAFETY: a DynamoRIO event: the app's vector registers are saved.
+    dr_sys::simd::clear_upper_halves();
     // DynamoRIO also calls this for system calls it intercepts itself, and
     // for those whose number it could not know when filtering.
     let Some((tracer, site)) = site(number) else { return 1 };
@@ -193,6 +195,8 @@ unsafe extern "C" fn on_pre_syscall(dc: *mut c_void, number: i32) -> ffi::bool_ 
 }
 
 unsafe extern "C" fn on_post_syscall(dc: *mut c_void, number: i32) {
+    // SAFETY: a DynamoRIO event: the app's vector registers are saved.
+    dr_sys::simd::clear_upper_halves();
     let pending = PENDING.with(|p| p.replace(NO_PENDING));
     if pending.number != number as i64 {
         return;

@@ -6,7 +6,7 @@
 //! small safe functions: the process and thread we run in ([`process`]),
 //! DynamoRIO's private loader ([`loader`]), memory DynamoRIO hands out
 //! ([`memory`]), the modules of the target ([`module`]), the machine
-//! context ([`mcontext`]), system calls ([`syscall`]) and function
+//! context ([`mcontext`]), the vector-register state ([`simd`]), system calls ([`syscall`]) and function
 //! wrapping ([`wrap`]).
 //!
 //! The DynamoRIO extensions (drmgr, ...) are linked statically: see
@@ -19,6 +19,7 @@ pub mod mcontext;
 pub mod memory;
 pub mod module;
 pub mod process;
+pub mod simd;
 pub mod syscall;
 pub mod wrap;
 
