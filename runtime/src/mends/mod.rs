@@ -29,15 +29,36 @@ pub struct MendReport {
     pub stats: RebindStats,
 }
 
-fn overrides() -> [Override; 5] {
+/// Memory and string routines DynamoRIO's loader binds to its own plain C
+/// versions in every private library (for clients without a libc). Ours
+/// has one, so these go back to the private libc's, picked for this CPU:
+/// DynamoRIO's `memcpy` (`rep movsq`) made every Rust move of an event's
+/// `ctx` cost ~30 ns. They touch no state of DynamoRIO's; the vector
+/// registers glibc's versions use are saved by DynamoRIO whenever client
+/// code runs (clean calls, events).
+const LIBC_STRING_ROUTINES: &[&str] = &[
+    "memcpy", "memmove", "memset", "memcmp", "strlen", "strcmp", "strncmp", "strchr", "strrchr",
+    "strstr", "wcslen", "__memcpy_chk", "__memmove_chk", "__memset_chk",
+];
+
+fn overrides(libraries: &[LibraryImage]) -> Vec<Override> {
     let ours = |name, f: *const ()| Override { name, provider: "libc.so.6", address: f as usize, previous: None };
-    [
+    let mut list = vec![
         ours("getauxval", auxv::getauxval as *const ()),
         ours("dlopen", dl::dlopen as *const ()),
         ours("dlerror", dl::dlerror as *const ()),
         ours("dlclose", dl::dlclose as *const ()),
         Override { previous: Some(&dl::DR_DLSYM), ..ours("dlsym", dl::dlsym as *const ()) },
-    ]
+    ];
+    if let Some(libc) = libraries.iter().find(|l| l.soname == "libc.so.6") {
+        for &name in LIBC_STRING_ROUTINES {
+            if let Some(export) = libc.default_export(name) {
+                let address = if export.is_ifunc { call_resolver(export.address) } else { export.address };
+                list.push(ours(name, address as *const ()));
+            }
+        }
+    }
+    list
 }
 
 /// Applies the mends to every private library loaded so far. Call once,
@@ -65,7 +86,7 @@ pub(crate) fn mend_new_libraries() -> MendReport {
         }
     }
     let new: Vec<usize> = (first_new..libraries.len()).collect();
-    let stats = rebind(&libraries, &new, &overrides());
+    let stats = rebind(&libraries, &new, &overrides(&libraries));
     MendReport { libraries: libraries.len(), stats }
 }
 
@@ -88,6 +109,11 @@ pub(crate) fn resolve_ifunc(address: usize) -> usize {
     if !is_ifunc {
         return address;
     }
+    call_resolver(address)
+}
+
+/// Calls an IFUNC resolver at `address` for the implementation it picks.
+fn call_resolver(address: usize) -> usize {
     // SAFETY: an STT_GNU_IFUNC symbol's value is a resolver taking no
     // arguments we must supply on x86 (glibc's read its CPU features) and
     // returning the implementation's address.
