@@ -18,9 +18,17 @@ pub type PreCallback = unsafe extern "C" fn(WrapContext, *mut *mut c_void);
 pub type PostCallback = unsafe extern "C" fn(WrapContext, *mut c_void);
 
 /// Initializes drwrap (and drmgr under it). Call once at client start.
+///
+/// drwrap runs "no frills": one wrap per address (ours are: one site per
+/// address) made at start-up or module load and removed at unload only,
+/// which spares a lock, a hash lookup and three allocations per call.
 pub fn init() -> bool {
-    // SAFETY: plain initialization call; balanced by [`exit`].
-    unsafe { ffi::drwrap_init() != 0 }
+    // SAFETY: plain initialization calls; balanced by [`exit`]. The flag is
+    // set before any wrap exists, as drwrap requires.
+    unsafe {
+        ffi::drwrap_set_global_flags(ffi::drwrap_global_flags_t_DRWRAP_NO_FRILLS);
+        ffi::drwrap_init() != 0
+    }
 }
 
 /// Shuts drwrap down at process exit.
