@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 use ptap_runtime::call::{CallState, EntryValues};
 use ptap_runtime::context::{Fields, FunctionFields, HitContext};
 use ptap_runtime::dispatch::call_handlers;
+use ptap_runtime::interned::intern;
 use ptap_runtime::predicate::{EventFields, Predicate, Value, Variable};
 use ptap_runtime::probe::{Probe, ProbeKind};
 use ptap_runtime::prototype::Signature;
@@ -44,9 +45,9 @@ struct Site {
     /// it returns, listed in `implementations`.
     ifunc: bool,
     implementations: Mutex<Vec<Arc<Site>>>,
-    module: Arc<str>,
+    module: &'static str,
     /// Its prototype, if `include()` or `declare()` gave one for a name.
-    signature: Option<Arc<Signature>>,
+    signature: Option<&'static Signature>,
     entry: Vec<SiteProbe>,
     exit: Vec<SiteProbe>,
 }
@@ -158,14 +159,14 @@ pub fn on_module_load(module: &ModuleInfo, is_main: bool) {
     }
 
     let mut sites = Vec::new();
-    let module_name: Arc<str> = Arc::from(module.name.as_str());
+    let module_name = intern(&module.name);
     for (address, (names, ifunc)) in candidates {
         let signature = names.iter().find_map(|n| ptap_runtime::prototype::function(n));
         let mut site = Site {
             address,
             ifunc,
             implementations: Mutex::new(Vec::new()),
-            module: module_name.clone(),
+            module: module_name,
             signature,
             entry: Vec::new(),
             exit: Vec::new(),
@@ -173,7 +174,7 @@ pub fn on_module_load(module: &ModuleInfo, is_main: bool) {
         for (i, predicate) in &resolved {
             let Some(matched) = match_site(predicate, &names, address, &module.name) else { continue };
             let list = if probes[*i].kind == ProbeKind::FunctionEntry { &mut site.entry } else { &mut site.exit };
-            let name = matched.0.map(|n| Arc::from(n.as_str()));
+            let name = matched.0.map(|n| intern(&n));
             list.push(SiteProbe { probe: *i, name, predicate: matched.1 });
         }
         if site.entry.is_empty() && site.exit.is_empty() {
@@ -230,8 +231,8 @@ unsafe extern "C" fn on_resolved(wc: WrapContext, user_data: *mut c_void) {
         address: implementation,
         ifunc: false,
         implementations: Mutex::new(Vec::new()),
-        module: resolver.module.clone(),
-        signature: resolver.signature.clone(),
+        module: resolver.module,
+        signature: resolver.signature,
         entry: resolver.entry.clone(),
         exit: resolver.exit.clone(),
     };
@@ -284,8 +285,8 @@ fn fire(kind: ProbeKind, list: &[SiteProbe], set: ProbeSet, site: &Site, call: C
     let probes = PROBES.get().unwrap();
     // Several probes at one site may have matched under different names;
     // ctx shows the first one's.
-    let name = chosen(list, set).next().and_then(|sp| sp.name.clone());
-    let fields = FunctionFields { function: site.address, name, module: site.module.clone(), caller, unwound };
+    let name = chosen(list, set).next().and_then(|sp| sp.name);
+    let fields = FunctionFields { function: site.address, name, module: site.module, caller, unwound };
     let ctx = HitContext { event: kind.name(), pid: dr_sys::process::pid(), tid, fields: Fields::Function(fields), call: Some(call) };
     call_handlers(chosen(list, set).map(|sp| &probes[sp.probe]), ctx)?.entry
 }
@@ -320,7 +321,7 @@ unsafe extern "C" fn on_entry(wc: WrapContext, user_data: *mut *mut c_void) {
     let mut args = (exit != 0).then(|| EntryValues::capture(wc, site.signature.as_deref()));
     let caller = dr_sys::wrap::return_address(wc);
     if entry != 0 {
-        let call = CallState::function(wc, false, site.signature.clone(), args.take());
+        let call = CallState::function(wc, false, site.signature, args.take());
         args = fire(ProbeKind::FunctionEntry, &site.entry, entry, site, call, caller, tid, None);
     }
     if let Some(args) = args.filter(|_| exit != 0) {
@@ -359,7 +360,7 @@ fn report_unwound(record: &CallRecord) {
         return;
     }
     let site = &record.site;
-    let call = CallState::function(std::ptr::null_mut(), true, site.signature.clone(), Some(record.args.clone()));
+    let call = CallState::function(std::ptr::null_mut(), true, site.signature, Some(record.args.clone()));
     fire(ProbeKind::FunctionExit, &site.exit, record.exit, site, call, record.caller, record.tid, Some(true));
 }
 
@@ -410,6 +411,6 @@ unsafe extern "C" fn on_exit(wc: WrapContext, user_data: *mut c_void) {
     let unwound = wc.is_null();
     let record = *record;
     let site = &record.site;
-    let call = CallState::function(wc, true, site.signature.clone(), Some(record.args));
+    let call = CallState::function(wc, true, site.signature, Some(record.args));
     fire(ProbeKind::FunctionExit, &site.exit, record.exit, site, call, record.caller, record.tid, Some(unwound));
 }

@@ -4,7 +4,6 @@
 //! that depends on the running thread, tested natively per event.
 
 use ptap_runtime::predicate::{EventFields, Predicate, Value, Variable};
-use std::sync::Arc;
 
 /// Variables known only when the event happens.
 pub const RUN_TIME_VARIABLES: [Variable; 2] = [Variable::ThreadId, Variable::ProcessId];
@@ -14,7 +13,7 @@ pub const RUN_TIME_VARIABLES: [Variable; 2] = [Variable::ThreadId, Variable::Pro
 pub struct SiteProbe {
     /// Index into the tracer's probes.
     pub probe: usize,
-    pub name: Option<Arc<str>>,
+    pub name: Option<&'static str>,
     /// What is left of its predicate to test per event (thread and process
     /// ids only), or `None` when it always fires here.
     pub predicate: Option<Predicate>,

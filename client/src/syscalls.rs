@@ -144,14 +144,14 @@ unsafe extern "C" fn filter(_dc: *mut c_void, number: i32) -> ffi::bool_ {
 /// Runs the handlers of `set` for one event of system call `number`.
 fn fire(tracer: &Tracer, kind: ProbeKind, list: &[SiteProbe], set: ProbeSet, number: usize, tid: u32, call: CallState) -> Option<ptap_runtime::call::Finished> {
     let entry: Option<&SyscallEntry> = ptap_runtime::prototype::syscall(number);
-    let fields = SyscallFields { number, name: entry.map(|e| e.name.clone()) };
+    let fields = SyscallFields { number, name: entry.map(|e| e.name.as_str()) };
     let ctx = HitContext { event: kind.name(), pid: dr_sys::process::pid(), tid, fields: Fields::Syscall(fields), call: Some(call) };
     call_handlers(chosen(list, set).map(|sp| &tracer.probes[sp.probe]), ctx)
 }
 
 /// The prototype of system call `number`, if the table has one.
-fn signature(number: usize) -> Option<std::sync::Arc<ptap_runtime::prototype::Signature>> {
-    ptap_runtime::prototype::syscall(number)?.signature.clone()
+fn signature(number: usize) -> Option<&'static ptap_runtime::prototype::Signature> {
+    ptap_runtime::prototype::syscall(number)?.signature.as_ref()
 }
 
 unsafe extern "C" fn on_pre_syscall(dc: *mut c_void, number: i32) -> ffi::bool_ {

@@ -10,7 +10,6 @@ use parking_lot::Mutex;
 use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 
 /// Integer argument words kept for the exit of a function with no
 /// prototype (SysV x86-64: rdi, rsi, rdx, rcx, r8, r9).
@@ -96,7 +95,7 @@ pub struct CallState {
     live: AtomicUsize,
     pub is_exit: bool,
     /// The prototype, if one is known.
-    pub signature: Option<Arc<Signature>>,
+    pub signature: Option<&'static Signature>,
     /// What the handlers may change (one lock: taken per access, and once
     /// when the event ends).
     state: Mutex<CallChanges>,
@@ -120,25 +119,25 @@ struct CallChanges {
 impl CallState {
     /// A function call, at entry (`entry` read already if an exit probe
     /// will need it) or at exit.
-    pub fn function(wc: WrapContext, is_exit: bool, signature: Option<Arc<Signature>>, entry: Option<EntryValues>) -> CallState {
+    pub fn function(wc: WrapContext, is_exit: bool, signature: Option<&'static Signature>, entry: Option<EntryValues>) -> CallState {
         CallState::new(CallKind::Function, wc as usize, is_exit, signature, entry)
     }
 
     /// A system call, at entry (parameters read live) or at exit (with the
     /// parameters it was made with as `entry`).
-    pub fn syscall(dc: DrContext, is_exit: bool, signature: Option<Arc<Signature>>, entry: Option<EntryValues>) -> CallState {
+    pub fn syscall(dc: DrContext, is_exit: bool, signature: Option<&'static Signature>, entry: Option<EntryValues>) -> CallState {
         CallState::new(CallKind::Syscall, dc as usize, is_exit, signature, entry)
     }
 
     /// The exit of a system call an entry handler skipped, returning
     /// `result`.
-    pub fn skipped_syscall(dc: DrContext, signature: Option<Arc<Signature>>, entry: EntryValues, result: usize) -> CallState {
+    pub fn skipped_syscall(dc: DrContext, signature: Option<&'static Signature>, entry: EntryValues, result: usize) -> CallState {
         let call = CallState::syscall(dc, true, signature, Some(entry));
         call.state.lock().result = Some(result);
         call
     }
 
-    fn new(kind: CallKind, live: usize, is_exit: bool, signature: Option<Arc<Signature>>, entry: Option<EntryValues>) -> CallState {
+    fn new(kind: CallKind, live: usize, is_exit: bool, signature: Option<&'static Signature>, entry: Option<EntryValues>) -> CallState {
         CallState {
             kind,
             live: AtomicUsize::new(live),
@@ -152,7 +151,10 @@ impl CallState {
     /// Ends the handlers' access to the call, redirecting the thread if a
     /// handler wrote RIP.
     pub fn finish(&self) -> Finished {
-        let live = self.live.swap(0, Ordering::AcqRel);
+        // Handlers and this run with the GIL held, one at a time: a plain
+        // load and store will do (a swap is a locked instruction).
+        let live = self.live.load(Ordering::Acquire);
+        self.live.store(0, Ordering::Release);
         if live != 0 && self.kind == CallKind::Function && self.redirect.load(Ordering::Relaxed) {
             // SAFETY: the callback that owns the context is still running.
             unsafe { dr_sys::wrap::redirect(live as WrapContext) };

@@ -9,7 +9,6 @@ use crate::memory::Memory;
 use crate::prototype::CType;
 use pyo3::exceptions::PyAttributeError;
 use pyo3::prelude::*;
-use std::sync::Arc;
 
 /// A value of one event-specific field.
 #[derive(Debug, Clone)]
@@ -61,7 +60,7 @@ pub enum Fields {
 /// What a system-call event knows besides its parameters.
 pub struct SyscallFields {
     pub number: usize,
-    pub name: Option<Arc<str>>,
+    pub name: Option<&'static str>,
 }
 
 impl SyscallFields {
@@ -95,8 +94,8 @@ fn python_prototype<'py>(py: Python<'py>, module: &str, function: &str, key: Bou
 pub struct FunctionFields {
     pub function: usize,
     /// The symbol the probe matched, if the function has one.
-    pub name: Option<Arc<str>>,
-    pub module: Arc<str>,
+    pub name: Option<&'static str>,
+    pub module: &'static str,
     /// The return address.
     pub caller: usize,
     /// At exit: whether the call was unwound (longjmp, exception).

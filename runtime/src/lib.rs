@@ -15,6 +15,7 @@ pub mod args;
 pub mod call;
 pub mod context;
 pub mod dispatch;
+pub mod interned;
 mod interpreter;
 pub mod memory;
 pub mod modules;

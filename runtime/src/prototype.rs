@@ -12,7 +12,6 @@ use once_cell::sync::OnceCell;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// How a value of one C type is decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,12 +212,14 @@ impl Signature {
 
 /// One system call of the table.
 pub struct SyscallEntry {
-    pub name: Arc<str>,
-    pub signature: Option<Arc<Signature>>,
+    pub name: String,
+    pub signature: Option<Signature>,
 }
 
-/// The prototypes the script made known, by function name.
-static FUNCTIONS: OnceCell<HashMap<String, Arc<Signature>>> = OnceCell::new();
+/// The prototypes the script made known, by function name. Like the
+/// system-call table, it lives as long as the process, so events refer to
+/// its entries without counting references.
+static FUNCTIONS: OnceCell<HashMap<String, Signature>> = OnceCell::new();
 /// The system calls by number.
 static SYSCALLS: OnceCell<Vec<Option<SyscallEntry>>> = OnceCell::new();
 
@@ -229,7 +230,7 @@ pub fn load_functions(py: Python<'_>) -> PyResult<()> {
     let mut functions = HashMap::new();
     for item in exported.call_method0("items")?.try_iter()? {
         let (name, data): (String, Bound<'_, PyAny>) = item?.extract()?;
-        functions.insert(name, Arc::new(Signature::for_function(Prototype::from_data(&data)?)));
+        functions.insert(name, Signature::for_function(Prototype::from_data(&data)?));
     }
     let _ = FUNCTIONS.set(functions);
     Ok(())
@@ -240,19 +241,19 @@ pub fn load_syscalls(py: Python<'_>) -> PyResult<()> {
     let mut syscalls: Vec<Option<SyscallEntry>> = Vec::new();
     for item in py.import("ptap.syscalls")?.call_method0("table_data")?.try_iter()? {
         let (number, name, data): (usize, String, Option<Bound<'_, PyAny>>) = item?.extract()?;
-        let signature = data.map(|d| Prototype::from_data(&d)).transpose()?.map(|p| Arc::new(Signature::for_syscall(p)));
+        let signature = data.map(|d| Prototype::from_data(&d)).transpose()?.map(Signature::for_syscall);
         if syscalls.len() <= number {
             syscalls.resize_with(number + 1, || None);
         }
-        syscalls[number] = Some(SyscallEntry { name: Arc::from(name.as_str()), signature });
+        syscalls[number] = Some(SyscallEntry { name, signature });
     }
     let _ = SYSCALLS.set(syscalls);
     Ok(())
 }
 
 /// The prototype of a function, placed by the calling convention.
-pub fn function(name: &str) -> Option<Arc<Signature>> {
-    FUNCTIONS.get()?.get(name).cloned()
+pub fn function(name: &str) -> Option<&'static Signature> {
+    FUNCTIONS.get()?.get(name)
 }
 
 /// A system call by number.
