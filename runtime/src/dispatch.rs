@@ -69,11 +69,14 @@ pub fn with_python<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
             let state = thread_state(t);
             // SAFETY: `state` is this thread's own thread state, not
             // current; restoring it takes the GIL, saving it releases it.
-            // Inside, pyo3's attach finds the state current and only counts
-            // (so it knows it may drop Python objects directly).
+            // In between the thread is attached, as assume_attached needs.
+            // (pyo3's attach would add three thread-local lookups, each a
+            // call into DynamoRIO for a client, and a GILState round trip;
+            // without it, a `Py` dropped inside is queued by pyo3 until its
+            // next attach, so the handlers' path holds `Bound`s instead.)
             unsafe {
                 ffi::PyEval_RestoreThread(state);
-                let result = Python::attach(f);
+                let result = f(Python::assume_attached());
                 ffi::PyEval_SaveThread();
                 result
             }
@@ -109,7 +112,7 @@ fn thread_state(t: &PerThread) -> *mut ffi::PyThreadState {
 /// [`HitContext::finish`]).
 pub fn call_handlers<'a>(probes: impl Iterator<Item = &'a Probe>, ctx: HitContext) -> Option<Finished> {
     with_python(|py| {
-        let ctx = match Py::new(py, ctx) {
+        let ctx = match Bound::new(py, ctx) {
             Ok(ctx) => ctx,
             Err(e) => {
                 e.display(py);
@@ -117,7 +120,7 @@ pub fn call_handlers<'a>(probes: impl Iterator<Item = &'a Probe>, ctx: HitContex
             }
         };
         for probe in probes {
-            if let Err(e) = probe.handler.call1(py, (ctx.clone_ref(py),)) {
+            if let Err(e) = probe.handler.bind(py).call1((&ctx,)) {
                 report_handler_error(py, probe, e);
             }
         }
