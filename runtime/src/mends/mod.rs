@@ -12,6 +12,8 @@ mod dl;
 mod image;
 mod rebind;
 mod threads;
+#[cfg(target_arch = "x86_64")]
+mod tls;
 
 pub use threads::repair_current_thread;
 
@@ -50,6 +52,13 @@ fn overrides(libraries: &[LibraryImage]) -> Vec<Override> {
         ours("dlclose", dl::dlclose as *const ()),
         Override { previous: Some(&dl::DR_DLSYM), ..ours("dlsym", dl::dlsym as *const ()) },
     ];
+    #[cfg(target_arch = "x86_64")]
+    list.push(Override {
+        name: "__tls_get_addr",
+        provider: "ld-linux-x86-64.so.2",
+        address: tls::tls_get_addr as *const () as usize,
+        previous: Some(&tls::DR_TLS_GET_ADDR),
+    });
     if let Some(libc) = libraries.iter().find(|l| l.soname == "libc.so.6") {
         for &name in LIBC_STRING_ROUTINES {
             if let Some(export) = libc.default_export(name) {
