@@ -163,3 +163,27 @@ def done(ctx):
     result = trace(script, target("threads"), "4", options=["-q"])
     assert result.returncode == 0, str(result)
     assert script_lines(result.stdout, "[seen] ") == ["4 True"], str(result)
+
+
+def test_starting_a_thread_in_a_handler_is_an_error_not_a_crash(trace, target, run_native):
+    # A thread started inside the target would run where DynamoRIO does not
+    # know it (it crashed the target); starting one raises RuntimeError,
+    # through threading and _thread alike, and the target runs on.
+    script = """\
+import threading, _thread
+@module_load(module_name == "libc.so.6")
+def start(ctx):
+    for name, start_thread in (("threading", lambda: threading.Thread(target=print).start()),
+                               ("_thread", lambda: _thread.start_new_thread(print, ()))):
+        try:
+            start_thread()
+            print("[started]", name)
+        except RuntimeError as e:
+            print("[refused]", name, "cannot start threads" in str(e))
+"""
+    native = run_native(target("hello"))
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == native.returncode == 0, str(result)
+    assert script_lines(result.stdout, "[refused] ") == ["threading True", "_thread True"], str(result)
+    assert script_lines(result.stdout, "[started] ") == [], str(result)
+    assert HELLO_OUTPUT in result.stdout, str(result)
