@@ -41,6 +41,23 @@ static FATAL_SIGNAL: AtomicU32 = AtomicU32::new(0);
 const SYS_EXIT_GROUP: i32 = 231;
 #[cfg(target_arch = "x86")]
 const SYS_EXIT_GROUP: i32 = 252;
+/// The system calls that make threads and processes.
+#[cfg(target_arch = "x86_64")]
+mod clone_numbers {
+    pub const SYS_CLONE: i32 = 56;
+    pub const SYS_FORK: i32 = 57;
+    pub const SYS_VFORK: i32 = 58;
+}
+#[cfg(target_arch = "x86")]
+mod clone_numbers {
+    pub const SYS_CLONE: i32 = 120;
+    pub const SYS_FORK: i32 = 2;
+    pub const SYS_VFORK: i32 = 190;
+}
+use clone_numbers::{SYS_CLONE, SYS_FORK, SYS_VFORK};
+const SYS_CLONE3: i32 = 435;
+/// clone's flag for a child that shares the caller's memory.
+const CLONE_VM: u64 = 0x100;
 
 /// Registers the events; the tracer lives until the process ends.
 pub fn install(runtime: Runtime, banner: Banner) {
@@ -167,15 +184,45 @@ fn kills_by_default(sig: i32) -> bool {
 }
 
 unsafe extern "C" fn filter_syscall(_dc: *mut std::ffi::c_void, sysnum: i32) -> ffi::bool_ {
-    (sysnum == SYS_EXIT_GROUP) as ffi::bool_
+    // DynamoRIO intercepts the clone family itself: asking costs nothing.
+    matches!(sysnum, SYS_EXIT_GROUP | SYS_CLONE | SYS_FORK | SYS_VFORK | SYS_CLONE3) as ffi::bool_
 }
 
 unsafe extern "C" fn on_pre_syscall(dc: *mut std::ffi::c_void, sysnum: i32) -> ffi::bool_ {
-    if sysnum == SYS_EXIT_GROUP {
-        let status = dr_sys::syscall::param(dc as DrContext, 0) as i32 & 0xff;
-        EXIT_STATUS.store(status, Ordering::Relaxed);
+    let dc = dc as DrContext;
+    match sysnum {
+        SYS_EXIT_GROUP => {
+            let status = dr_sys::syscall::param(dc, 0) as i32 & 0xff;
+            EXIT_STATUS.store(status, Ordering::Relaxed);
+        }
+        SYS_CLONE | SYS_FORK | SYS_VFORK | SYS_CLONE3 => {
+            ptap_runtime::dispatch::before_clone(child_shares_memory(dc, sysnum));
+        }
+        _ => {}
     }
     1
+}
+
+/// Whether the child of a clone-family call about to be made shares the
+/// caller's memory (a thread, or a vfork child).
+///
+/// # Safety
+/// `dc` must be the context of the thread in its pre-syscall event.
+unsafe fn child_shares_memory(dc: DrContext, sysnum: i32) -> bool {
+    let flags = match sysnum {
+        SYS_FORK => return false,
+        SYS_VFORK => return true,
+        SYS_CLONE => dr_sys::syscall::param(dc, 0) as u64,
+        _ => {
+            // clone3(struct clone_args *args, size): flags come first.
+            let mut word = [0u8; 8];
+            if dr_sys::memory::safe_read(dr_sys::syscall::param(dc, 0), &mut word) < word.len() {
+                return true;
+            }
+            u64::from_le_bytes(word)
+        }
+    };
+    flags & CLONE_VM != 0
 }
 
 /// The target's exit code as the launcher reports it: the `exit_group`

@@ -9,6 +9,13 @@
 //! data lasts between events and taking the GIL is one
 //! `PyEval_RestoreThread` (pyo3's `Python::attach` would make and delete a
 //! thread state each time).
+//!
+//! While the target has a single thread and Python no other thread state,
+//! that thread keeps the GIL between events: nobody else can want it, and
+//! taking and dropping it is four locked instructions per event. Before
+//! the target makes a thread or shares its memory with a child
+//! ([`before_clone`]), or once a handler starts a Python thread, the GIL
+//! is dropped after every event as usual, for the rest of the process.
 
 use crate::call::Finished;
 use crate::context::HitContext;
@@ -17,6 +24,10 @@ use crate::stack;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether the thread that runs Python may keep the GIL between events.
+static MAY_KEEP_GIL: AtomicBool = AtomicBool::new(true);
 
 /// What one thread needs to enter Python.
 struct PerThread {
@@ -28,6 +39,8 @@ struct PerThread {
     thread_state: Cell<*mut ffi::PyThreadState>,
     /// Whether we made the thread state (and must delete it at exit).
     made_state: Cell<bool>,
+    /// The thread kept the GIL when its last event ended.
+    keeps_gil: Cell<bool>,
 }
 
 thread_local! {
@@ -37,6 +50,7 @@ thread_local! {
             in_python: Cell::new(false),
             thread_state: Cell::new(std::ptr::null_mut()),
             made_state: Cell::new(false),
+            keeps_gil: Cell::new(false),
         }
     };
 }
@@ -75,9 +89,17 @@ pub fn with_python<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
             // without it, a `Py` dropped inside is queued by pyo3 until its
             // next attach, so the handlers' path holds `Bound`s instead.)
             unsafe {
-                ffi::PyEval_RestoreThread(state);
+                if !t.keeps_gil.get() {
+                    ffi::PyEval_RestoreThread(state);
+                }
                 let result = f(Python::assume_attached());
-                ffi::PyEval_SaveThread();
+                if MAY_KEEP_GIL.load(Ordering::Relaxed) && is_only_thread_state(state) {
+                    t.keeps_gil.set(true);
+                } else {
+                    MAY_KEEP_GIL.store(false, Ordering::Relaxed);
+                    t.keeps_gil.set(false);
+                    ffi::PyEval_SaveThread();
+                }
                 result
             }
         };
@@ -86,6 +108,36 @@ pub fn with_python<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
         t.in_python.set(false);
         result
     })
+}
+
+/// Whether `state` is the only thread state of its interpreter (a thread
+/// a handler starts gets its own before it runs).
+///
+/// # Safety
+/// The GIL must be held with `state`.
+unsafe fn is_only_thread_state(state: *mut ffi::PyThreadState) -> bool {
+    let head = ffi::PyInterpreterState_ThreadHead(ffi::PyInterpreterState_Main());
+    head == state && ffi::PyThreadState_Next(state).is_null()
+}
+
+/// Call in the thread about to make a `clone` system call with `flags`
+/// (`fork`, `vfork` and `clone3` included), before the kernel sees it. If
+/// the child will share the target's memory (a thread, or a `vfork` child
+/// that runs on the parent's stack and thread-locals until it execs), the
+/// GIL is dropped after every event from now on, and now if this thread
+/// kept it, so that the child can take it. A child with its own copy of
+/// memory starts as its parent was.
+pub fn before_clone(shares_memory: bool) {
+    if !shares_memory || !MAY_KEEP_GIL.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    THREAD.with(|t| {
+        if t.keeps_gil.replace(false) && !t.in_python.get() {
+            // SAFETY: this thread holds the GIL with its own thread state
+            // (it kept it at the end of its last event); saving releases it.
+            unsafe { ffi::PyEval_SaveThread() };
+        }
+    });
 }
 
 /// The thread's Python thread state, made on first use.
@@ -163,14 +215,17 @@ pub fn release_thread() {
             return;
         }
         let state = t.thread_state.replace(std::ptr::null_mut());
+        let keeps_gil = t.keeps_gil.replace(false);
         if t.made_state.replace(false) && !state.is_null() {
             let release = || {
                 // SAFETY: the state was made by PyGILState_Ensure in this
-                // thread and is not current; restoring it takes the GIL,
-                // and the matching PyGILState_Release deletes it and
-                // releases the GIL.
+                // thread and is current only if the thread kept the GIL;
+                // otherwise restoring it takes the GIL. The matching
+                // PyGILState_Release deletes it and releases the GIL.
                 unsafe {
-                    ffi::PyEval_RestoreThread(state);
+                    if !keeps_gil {
+                        ffi::PyEval_RestoreThread(state);
+                    }
                     ffi::PyGILState_Release(ffi::PyGILState_STATE::PyGILState_UNLOCKED);
                 }
             };
@@ -179,6 +234,10 @@ pub fn release_thread() {
                 // SAFETY: the thread's own stack, not in use.
                 base => unsafe { stack::run_on(base, release) },
             }
+        } else if keeps_gil {
+            // SAFETY: the thread holds the GIL with its adopted state,
+            // which stays (Python's own); saving releases the GIL.
+            unsafe { ffi::PyEval_SaveThread() };
         }
         let base = t.stack_base.replace(0);
         if base != 0 {
