@@ -292,6 +292,33 @@ def test_forked_child_system_calls_are_seen(trace, ftarget, run_native):
                                     [parent, "/nonexistent/parent", "-2", "2"]]), str(result)
 
 
+SPAWN_SCRIPT = """\
+import os
+@syscall_exit(syscall_name == "wait4")
+def waited(ctx):
+    print("[wait4]", os.getpid(), ctx.retval > 0)
+"""
+
+SPAWNING_PYTHON = (
+    "import subprocess, sys\n"
+    "done = subprocess.run(['/bin/echo', 'from the child'], stdout=sys.stdout)\n"
+    "print('child exited', done.returncode)\n"
+)
+
+
+def test_python_subprocess_runs_unchanged(trace, run_native):
+    # Python's subprocess closes inherited fds in the vfork child with
+    # close_range(3, ~0U), which DynamoRIO 11.90 walked one fd at a time,
+    # for ever; the client bounds it to the highest open fd.
+    command = ("/usr/bin/python3", "-c", SPAWNING_PYTHON)
+    native = run_native(*command)
+    assert native.stdout == "from the child\nchild exited 0\n", "the target misbehaves"
+    result = trace(SPAWN_SCRIPT, *command, options=["-q"], timeout=60)
+    assert result.returncode == 0, str(result)
+    assert without_handler_lines(result.stdout, ("[wait4] ",)) == native.stdout.splitlines(), str(result)
+    assert [w[1] for w in fields_of(result.stdout, "[wait4] ")] == ["True"], str(result)
+
+
 # ---------------------------------------------------------------------------
 # 4. Fault injection: ctx.skip()
 

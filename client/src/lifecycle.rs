@@ -56,6 +56,7 @@ mod clone_numbers {
 }
 use clone_numbers::{SYS_CLONE, SYS_FORK, SYS_VFORK};
 const SYS_CLONE3: i32 = 435;
+const SYS_CLOSE_RANGE: i32 = 436;
 /// clone's flag for a child that shares the caller's memory.
 const CLONE_VM: u64 = 0x100;
 
@@ -185,7 +186,7 @@ fn kills_by_default(sig: i32) -> bool {
 
 unsafe extern "C" fn filter_syscall(_dc: *mut std::ffi::c_void, sysnum: i32) -> ffi::bool_ {
     // DynamoRIO intercepts the clone family itself: asking costs nothing.
-    matches!(sysnum, SYS_EXIT_GROUP | SYS_CLONE | SYS_FORK | SYS_VFORK | SYS_CLONE3) as ffi::bool_
+    matches!(sysnum, SYS_EXIT_GROUP | SYS_CLONE | SYS_FORK | SYS_VFORK | SYS_CLONE3 | SYS_CLOSE_RANGE) as ffi::bool_
 }
 
 unsafe extern "C" fn on_pre_syscall(dc: *mut std::ffi::c_void, sysnum: i32) -> ffi::bool_ {
@@ -198,9 +199,35 @@ unsafe extern "C" fn on_pre_syscall(dc: *mut std::ffi::c_void, sysnum: i32) -> f
         SYS_CLONE | SYS_FORK | SYS_VFORK | SYS_CLONE3 => {
             ptap_runtime::dispatch::before_clone(child_shares_memory(dc, sysnum));
         }
+        SYS_CLOSE_RANGE => bound_close_range(dc),
         _ => {}
     }
     1
+}
+
+/// Lowers the last fd of a `close_range(first, last, flags)` about to be
+/// made to the highest fd open, which closes the same fds.
+///
+/// DynamoRIO 11.90 does close_range itself, one fd at a time, skipping its
+/// own: `close_range(3, ~0U, 0)`, which Python's subprocess and glibc's
+/// closefrom make in every child they start, never ended.
+///
+/// # Safety
+/// `dc` must be the context of the thread in its pre-syscall event.
+unsafe fn bound_close_range(dc: DrContext) {
+    let first = dr_sys::syscall::param(dc, 0) as u32;
+    let last = dr_sys::syscall::param(dc, 1) as u32;
+    let Some(highest) = highest_open_fd() else { return };
+    if last > highest && first <= last {
+        dr_sys::syscall::set_param(dc, 1, highest.max(first) as usize);
+    }
+}
+
+/// The highest file descriptor open in this process (DynamoRIO's own
+/// included), from /proc/self/fd.
+fn highest_open_fd() -> Option<u32> {
+    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+    entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).max()
 }
 
 /// Whether the child of a clone-family call about to be made shares the
