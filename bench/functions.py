@@ -121,18 +121,23 @@ def python_with_frida():
 def measure(rows, runs):
     """Run each row *runs* times, interleaved, with its last argument as it
     is and with "0". Returns ({label: median total s}, {label: median
-    difference s}): the difference is the time of the work alone."""
+    difference s}, {label: best difference s}): the difference is the time
+    of the work alone; the best one is the fastest run with the work less
+    the fastest without it (noise on these machines only ever adds)."""
     totals = {label: [] for label in rows}
     slopes = {label: [] for label in rows}
+    emptys = {label: [] for label in rows}
     for _ in range(runs):
         for label, (argv, env) in rows.items():
             with_calls = timed(argv, env)
             without = timed([*argv[:-1], "0"], env)
             totals[label].append(with_calls)
             slopes[label].append(with_calls - without)
+            emptys[label].append(without)
     total = {label: statistics.median(t) for label, t in totals.items()}
     slope = {label: statistics.median(t) for label, t in slopes.items()}
-    return total, slope
+    best = {label: min(totals[label]) - min(emptys[label]) for label in rows}
+    return total, slope, best
 
 
 def main():
@@ -145,18 +150,21 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for name, (exe, function) in build(tmp).items():
             rows = rows_for(exe, function, args.calls, tmp)
-            total, slope = measure(rows, args.runs)
+            total, slope, best = measure(rows, args.runs)
             bare = "DynamoRIO, no client"
             print(f"\n{name}: calls of {function}, median of {args.runs} interleaved runs")
-            print(f"{'':36}{'calls':>11}{'total s':>9}{'ns/call':>9}{'x DR':>8}{'ns/call over DR':>17}")
-            bare_per_call = slope[bare] / int(rows[bare][0][-1])
+            print(f"{'':36}{'calls':>11}{'total s':>9}{'ns/call':>9}{'x DR':>8}{'ns/call over DR':>17}{'best':>7}")
+            bare_n = int(rows[bare][0][-1])
+            bare_per_call, bare_best = slope[bare] / bare_n * 1e9, best[bare] / bare_n * 1e9
             for label, (argv, _) in rows.items():
                 n = int(argv[-1])
                 per_call = slope[label] / n * 1e9
-                over = per_call - bare_per_call * 1e9
-                ratio = per_call / (bare_per_call * 1e9) if bare_per_call > 0 else float("nan")
-                print(f"{label:36}{n:>11}{total[label]:9.3f}{per_call:9.1f}{ratio:8.2f}{over:17.1f}")
-            print("(ns/call: time of the calls alone, the run with none subtracted; x DR compares those)")
+                over = per_call - bare_per_call
+                best_over = best[label] / n * 1e9 - bare_best
+                ratio = per_call / bare_per_call if bare_per_call > 0 else float("nan")
+                print(f"{label:36}{n:>11}{total[label]:9.3f}{per_call:9.1f}{ratio:8.2f}{over:17.1f}{best_over:7.1f}")
+            print("(ns/call: time of the calls alone, the run with none subtracted; x DR compares those;")
+            print(" best: the same over DR from the fastest runs with and without the calls)")
     if not python_with_frida():
         print("\n(Frida not installed: `pip install frida` adds it as a peer row)")
 
