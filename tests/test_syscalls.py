@@ -294,6 +294,9 @@ def test_forked_child_system_calls_are_seen(trace, ftarget, run_native):
 
 SPAWN_SCRIPT = """\
 import os
+@syscall_entry(syscall_name == "execve")
+def executes(ctx):
+    print("[execve]", ctx.args[0])
 @syscall_exit(syscall_name == "wait4")
 def waited(ctx):
     print("[wait4]", os.getpid(), ctx.retval > 0)
@@ -309,13 +312,17 @@ SPAWNING_PYTHON = (
 def test_python_subprocess_runs_unchanged(trace, run_native):
     # Python's subprocess closes inherited fds in the vfork child with
     # close_range(3, ~0U), which DynamoRIO 11.90 walked one fd at a time,
-    # for ever; the client bounds it to the highest open fd.
+    # for ever; the client bounds it to the highest open fd. The execve
+    # handler runs in the vfork child, whose private thread data began as
+    # a copy of the Python target's: it found the target's thread state
+    # and waited for the target's GIL until the client cleared them.
     command = ("/usr/bin/python3", "-c", SPAWNING_PYTHON)
     native = run_native(*command)
     assert native.stdout == "from the child\nchild exited 0\n", "the target misbehaves"
     result = trace(SPAWN_SCRIPT, *command, options=["-q"], timeout=60)
     assert result.returncode == 0, str(result)
-    assert without_handler_lines(result.stdout, ("[wait4] ",)) == native.stdout.splitlines(), str(result)
+    assert without_handler_lines(result.stdout, ("[wait4] ", "[execve] ")) == native.stdout.splitlines(), str(result)
+    assert script_lines(result.stdout, "[execve] ") == ["/bin/echo"], str(result)
     assert [w[1] for w in fields_of(result.stdout, "[wait4] ")] == ["True"], str(result)
 
 

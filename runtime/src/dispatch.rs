@@ -140,6 +140,12 @@ pub fn before_clone(shares_memory: bool) {
     });
 }
 
+/// Whether the calling thread has its Python thread state already (the
+/// thread that started Python does from the start).
+pub fn thread_has_python_state() -> bool {
+    THREAD.with(|t| !t.thread_state.get().is_null())
+}
+
 /// The thread's Python thread state, made on first use.
 fn thread_state(t: &PerThread) -> *mut ffi::PyThreadState {
     let state = t.thread_state.get();

@@ -162,6 +162,9 @@ pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
 /// Called at every thread's start, before anything else runs in it.
 pub fn thread_started() {
     mends::repair_current_thread();
+    if !dispatch::thread_has_python_state() {
+        mends::forget_inherited_thread_data();
+    }
 }
 
 /// Called at every thread's end.

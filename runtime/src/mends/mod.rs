@@ -15,7 +15,7 @@ mod threads;
 #[cfg(target_arch = "x86_64")]
 mod tls;
 
-pub use threads::repair_current_thread;
+pub use threads::{forget_inherited_thread_data, repair_current_thread};
 
 use image::LibraryImage;
 use parking_lot::Mutex;

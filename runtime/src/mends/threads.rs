@@ -7,6 +7,13 @@
 //!   the TCB is 0, `__libc_single_threaded` is 1), so it takes and releases
 //!   uncontended mutexes with plain stores and no futex wake, and the GIL
 //!   loses wake-ups: we set both to "multi-threaded".
+//!
+//! And one thing is the target's: the thread-specific data of the TCB it
+//! was copied from. A thread made without a TLS of its own (a vfork child)
+//! starts with its parent's values, so when the target was itself Python,
+//! our libpython found the *target's* thread state under its own key and
+//! waited for the target's GIL for ever. [`forget_inherited_thread_data`]
+//! clears them.
 
 use super::image::LibraryImage;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,6 +45,21 @@ pub fn repair_current_thread() {
     if flag != 0 {
         // SAFETY: the address is the private libc's `char __libc_single_threaded`.
         unsafe { std::ptr::write_volatile(flag as *mut u8, 0) };
+    }
+}
+
+/// glibc keeps the values of keys below this inside the TCB itself.
+const KEYS_IN_TCB: u32 = 32;
+
+/// Clears the thread-specific values a new thread's private TCB copied
+/// from the target's. Call in a thread's init event, unless the thread
+/// already keeps values of its own there (the one that started Python).
+pub fn forget_inherited_thread_data() {
+    for key in 0..KEYS_IN_TCB {
+        // SAFETY: values of keys below 32 live in the calling thread's own
+        // private TCB, so the store never reaches the target's memory; the
+        // private libc refuses keys it never made (EINVAL) without storing.
+        unsafe { libc::pthread_setspecific(key, std::ptr::null()) };
     }
 }
 
