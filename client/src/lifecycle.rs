@@ -37,28 +37,16 @@ static EXIT_STATUS: AtomicI32 = AtomicI32::new(-1);
 /// The last signal delivered to the target whose default action kills.
 static FATAL_SIGNAL: AtomicU32 = AtomicU32::new(0);
 
-#[cfg(target_arch = "x86_64")]
-const SYS_EXIT_GROUP: i32 = 231;
-#[cfg(target_arch = "x86")]
-const SYS_EXIT_GROUP: i32 = 252;
-/// The system calls that make threads and processes.
-#[cfg(target_arch = "x86_64")]
-mod clone_numbers {
-    pub const SYS_CLONE: i32 = 56;
-    pub const SYS_FORK: i32 = 57;
-    pub const SYS_VFORK: i32 = 58;
-}
-#[cfg(target_arch = "x86")]
-mod clone_numbers {
-    pub const SYS_CLONE: i32 = 120;
-    pub const SYS_FORK: i32 = 2;
-    pub const SYS_VFORK: i32 = 190;
-}
-use clone_numbers::{SYS_CLONE, SYS_FORK, SYS_VFORK};
-const SYS_CLONE3: i32 = 435;
-const SYS_CLOSE_RANGE: i32 = 436;
-/// clone's flag for a child that shares the caller's memory.
-const CLONE_VM: u64 = 0x100;
+// The system calls the client watches, numbered for the target's
+// architecture by the libc crate.
+const SYS_EXIT_GROUP: i32 = libc::SYS_exit_group as i32;
+const SYS_CLONE: i32 = libc::SYS_clone as i32;
+const SYS_FORK: i32 = libc::SYS_fork as i32;
+const SYS_VFORK: i32 = libc::SYS_vfork as i32;
+const SYS_CLONE3: i32 = libc::SYS_clone3 as i32;
+const SYS_CLOSE_RANGE: i32 = libc::SYS_close_range as i32;
+/// A close_range DynamoRIO's one-fd-at-a-time walk ends quickly on.
+const SHORT_FD_RANGE: u32 = 1 << 16;
 
 /// Registers the events; the tracer lives until the process ends.
 pub fn install(runtime: Runtime, banner: Banner) {
@@ -217,8 +205,11 @@ unsafe extern "C" fn on_pre_syscall(dc: *mut std::ffi::c_void, sysnum: i32) -> f
 unsafe fn bound_close_range(dc: DrContext) {
     let first = dr_sys::syscall::param(dc, 0) as u32;
     let last = dr_sys::syscall::param(dc, 1) as u32;
+    if last < first || last - first < SHORT_FD_RANGE {
+        return;
+    }
     let Some(highest) = highest_open_fd() else { return };
-    if last > highest && first <= last {
+    if last > highest {
         dr_sys::syscall::set_param(dc, 1, highest.max(first) as usize);
     }
 }
@@ -249,7 +240,7 @@ unsafe fn child_shares_memory(dc: DrContext, sysnum: i32) -> bool {
             u64::from_le_bytes(word)
         }
     };
-    flags & CLONE_VM != 0
+    flags & libc::CLONE_VM as u64 != 0
 }
 
 /// The target's exit code as the launcher reports it: the `exit_group`

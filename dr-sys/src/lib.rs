@@ -6,8 +6,8 @@
 //! small safe functions: the process and thread we run in ([`process`]),
 //! DynamoRIO's private loader ([`loader`]), memory DynamoRIO hands out
 //! ([`memory`]), the modules of the target ([`module`]), the machine
-//! context ([`mcontext`]), the vector-register state ([`simd`]), system calls ([`syscall`]) and function
-//! wrapping ([`wrap`]).
+//! context ([`mcontext`]), the vector-register state ([`simd`]), system
+//! calls ([`syscall`]) and function wrapping ([`wrap`]).
 //!
 //! The DynamoRIO extensions (drmgr, ...) are linked statically: see
 //! `build.rs`.

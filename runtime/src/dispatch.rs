@@ -120,13 +120,13 @@ unsafe fn is_only_thread_state(state: *mut ffi::PyThreadState) -> bool {
     head == state && ffi::PyThreadState_Next(state).is_null()
 }
 
-/// Call in the thread about to make a `clone` system call with `flags`
-/// (`fork`, `vfork` and `clone3` included), before the kernel sees it. If
-/// the child will share the target's memory (a thread, or a `vfork` child
-/// that runs on the parent's stack and thread-locals until it execs), the
-/// GIL is dropped after every event from now on, and now if this thread
-/// kept it, so that the child can take it. A child with its own copy of
-/// memory starts as its parent was.
+/// Call in the thread about to make a `clone` system call (`fork`, `vfork`
+/// and `clone3` included), before the kernel sees it. If the child will
+/// share the target's memory (a thread, or a `vfork` child, which runs in
+/// its parent's memory until it execs), the GIL is dropped after every
+/// event from now on, and now if this thread kept it, so that the child
+/// can take it. A child with its own copy of memory starts as its parent
+/// was.
 pub fn before_clone(shares_memory: bool) {
     if !shares_memory || !MAY_KEEP_GIL.swap(false, Ordering::Relaxed) {
         return;
