@@ -30,6 +30,7 @@ FUNCTION_TARGETS = (
     "memargs",
     "vectors",
     "syscall_threads",
+    "syscall_sites",
     "forks",
     "fpargs",
     "records",

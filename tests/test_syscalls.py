@@ -611,7 +611,91 @@ def done(ctx):
 
 
 # ---------------------------------------------------------------------------
-# 7. Banner and errors
+# 7. Where system calls are made: the probes instrument each `syscall`
+# instruction, and the instruction after it, where the call returns.
+
+SITES_SCRIPT = """\
+events = []
+@syscall_entry(syscall_name == "getppid")
+def enter(ctx):
+    events.append("entry")
+@syscall_exit(syscall_name == "getppid")
+def leave(ctx):
+    events.append(f"exit {ctx.retval}")
+@process_exit
+def done(ctx):
+    print("[events]", events)
+"""
+
+SITES_ROUNDS = 3
+
+
+def site_results(stdout):
+    """{kind: [value, ...]} of syscall_sites' own lines."""
+    results = {}
+    for line in without_handler_lines(stdout):
+        kind, value = line.split()
+        results.setdefault(kind, []).append(int(value))
+    return results
+
+
+def test_system_calls_at_awkward_sites_are_seen(trace, ftarget):
+    # A `syscall` alone in its block (the number set in the block before),
+    # whose return point ran, reached by a jump, before the call ever did;
+    # and libc's syscall(), whose number is its argument.
+    result = trace(SITES_SCRIPT, ftarget("syscall_sites"), str(SITES_ROUNDS), options=["-q"])
+    assert result.returncode == 0, str(result)
+    results = site_results(result.stdout)
+    assert results["skipped"] == [110] * SITES_ROUNDS, str(result)
+    (parent,) = set(results["own-block"] + results["generic"])
+    assert parent > 1 and len(results["own-block"]) == len(results["generic"]) == SITES_ROUNDS, str(result)
+    (events,) = [ast.literal_eval(line) for line in script_lines(result.stdout, "[events] ")]
+    assert events == ["entry", f"exit {parent}"] * (2 * SITES_ROUNDS), str(result)
+
+
+def test_skip_where_the_number_is_known_only_when_the_call_is_made(trace, ftarget):
+    script = SITES_SCRIPT.replace('events.append("entry")', 'events.append("entry"); ctx.skip(4242)')
+    result = trace(script, ftarget("syscall_sites"), str(SITES_ROUNDS), options=["-q"])
+    assert result.returncode == 0, str(result)
+    results = site_results(result.stdout)
+    assert results == {"skipped": [110] * SITES_ROUNDS, "own-block": [4242] * SITES_ROUNDS,
+                       "generic": [4242] * SITES_ROUNDS}, str(result)
+    (events,) = [ast.literal_eval(line) for line in script_lines(result.stdout, "[events] ")]
+    assert events == ["entry", "exit 4242"] * (2 * SITES_ROUNDS), str(result)
+
+
+SIGNAL_SCRIPT = """\
+events = []
+@syscall_entry(syscall_name >> ["getppid", "write"])
+def enter(ctx):
+    if ctx.syscall_name == "getppid" or ctx.args[2] == 1:
+        events.append(f"{ctx.syscall_name}-entry")
+@syscall_exit(syscall_name >> ["getppid", "write"])
+def leave(ctx):
+    if ctx.syscall_name == "getppid" or ctx.args[2] == 1:
+        events.append(f"{ctx.syscall_name}-exit {ctx.errno}")
+@process_exit
+def done(ctx):
+    print("[events]", events)
+"""
+
+
+def test_signal_handler_system_calls_while_a_call_waits_for_its_exit(trace, ftarget, run_native):
+    # A one-byte write to a pipe nobody reads raises SIGPIPE, whose handler
+    # calls getppid() before the write's exit clean call runs (at the
+    # instruction after the `syscall`, where the handler returns to): both
+    # calls have their entry and exit, the write's with EPIPE.
+    native = run_native(ftarget("syscall_sites"), "signal")
+    assert native.stdout == "write -1 EPIPE\n", "the target misbehaves"
+    result = trace(SIGNAL_SCRIPT, ftarget("syscall_sites"), "signal", options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert without_handler_lines(result.stdout) == ["write -1 EPIPE"], str(result)
+    (events,) = [ast.literal_eval(line) for line in script_lines(result.stdout, "[events] ")]
+    assert events == ["write-entry", "getppid-entry", "getppid-exit 0", f"write-exit {errno.EPIPE}"], str(result)
+
+
+# ---------------------------------------------------------------------------
+# 8. Banner and errors
 
 BANNER_SCRIPT = '@syscall_entry(syscall_name == "write")\ndef w(ctx):\n    pass\n'
 

@@ -1,27 +1,38 @@
 //! System-call probes: `syscall_entry` and `syscall_exit`.
 //!
 //! At start-up each probe's predicate is decided for every system call of
-//! the table from what is known then (number and name): DynamoRIO's
-//! syscall filter then intercepts only the system calls some probe may
-//! match, and the rest run with no overhead. What depends on the running
-//! thread is tested natively per call. The pre-syscall event runs the
-//! entry handlers, which may change parameters or skip the call; the
-//! post-syscall event runs the exit handlers with the parameters the call
-//! was made with, kept per thread in between.
+//! the table from what is known then (number and name). The instrumentation
+//! then goes where system calls are made: when DynamoRIO builds a block
+//! ending in a `syscall` instruction, the number the block puts in RAX
+//! (`mov $257, %eax`) decides whether any probe may fire there; blocks
+//! that do not show the number are instrumented and RAX is tested when the
+//! call is made. An instrumented system call gets a clean call just before
+//! its `syscall` instruction, which runs the entry handlers (they may change
+//! parameters, or skip the call), and, when exit probes may fire, one
+//! before the instruction after it (the start of the next block), which
+//! runs the exit handlers with the parameters kept per thread in between.
+//! What depends on the running thread is tested natively per call.
+//!
+//! The thread stays in the code cache throughout. DynamoRIO's own
+//! pre- and post-syscall events leave it for every call they intercept,
+//! which alone cost ~470 ns per system call here, more than the handlers.
 
 use crate::site_probes::{chosen, matching, residual, ProbeSet, SiteProbe};
 use dr_sys::ffi;
+use dr_sys::instrument::{self, Arg, Instr, InstrList};
 use dr_sys::process::DrContext;
-use once_cell::sync::OnceCell;
+use dr_sys::syscall::SyscallRegisters;
+use once_cell::sync::{Lazy, OnceCell};
 use ptap_runtime::call::{CallState, EntryValues};
 use ptap_runtime::context::{Fields, HitContext, SyscallFields};
 use ptap_runtime::dispatch::call_handlers;
 use ptap_runtime::predicate::{EventFields, Value, Variable};
 use ptap_runtime::probe::{Probe, ProbeKind};
 use ptap_runtime::prototype::SyscallEntry;
-use std::cell::Cell;
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The probes this module runs.
 pub fn handles(kind: ProbeKind) -> bool {
@@ -41,32 +52,77 @@ struct SyscallSite {
 struct Tracer {
     probes: &'static [Probe],
     /// By system-call number, for the numbers of the table; empty sites
-    /// are not intercepted.
+    /// are not instrumented.
     sites: Vec<SyscallSite>,
     /// Sites of numbers outside the table (a program may make any system
-    /// call, strace shows them as `syscall_0x...`), decided when DynamoRIO
-    /// first asks about them; leaked, as they live as long as the process.
+    /// call, strace shows them as `syscall_0x...`), decided when first
+    /// made; leaked, as they live as long as the process.
     others: parking_lot::Mutex<HashMap<i32, &'static SyscallSite>>,
+    /// Whether any exit probe exists: a system call whose number is known
+    /// only when it is made then needs the exit clean call.
+    any_exit: bool,
 }
 
 static TRACER: OnceCell<Tracer> = OnceCell::new();
 
+/// The instructions after instrumented system calls: the blocks that start
+/// there get the exit clean call.
+static RETURN_POINTS: Lazy<parking_lot::Mutex<HashSet<usize>>> = Lazy::new(Default::default);
+/// Return points whose block was in the code cache, uninstrumented, before
+/// their system call was first seen (code that jumps there too): the next
+/// entry clean call flushes them, before any such call can return there.
+static STALE: parking_lot::Mutex<Vec<usize>> = parking_lot::Mutex::new(Vec::new());
+static ANY_STALE: AtomicBool = AtomicBool::new(false);
+
 /// A system call whose exit probes wait for it to return.
 #[derive(Clone, Copy)]
 struct Pending {
-    /// -1 when there is none.
-    number: i64,
+    number: i32,
+    /// Where the call returns to.
+    return_pc: usize,
     exit: ProbeSet,
     params: [usize; PARAMS],
 }
 
-const NO_PENDING: Pending = Pending { number: -1, exit: 0, params: [0; PARAMS] };
+const NO_PENDING: Pending = Pending { number: 0, return_pc: 0, exit: 0, params: [0; PARAMS] };
+
+/// How many system calls one thread may have waiting for their exit: more
+/// than one while a signal handler makes system calls of its own.
+const MAX_PENDING: usize = 8;
+
+/// A thread's system calls between their entry and exit clean calls,
+/// innermost last. (Plain data: no destructor, which would crash under
+/// DynamoRIO's private libc.)
+struct PendingCalls {
+    calls: [Pending; MAX_PENDING],
+    len: usize,
+}
 
 thread_local! {
-    /// The calling thread's system call between its pre- and post-syscall
-    /// events. (A plain Copy value: no destructor, which would crash under
-    /// DynamoRIO's private libc.)
-    static PENDING: Cell<Pending> = const { Cell::new(NO_PENDING) };
+    static PENDING: RefCell<PendingCalls> = const { RefCell::new(PendingCalls { calls: [NO_PENDING; MAX_PENDING], len: 0 }) };
+}
+
+/// Keeps `call` for its exit; the oldest goes when there are too many.
+fn push_pending(call: Pending) {
+    PENDING.with_borrow_mut(|p| {
+        if p.len == MAX_PENDING {
+            p.calls.copy_within(1.., 0);
+            p.len -= 1;
+        }
+        p.calls[p.len] = call;
+        p.len += 1;
+    });
+}
+
+/// The innermost pending system call that returns to `return_pc`, removed
+/// with any kept after it: calls that never came back to where they were
+/// made (`rt_sigreturn`, or one the kernel restarted from its start).
+fn take_pending(return_pc: usize) -> Option<Pending> {
+    PENDING.with_borrow_mut(|p| {
+        let i = p.calls[..p.len].iter().rposition(|c| c.return_pc == return_pc)?;
+        p.len = i;
+        Some(p.calls[i])
+    })
 }
 
 /// What a predicate can know of a system call before it is made.
@@ -99,7 +155,8 @@ fn decide_site(probes: &[Probe], fields: &SyscallStaticFields<'_>) -> SyscallSit
 }
 
 /// Decides which system calls the probes may match and registers the
-/// events that intercept them; `probes` lives as long as the process.
+/// instrumentation that intercepts them; `probes` lives as long as the
+/// process.
 pub fn install(probes: &'static [Probe]) {
     if !probes.iter().any(|p| handles(p.kind)) {
         return;
@@ -112,15 +169,14 @@ pub fn install(probes: &'static [Probe]) {
         }
         sites[number] = site;
     }
-    if TRACER.set(Tracer { probes, sites, others: Default::default() }).is_err() {
+    let any_exit = probes.iter().any(|p| p.kind == ProbeKind::SyscallExit);
+    if TRACER.set(Tracer { probes, sites, others: Default::default(), any_exit }).is_err() {
         return;
     }
-    // SAFETY: registering plain extern "C" callbacks with the signatures DR
-    // and drmgr expect (drmgr is initialised by the lifecycle events).
+    // SAFETY: registering a plain extern "C" callback with the signature
+    // drmgr expects (drmgr is initialised by the lifecycle events).
     unsafe {
-        ffi::dr_register_filter_syscall_event(Some(filter));
-        ffi::drmgr_register_pre_syscall_event(Some(on_pre_syscall));
-        ffi::drmgr_register_post_syscall_event(Some(on_post_syscall));
+        ffi::drmgr_register_bb_instrumentation_event(None, Some(on_instruction), std::ptr::null_mut());
     }
 }
 
@@ -137,74 +193,182 @@ fn site(number: i32) -> Option<(&'static Tracer, &'static SyscallSite)> {
     (!site.entry.is_empty() || !site.exit.is_empty()).then_some((tracer, site))
 }
 
-unsafe extern "C" fn filter(_dc: *mut c_void, number: i32) -> ffi::bool_ {
-    site(number).is_some() as ffi::bool_
+/// Whether the system call a block makes with `number` in RAX (`None`:
+/// the block does not show it) needs instrumenting: `None` if not, else
+/// whether its exit does too.
+fn instrumentation_for(number: Option<i64>) -> Option<bool> {
+    match number {
+        Some(n) => {
+            let (_, site) = site(i32::try_from(n).ok()?)?;
+            Some(!site.exit.is_empty())
+        }
+        None => Some(TRACER.get()?.any_exit),
+    }
+}
+
+/// drmgr's insertion callback, for each instruction of each new block.
+unsafe extern "C" fn on_instruction(
+    dc: *mut c_void,
+    _tag: *mut c_void,
+    bb: *mut ffi::instrlist_t,
+    instr: *mut ffi::instr_t,
+    _for_trace: ffi::bool_,
+    translating: ffi::bool_,
+    _user_data: *mut c_void,
+) -> ffi::dr_emit_flags_t {
+    let (dc, bb, instr): (DrContext, InstrList, Instr) = (dc, bb, instr);
+    if !instrument::is_app(instr) {
+        return ffi::dr_emit_flags_t::DR_EMIT_DEFAULT;
+    }
+    let mut instrumented = false;
+    if instrument::is_first_app(bb, instr) {
+        let pc = instrument::app_pc(instr);
+        if RETURN_POINTS.lock().contains(&pc) {
+            instrument::insert_clean_call(dc, bb, instr, on_return as *mut c_void, &[Arg::Word(pc)]);
+            instrumented = true;
+        }
+    }
+    if instrument::is_syscall(instr) {
+        if let Some(needs_exit) = instrumentation_for(instrument::syscall_number_set_before(instr)) {
+            let syscall_pc = instrument::app_pc(instr);
+            let return_pc = instrument::next_app_pc(dc, instr);
+            if needs_exit && translating == 0 {
+                remember_return_point(dc, return_pc);
+            }
+            let args = [Arg::Rax, Arg::Word(syscall_pc), Arg::Word(return_pc)];
+            instrument::insert_clean_call(dc, bb, instr, on_syscall as *mut c_void, &args);
+            instrumented = true;
+        }
+    }
+    // What we insert depends on what was seen before (the return points):
+    // DynamoRIO keeps the translations rather than rebuild the block
+    // later, when the answer may differ.
+    match instrumented {
+        true => ffi::dr_emit_flags_t::DR_EMIT_STORE_TRANSLATIONS,
+        false => ffi::dr_emit_flags_t::DR_EMIT_DEFAULT,
+    }
+}
+
+/// Marks `pc`, where an instrumented system call returns, for the exit
+/// clean call.
+///
+/// # Safety
+/// `dc` must be the context of the thread building a block.
+unsafe fn remember_return_point(dc: DrContext, pc: usize) {
+    if !RETURN_POINTS.lock().insert(pc) {
+        return;
+    }
+    if instrument::fragment_exists_at(dc, pc) {
+        STALE.lock().push(pc);
+        ANY_STALE.store(true, Ordering::Release);
+    }
+}
+
+/// Flushes the blocks built at return points before they were known;
+/// returns whether it did (the calling clean call must then leave through
+/// [`instrument::resume_at`]).
+///
+/// # Safety
+/// Only from a clean call, before taking any lock or the GIL.
+unsafe fn flush_stale_return_points() -> bool {
+    if !ANY_STALE.load(Ordering::Acquire) {
+        return false;
+    }
+    ANY_STALE.store(false, Ordering::Release);
+    let stale = std::mem::take(&mut *STALE.lock());
+    for &pc in &stale {
+        instrument::flush_region(pc, 1);
+    }
+    !stale.is_empty()
 }
 
 /// Runs the handlers of `set` for one event of system call `number`.
-fn fire(tracer: &Tracer, kind: ProbeKind, list: &[SiteProbe], set: ProbeSet, number: usize, tid: u32, call: CallState) -> Option<ptap_runtime::call::Finished> {
-    let entry: Option<&SyscallEntry> = ptap_runtime::prototype::syscall(number);
-    let fields = SyscallFields { number, name: entry.map(|e| e.name.as_str()) };
+fn fire(tracer: &Tracer, kind: ProbeKind, list: &[SiteProbe], set: ProbeSet, number: i32, tid: u32, call: CallState) -> Option<ptap_runtime::call::Finished> {
+    let entry: Option<&SyscallEntry> = usize::try_from(number).ok().and_then(ptap_runtime::prototype::syscall);
+    let fields = SyscallFields { number: number as usize, name: entry.map(|e| e.name.as_str()) };
     let ctx = HitContext { event: kind.name(), pid: dr_sys::process::pid(), tid, fields: Fields::Syscall(fields), call: Some(call) };
     call_handlers(chosen(list, set).map(|sp| &tracer.probes[sp.probe]), ctx)
 }
 
 /// The prototype of system call `number`, if the table has one.
-fn signature(number: usize) -> Option<&'static ptap_runtime::prototype::Signature> {
-    ptap_runtime::prototype::syscall(number)?.signature.as_ref()
+fn signature(number: i32) -> Option<&'static ptap_runtime::prototype::Signature> {
+    ptap_runtime::prototype::syscall(usize::try_from(number).ok()?)?.signature.as_ref()
 }
 
-unsafe extern "C" fn on_pre_syscall(dc: *mut c_void, number: i32) -> ffi::bool_ {
-    // SAFETY: a DynamoRIO event: the app's vector registers are saved.
+/// The clean call before an instrumented `syscall` instruction at
+/// `syscall_pc`, with the application's RAX; the call returns to
+/// `return_pc`.
+unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize) {
+    // SAFETY: a clean call: the app's vector registers are saved.
     dr_sys::simd::clear_upper_halves();
-    // DynamoRIO also calls this for system calls it intercepts itself, and
-    // for those whose number it could not know when filtering.
-    let Some((tracer, site)) = site(number) else { return 1 };
-    let dc = dc as DrContext;
-    let n = number as usize;
+    if flush_stale_return_points() {
+        // Come back here in a block of its own: this clean call runs
+        // anew, now that the blocks where system calls return are
+        // instrumented.
+        instrument::resume_at(ffi::dr_get_current_drcontext(), syscall_pc);
+        return;
+    }
+    let Ok(number) = i32::try_from(rax as i64) else { return };
+    let Some((tracer, site)) = site(number) else { return };
+    let dc = ffi::dr_get_current_drcontext();
     let tid = dr_sys::process::tid_of(dc);
     let pid = dr_sys::process::pid();
     let entry = matching(&site.entry, tid, pid);
     let exit = matching(&site.exit, tid, pid);
-    let mut skip = None;
-    if entry != 0 {
-        let call = CallState::syscall(dc, false, signature(n), None);
-        skip = fire(tracer, ProbeKind::SyscallEntry, &site.entry, entry, n, tid, call).and_then(|f| f.skip);
+    if entry == 0 && exit == 0 {
+        return;
     }
-    if exit != 0 {
-        // The parameters as the entry handlers left them.
-        let params: [usize; PARAMS] = std::array::from_fn(|i| dr_sys::syscall::param(dc, i));
-        match skip {
-            // Not made: its exit is now, with the result asked for (which
-            // the exit handlers may change in turn).
-            Some(result) => {
-                let call = CallState::skipped_syscall(dc, signature(n), EntryValues::of_words(&params), result);
-                let finished = fire(tracer, ProbeKind::SyscallExit, &site.exit, exit, n, tid, call);
-                skip = Some(finished.and_then(|f| f.result).unwrap_or(result));
-            }
-            None => PENDING.with(|p| p.set(Pending { number: number as i64, exit, params })),
+    let Some(mut regs) = SyscallRegisters::capture(dc, syscall_pc) else { return };
+    match run_entry(tracer, site, number, tid, (entry, exit), &mut regs, return_pc) {
+        // Nothing on this frame needs dropping: DynamoRIO resumes the
+        // thread at return_pc without returning here.
+        Some(result) => regs.skip_to(return_pc, result),
+        None => {
+            regs.commit();
         }
-    }
-    match skip {
-        Some(result) => {
-            dr_sys::syscall::set_result(dc, result);
-            0
-        }
-        None => 1,
     }
 }
 
-unsafe extern "C" fn on_post_syscall(dc: *mut c_void, number: i32) {
-    // SAFETY: a DynamoRIO event: the app's vector registers are saved.
-    dr_sys::simd::clear_upper_halves();
-    let pending = PENDING.with(|p| p.replace(NO_PENDING));
-    if pending.number != number as i64 {
-        return;
+/// Runs the entry handlers of system call `number` and keeps what its
+/// exit handlers will need; returns the result to give instead of making
+/// the call, if it is skipped.
+fn run_entry(tracer: &Tracer, site: &SyscallSite, number: i32, tid: u32, (entry, exit): (ProbeSet, ProbeSet), regs: &mut SyscallRegisters, return_pc: usize) -> Option<usize> {
+    let mut skip = None;
+    if entry != 0 {
+        let call = CallState::syscall(regs, false, signature(number), None);
+        skip = fire(tracer, ProbeKind::SyscallEntry, &site.entry, entry, number, tid, call).and_then(|f| f.skip);
     }
-    let Some((tracer, site)) = site(number) else { return };
-    let dc = dc as DrContext;
-    let n = number as usize;
+    if exit == 0 {
+        return skip;
+    }
+    // The parameters as the entry handlers left them.
+    let params: [usize; PARAMS] = std::array::from_fn(|i| regs.param(i).unwrap_or(0));
+    match skip {
+        // Not made: its exit is now, with the result asked for (which the
+        // exit handlers may change in turn).
+        Some(result) => {
+            let call = CallState::skipped_syscall(regs, signature(number), EntryValues::of_words(&params), result);
+            let finished = fire(tracer, ProbeKind::SyscallExit, &site.exit, exit, number, tid, call);
+            Some(finished.and_then(|f| f.result).unwrap_or(result))
+        }
+        None => {
+            push_pending(Pending { number, return_pc, exit, params });
+            None
+        }
+    }
+}
+
+/// The clean call at `return_pc`, where an instrumented system call
+/// returns (or where code jumps to it from elsewhere).
+unsafe extern "C" fn on_return(return_pc: usize) {
+    // SAFETY: a clean call: the app's vector registers are saved.
+    dr_sys::simd::clear_upper_halves();
+    let Some(pending) = take_pending(return_pc) else { return };
+    let Some((tracer, site)) = site(pending.number) else { return };
+    let dc = ffi::dr_get_current_drcontext();
     let tid = dr_sys::process::tid_of(dc);
-    let call = CallState::syscall(dc, true, signature(n), Some(EntryValues::of_words(&pending.params)));
-    fire(tracer, ProbeKind::SyscallExit, &site.exit, pending.exit, n, tid, call);
+    let Some(mut regs) = SyscallRegisters::capture(dc, return_pc) else { return };
+    let call = CallState::syscall(&mut regs, true, signature(pending.number), Some(EntryValues::of_words(&pending.params)));
+    fire(tracer, ProbeKind::SyscallExit, &site.exit, pending.exit, pending.number, tid, call);
+    regs.commit();
 }

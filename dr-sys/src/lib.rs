@@ -7,13 +7,15 @@
 //! DynamoRIO's private loader ([`loader`]), memory DynamoRIO hands out
 //! ([`memory`]), the modules of the target ([`module`]), the machine
 //! context ([`mcontext`]), the vector-register state ([`simd`]), system
-//! calls ([`syscall`]) and function wrapping ([`wrap`]).
+//! calls ([`syscall`]), function wrapping ([`wrap`]) and the clean calls
+//! inserted while blocks are built ([`instrument`]).
 //!
 //! The DynamoRIO extensions (drmgr, ...) are linked statically: see
 //! `build.rs`.
 
 pub use dynamorio_sys as ffi;
 
+pub mod instrument;
 pub mod loader;
 pub mod mcontext;
 pub mod memory;

@@ -24,6 +24,13 @@ impl Register {
         ("RFLAGS", Register::Rflags), ("RIP", Register::Rip), ("STACKPTR", Register::Rsp), ("INSTPTR", Register::Rip),
     ];
 
+    /// The general-purpose registers and the flags: all but RIP.
+    pub const GENERAL: [Register; 17] = [
+        Register::Rax, Register::Rbx, Register::Rcx, Register::Rdx, Register::Rsi, Register::Rdi,
+        Register::Rbp, Register::Rsp, Register::R8, Register::R9, Register::R10, Register::R11,
+        Register::R12, Register::R13, Register::R14, Register::R15, Register::Rflags,
+    ];
+
     pub fn from_name(name: &str) -> Option<Register> {
         Self::NAMES.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
     }

@@ -1,10 +1,12 @@
-//! The system call a thread is stopped at, in DynamoRIO's pre- and
-//! post-syscall events: its parameters, its result and the thread's
-//! registers.
+//! System calls: the parameters of one DynamoRIO stopped in its pre-syscall
+//! event ([`param`], [`set_param`]), and the registers of a thread our
+//! instrumentation stopped just before a `syscall` instruction or at the
+//! instruction after it ([`SyscallRegisters`]).
 
 use crate::ffi;
 use crate::mcontext::{slot, Register};
 use crate::process::DrContext;
+use std::cell::Cell;
 
 /// Parameter `index` of the system call.
 ///
@@ -23,52 +25,150 @@ pub unsafe fn set_param(dc: DrContext, index: usize, value: usize) {
     ffi::dr_syscall_set_param(dc, index as i32, value as ffi::reg_t)
 }
 
-/// The value the kernel returned (a negative errno on failure).
-///
-/// # Safety
-/// `dc` must be the context of a thread in a post-syscall event.
-pub unsafe fn result(dc: DrContext) -> usize {
-    ffi::dr_syscall_get_result(dc) as usize
+/// Where the Linux x86-64 system-call convention passes parameter `i`.
+const PARAM_REGISTERS: [Register; 6] = [Register::Rdi, Register::Rsi, Register::Rdx, Register::R10, Register::R8, Register::R9];
+
+thread_local! {
+    /// The machine context the clean calls at system calls read and write:
+    /// one per thread, made on first use, kept until the thread ends. With
+    /// AVX-512 a `dr_mcontext_t` is ~2.5 KiB: zeroing and moving one per
+    /// event cost more than the rest of the event's native work, and kept
+    /// in thread-local storage it overflows the 8 KiB DynamoRIO gives all
+    /// private libraries' thread-locals together.
+    static MCONTEXT: Cell<*mut ffi::dr_mcontext_t> = const { Cell::new(std::ptr::null_mut()) };
 }
 
-/// Sets the value the application sees returned: in a post-syscall event,
-/// instead of the kernel's; in a pre-syscall event that skips the call, as
-/// its result.
-///
-/// # Safety
-/// `dc` must be the context of a thread in a pre- or post-syscall event.
-pub unsafe fn set_result(dc: DrContext, value: usize) {
-    ffi::dr_syscall_set_result(dc, value as ffi::reg_t)
+/// The calling thread's machine context for [`SyscallRegisters`].
+fn thread_mcontext() -> *mut ffi::dr_mcontext_t {
+    MCONTEXT.with(|m| {
+        if m.get().is_null() {
+            // SAFETY: dr_mcontext_t is plain data; all zeroes is a valid value.
+            m.set(Box::into_raw(unsafe { Box::<ffi::dr_mcontext_t>::new_zeroed().assume_init() }));
+        }
+        m.get()
+    })
 }
 
-/// A machine context sized for DynamoRIO to fill with the integer and
-/// control registers.
-fn empty_mcontext() -> ffi::dr_mcontext_t {
-    // SAFETY: dr_mcontext_t is plain data; all zeroes is a valid value.
-    let mut mc: ffi::dr_mcontext_t = unsafe { std::mem::zeroed() };
-    mc.size = std::mem::size_of::<ffi::dr_mcontext_t>();
-    mc.flags = ffi::dr_mcontext_flags_t::DR_MC_INTEGER | ffi::dr_mcontext_flags_t::DR_MC_CONTROL;
-    mc
-}
-
-/// Reads a register of the thread at the system call.
-///
-/// # Safety
-/// `dc` must be the context of a thread in a pre- or post-syscall event.
-pub unsafe fn register(dc: DrContext, reg: Register) -> Option<usize> {
-    let mut mc = empty_mcontext();
-    (ffi::dr_get_mcontext(dc, &mut mc) != 0).then(|| *slot(&mut mc, reg) as usize)
-}
-
-/// Writes a register of the thread; it holds when the thread goes on.
-///
-/// # Safety
-/// `dc` must be the context of a thread in a pre- or post-syscall event.
-pub unsafe fn set_register(dc: DrContext, reg: Register, value: usize) -> bool {
-    let mut mc = empty_mcontext();
-    if ffi::dr_get_mcontext(dc, &mut mc) == 0 {
-        return false;
+/// Frees the calling thread's machine context; call when the thread ends.
+pub fn release_thread_registers() {
+    let mc = MCONTEXT.with(|m| m.replace(std::ptr::null_mut()));
+    if !mc.is_null() {
+        // SAFETY: made by `thread_mcontext` with Box::into_raw, no longer
+        // reachable from the thread-local.
+        drop(unsafe { Box::from_raw(mc) });
     }
-    *slot(&mut mc, reg) = value as ffi::reg_t;
-    ffi::dr_set_mcontext(dc, &mut mc) != 0
+}
+
+/// The integer registers of a thread in a clean call at a system call,
+/// read once into the thread's machine context, changed in place and
+/// written back by [`commit`](SyscallRegisters::commit) only if something
+/// changed. The system-call number (before) and the result (after) are
+/// RAX.
+pub struct SyscallRegisters {
+    dc: DrContext,
+    /// The thread's [`MCONTEXT`]: one `SyscallRegisters` per thread at a
+    /// time uses it (one clean call runs at a time), and it never leaves
+    /// the thread (a raw pointer keeps the type `!Send`).
+    mc: *mut ffi::dr_mcontext_t,
+    changed: bool,
+}
+
+const INTEGER_AND_CONTROL: ffi::dr_mcontext_flags_t =
+    ffi::dr_mcontext_flags_t(ffi::dr_mcontext_flags_t::DR_MC_INTEGER.0 | ffi::dr_mcontext_flags_t::DR_MC_CONTROL.0);
+
+impl SyscallRegisters {
+    /// The registers of the thread whose clean call is running; `pc` is
+    /// where it stands (the `syscall` instruction, or the one after it),
+    /// which a clean call's context does not hold.
+    ///
+    /// # Safety
+    /// `dc` must be the calling thread's context, in a clean call, and no
+    /// other `SyscallRegisters` of this thread may be alive.
+    pub unsafe fn capture(dc: DrContext, pc: usize) -> Option<SyscallRegisters> {
+        let mc = thread_mcontext();
+        (*mc).size = std::mem::size_of::<ffi::dr_mcontext_t>();
+        (*mc).flags = INTEGER_AND_CONTROL;
+        if ffi::dr_get_mcontext(dc, mc) == 0 {
+            return None;
+        }
+        *slot(&mut *mc, Register::Rip) = pc as ffi::reg_t;
+        Some(SyscallRegisters { dc, mc, changed: false })
+    }
+
+    fn mc(&mut self) -> &mut ffi::dr_mcontext_t {
+        // SAFETY: the thread's own context, used by this value alone (see
+        // `capture`).
+        unsafe { &mut *self.mc }
+    }
+
+    pub fn register(&mut self, reg: Register) -> usize {
+        *slot(self.mc(), reg) as usize
+    }
+
+    /// Sets a register; RIP cannot be set (a clean call returns where it
+    /// was inserted).
+    pub fn set_register(&mut self, reg: Register, value: usize) -> bool {
+        if reg == Register::Rip {
+            return false;
+        }
+        *slot(self.mc(), reg) = value as ffi::reg_t;
+        self.changed = true;
+        true
+    }
+
+    /// Parameter `index` (0–5) of the system call about to be made.
+    pub fn param(&mut self, index: usize) -> Option<usize> {
+        PARAM_REGISTERS.get(index).map(|&reg| self.register(reg))
+    }
+
+    pub fn set_param(&mut self, index: usize, value: usize) -> bool {
+        PARAM_REGISTERS.get(index).is_some_and(|&reg| self.set_register(reg, value))
+    }
+
+    /// The value the kernel returned (a negative errno on failure).
+    pub fn result(&mut self) -> usize {
+        self.register(Register::Rax)
+    }
+
+    pub fn set_result(&mut self, value: usize) {
+        self.set_register(Register::Rax, value);
+    }
+
+    /// Writes the registers back to the thread if they changed.
+    ///
+    /// # Safety
+    /// The clean call that captured them must still be running.
+    pub unsafe fn commit(mut self) -> bool {
+        !self.changed || ffi::dr_set_mcontext(self.dc, self.mc()) != 0
+    }
+
+    /// Goes on at `next_pc` (the instruction after the `syscall`) as if
+    /// the kernel had returned `result`, without making the system call:
+    /// RCX and R11 hold what `syscall` leaves there (the return address
+    /// and the flags). Returns only if DynamoRIO refused.
+    ///
+    /// # Safety
+    /// The clean call that captured the registers must be running, and
+    /// nothing on the Rust stack between here and it may need dropping:
+    /// DynamoRIO resumes the application without returning.
+    pub unsafe fn skip_to(mut self, next_pc: usize, result: usize) {
+        // The integer registers as the handlers left them, then all the
+        // rest, which DynamoRIO requires for a redirection.
+        let general = Register::GENERAL.map(|reg| *slot(self.mc(), reg));
+        let dc = self.dc;
+        let mc = self.mc();
+        mc.flags = ffi::dr_mcontext_flags_t::DR_MC_ALL;
+        if ffi::dr_get_mcontext(dc, mc) == 0 {
+            return;
+        }
+        for (reg, value) in Register::GENERAL.into_iter().zip(general) {
+            *slot(mc, reg) = value;
+        }
+        let flags = *slot(mc, Register::Rflags);
+        *slot(mc, Register::Rax) = result as ffi::reg_t;
+        *slot(mc, Register::Rcx) = next_pc as ffi::reg_t;
+        *slot(mc, Register::R11) = flags;
+        *slot(mc, Register::Rip) = next_pc as ffi::reg_t;
+        ffi::dr_redirect_execution(mc);
+    }
 }

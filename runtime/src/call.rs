@@ -4,7 +4,7 @@
 //! with, kept for its exit event.
 
 use crate::prototype::{CType, Location, Signature};
-use dr_sys::process::DrContext;
+use dr_sys::syscall::SyscallRegisters;
 use dr_sys::wrap::{Register, WrapContext};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyTypeError};
@@ -22,7 +22,8 @@ pub const MAX_STRING: usize = 4096;
 pub enum CallKind {
     /// A function wrapped by drwrap: `live` is drwrap's context.
     Function,
-    /// A system call: `live` is the thread's DynamoRIO context.
+    /// A system call: `live` points to the registers of the clean call at
+    /// it.
     Syscall,
 }
 
@@ -77,6 +78,16 @@ unsafe fn function_word(wc: WrapContext, location: &Location) -> Option<u64> {
     }
 }
 
+/// The registers a system call's live context points to.
+///
+/// # Safety
+/// `live` must be the live context of a `CallKind::Syscall` state: the
+/// registers of a clean call still running, which nothing else touches
+/// while its handlers run (they run one at a time, holding the GIL).
+unsafe fn syscall_registers<'a>(live: usize) -> &'a mut SyscallRegisters {
+    &mut *(live as *mut SyscallRegisters)
+}
+
 /// What the handlers left when they returned.
 pub struct Finished {
     /// The entry values after any change, when they were kept.
@@ -90,8 +101,8 @@ pub struct Finished {
 /// One call, as the handlers of one of its events see it.
 pub struct CallState {
     pub kind: CallKind,
-    /// drwrap's per-call context or the thread's DynamoRIO context; 0 once
-    /// the handlers have returned (the contexts die with the callback).
+    /// drwrap's per-call context or the system call's registers; 0 once
+    /// the handlers have returned (both die with the callback).
     live: AtomicUsize,
     pub is_exit: bool,
     /// The prototype, if one is known.
@@ -124,15 +135,16 @@ impl CallState {
     }
 
     /// A system call, at entry (parameters read live) or at exit (with the
-    /// parameters it was made with as `entry`).
-    pub fn syscall(dc: DrContext, is_exit: bool, signature: Option<&'static Signature>, entry: Option<EntryValues>) -> CallState {
-        CallState::new(CallKind::Syscall, dc as usize, is_exit, signature, entry)
+    /// parameters it was made with as `entry`). `regs` must outlive the
+    /// handlers, which reach it through this state alone while they run.
+    pub fn syscall(regs: &mut SyscallRegisters, is_exit: bool, signature: Option<&'static Signature>, entry: Option<EntryValues>) -> CallState {
+        CallState::new(CallKind::Syscall, regs as *mut SyscallRegisters as usize, is_exit, signature, entry)
     }
 
     /// The exit of a system call an entry handler skipped, returning
     /// `result`.
-    pub fn skipped_syscall(dc: DrContext, signature: Option<&'static Signature>, entry: EntryValues, result: usize) -> CallState {
-        let call = CallState::syscall(dc, true, signature, Some(entry));
+    pub fn skipped_syscall(regs: &mut SyscallRegisters, signature: Option<&'static Signature>, entry: EntryValues, result: usize) -> CallState {
+        let call = CallState::syscall(regs, true, signature, Some(entry));
         call.state.lock().result = Some(result);
         call
     }
@@ -202,7 +214,7 @@ impl CallState {
             match self.kind {
                 CallKind::Function => function_word(live as WrapContext, &location),
                 CallKind::Syscall => match location {
-                    Location::Word(n) => Some(dr_sys::syscall::param(live as DrContext, n) as u64),
+                    Location::Word(n) => syscall_registers(live).param(n).map(|w| w as u64),
                     _ => None,
                 },
             }
@@ -230,10 +242,7 @@ impl CallState {
             match (self.kind, &location) {
                 (CallKind::Function, Location::Word(n)) => dr_sys::wrap::set_arg(live as WrapContext, *n, word as usize),
                 (CallKind::Function, Location::Vector(n)) => dr_sys::wrap::set_xmm(live as WrapContext, *n, word),
-                (CallKind::Syscall, Location::Word(n)) => {
-                    dr_sys::syscall::set_param(live as DrContext, *n, word as usize);
-                    true
-                }
+                (CallKind::Syscall, Location::Word(n)) => syscall_registers(live).set_param(*n, word as usize),
                 _ => false,
             }
         };
@@ -263,7 +272,7 @@ impl CallState {
         Ok(unsafe {
             match self.kind {
                 CallKind::Function => dr_sys::wrap::retval(live as WrapContext),
-                CallKind::Syscall => dr_sys::syscall::result(live as DrContext),
+                CallKind::Syscall => syscall_registers(live).result(),
             }
         })
     }
@@ -281,7 +290,7 @@ impl CallState {
                 CallKind::Function => {
                     dr_sys::wrap::set_retval(live as WrapContext, word);
                 }
-                CallKind::Syscall => dr_sys::syscall::set_result(live as DrContext, word),
+                CallKind::Syscall => syscall_registers(live).set_result(word),
             }
         }
         Ok(())
@@ -311,7 +320,7 @@ impl CallState {
         let value = unsafe {
             match self.kind {
                 CallKind::Function => dr_sys::wrap::register(live as WrapContext, reg),
-                CallKind::Syscall => dr_sys::syscall::register(live as DrContext, reg),
+                CallKind::Syscall => Some(syscall_registers(live).register(reg)),
             }
         };
         value.ok_or_else(|| PyRuntimeError::new_err("registers are not available here"))
@@ -334,7 +343,7 @@ impl CallState {
         let done = unsafe {
             match self.kind {
                 CallKind::Function => dr_sys::wrap::set_register(live as WrapContext, reg, value),
-                CallKind::Syscall => dr_sys::syscall::set_register(live as DrContext, reg, value),
+                CallKind::Syscall => syscall_registers(live).set_register(reg, value),
             }
         };
         if !done {

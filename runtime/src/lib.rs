@@ -170,6 +170,7 @@ pub fn thread_started() {
 /// Called at every thread's end.
 pub fn thread_exiting() {
     dispatch::release_thread();
+    dr_sys::syscall::release_thread_registers();
 }
 
 /// Flushes the tracer's Python streams (at process exit).

@@ -1,0 +1,162 @@
+//! Instrumentation at basic-block building: looking at the application's
+//! instructions and inserting clean calls before them.
+
+use crate::ffi;
+use crate::process::DrContext;
+use std::ffi::c_void;
+
+/// A basic block's instruction list, as drmgr hands it to an insertion
+/// callback.
+pub type InstrList = *mut ffi::instrlist_t;
+/// One instruction of such a list.
+pub type Instr = *mut ffi::instr_t;
+
+/// Whether `instr` is the application's own (not instrumentation).
+///
+/// # Safety
+/// `instr` must be an instruction of a list being built.
+pub unsafe fn is_app(instr: Instr) -> bool {
+    ffi::instr_is_app(instr) != 0
+}
+
+/// Whether `instr` enters the kernel (`syscall`, `sysenter`, `int 0x80`).
+///
+/// # Safety
+/// As for [`is_app`].
+pub unsafe fn is_syscall(instr: Instr) -> bool {
+    ffi::instr_is_syscall(instr) != 0
+}
+
+/// Whether `instr` is the first application instruction of `bb`.
+///
+/// # Safety
+/// `instr` must belong to `bb`, a list being built.
+pub unsafe fn is_first_app(bb: InstrList, instr: Instr) -> bool {
+    ffi::instrlist_first_app(bb) == instr
+}
+
+/// The application address of `instr`.
+///
+/// # Safety
+/// As for [`is_app`].
+pub unsafe fn app_pc(instr: Instr) -> usize {
+    ffi::instr_get_app_pc(instr) as usize
+}
+
+/// The application address of the instruction after `instr`.
+///
+/// # Safety
+/// As for [`is_app`]; `dc` is the building thread's context.
+pub unsafe fn next_app_pc(dc: DrContext, instr: Instr) -> usize {
+    app_pc(instr) + ffi::instr_length(dc, instr) as usize
+}
+
+/// The system-call number the block puts in RAX before the system call
+/// `instr` (`mov $n, %eax`, or `xor %eax, %eax` for 0), if the block
+/// shows it: the last application instruction before `instr` that writes
+/// RAX must set a constant. The same search DynamoRIO makes to decide
+/// which system calls it may run inside the code cache.
+///
+/// # Safety
+/// `instr` must belong to a list being built.
+pub unsafe fn syscall_number_set_before(instr: Instr) -> Option<i64> {
+    let mut prev = ffi::instr_get_prev(instr);
+    while !prev.is_null() {
+        if is_app(prev) {
+            if ffi::instr_writes_to_reg(prev, ffi::DR_REG_RAX as ffi::reg_id_t, ffi::_dr_opnd_query_flags_t_DR_QUERY_INCLUDE_ALL as _) != 0 {
+                break;
+            }
+            if ffi::instr_is_cti(prev) != 0 || is_syscall(prev) || ffi::instr_is_interrupt(prev) != 0 {
+                return None;
+            }
+        }
+        prev = ffi::instr_get_prev(prev);
+    }
+    if prev.is_null() {
+        return None;
+    }
+    let mut value: ffi::ptr_int_t = 0;
+    let sets_constant = ffi::instr_is_mov_constant(prev, &mut value) != 0;
+    let dst = ffi::instr_get_dst(prev, 0);
+    // All of RAX: a 32-bit write clears the upper half, a narrower one
+    // keeps what was there.
+    let whole = [ffi::DR_REG_RAX as ffi::reg_id_t, ffi::DR_REG_EAX as ffi::reg_id_t];
+    let into_rax = ffi::opnd_is_reg(dst) != 0 && whole.contains(&ffi::opnd_get_reg(dst));
+    (sets_constant && into_rax).then_some(value as i64)
+}
+
+/// An argument of a clean call.
+#[derive(Clone, Copy)]
+pub enum Arg {
+    /// The application's RAX where the call is made.
+    Rax,
+    /// A constant word.
+    Word(usize),
+}
+
+impl Arg {
+    unsafe fn operand(self) -> ffi::opnd_t {
+        match self {
+            Arg::Rax => ffi::opnd_create_reg(ffi::DR_REG_RAX as ffi::reg_id_t),
+            Arg::Word(w) => ffi::opnd_create_immed_int(w as ffi::ptr_int_t, ffi::OPSZ_8 as ffi::opnd_size_t),
+        }
+    }
+}
+
+/// Inserts before `where_` a clean call of `callee` with `args` (one to
+/// three): the application's registers saved (vector registers too, not the
+/// x87 state), readable and writable from the callee through the thread's
+/// machine context.
+///
+/// # Safety
+/// `where_` must belong to `bb`, being built by the thread of `dc`;
+/// `callee` must be an `extern "C"` function taking `args.len()` words.
+pub unsafe fn insert_clean_call(dc: DrContext, bb: InstrList, where_: Instr, callee: *mut c_void, args: &[Arg]) {
+    let flags = ffi::dr_cleancall_save_t_DR_CLEANCALL_READS_APP_CONTEXT | ffi::dr_cleancall_save_t_DR_CLEANCALL_WRITES_APP_CONTEXT;
+    match *args {
+        [a] => ffi::dr_insert_clean_call_ex(dc, bb, where_, callee, flags, 1, a.operand()),
+        [a, b] => ffi::dr_insert_clean_call_ex(dc, bb, where_, callee, flags, 2, a.operand(), b.operand()),
+        [a, b, c] => ffi::dr_insert_clean_call_ex(dc, bb, where_, callee, flags, 3, a.operand(), b.operand(), c.operand()),
+        _ => panic!("insert_clean_call takes one to three arguments"),
+    }
+}
+
+/// Whether the code cache holds a fragment starting at `pc`.
+///
+/// # Safety
+/// `dc` must be the calling thread's context.
+pub unsafe fn fragment_exists_at(dc: DrContext, pc: usize) -> bool {
+    ffi::dr_fragment_exists_at(dc, pc as *mut c_void) != 0
+}
+
+/// Removes from the code cache every fragment built from the `size` bytes
+/// at `pc`: they are built again, with the instrumentation asked for now,
+/// when next executed. The clean call calling this cannot return to the
+/// code cache (its own fragment may be gone): it must go on with
+/// [`resume_at`].
+///
+/// # Safety
+/// Only from a clean call, holding no lock another thread's event could
+/// wait for (DynamoRIO suspends all threads).
+pub unsafe fn flush_region(pc: usize, size: usize) -> bool {
+    ffi::dr_flush_region(pc as *mut u8, size) != 0
+}
+
+/// Resumes the application at `pc` with its registers as they are,
+/// leaving the running clean call for good. Returns only if DynamoRIO
+/// refused.
+///
+/// # Safety
+/// `dc` must be the calling thread's context, in a clean call; nothing on
+/// the Rust stack between here and the clean call may need dropping.
+pub unsafe fn resume_at(dc: DrContext, pc: usize) {
+    // SAFETY: dr_mcontext_t is plain data; all zeroes is a valid value.
+    let mut mc: ffi::dr_mcontext_t = std::mem::zeroed();
+    mc.size = std::mem::size_of::<ffi::dr_mcontext_t>();
+    mc.flags = ffi::dr_mcontext_flags_t::DR_MC_ALL;
+    if ffi::dr_get_mcontext(dc, &mut mc) == 0 {
+        return;
+    }
+    *crate::mcontext::slot(&mut mc, crate::mcontext::Register::Rip) = pc as ffi::reg_t;
+    ffi::dr_redirect_execution(&mut mc);
+}
