@@ -169,8 +169,13 @@ fn thread_state(t: &PerThread) -> *mut ffi::PyThreadState {
 /// counted. Returns what the handlers left of a call (see
 /// [`HitContext::finish`]).
 pub fn call_handlers<'a>(probes: impl Iterator<Item = &'a Probe>, ctx: HitContext) -> Option<Finished> {
-    with_python(|py| {
-        let ctx = match Bound::new(py, ctx) {
+    // Handed down by reference and moved once, into the Python object: a
+    // HitContext is ~250 bytes, and each move through the closures on the
+    // way (to Python's stack and back) was a memcpy call.
+    let mut ctx = Some(ctx);
+    let ctx = &mut ctx;
+    with_python(move |py| {
+        let ctx = match Bound::new(py, ctx.take()?) {
             Ok(ctx) => ctx,
             Err(e) => {
                 e.display(py);
