@@ -6,10 +6,10 @@
 use crate::prototype::{CType, Location, Signature};
 use dr_sys::syscall::SyscallRegisters;
 use dr_sys::wrap::{Register, WrapContext};
-use parking_lot::Mutex;
 use smallvec::SmallVec;
 use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Integer argument words kept for the exit of a function with no
@@ -110,14 +110,32 @@ pub struct CallState {
     pub is_exit: bool,
     /// The prototype, if one is known.
     pub signature: Option<&'static Signature>,
-    /// What the handlers may change (one lock: taken per access, and once
-    /// when the event ends).
-    state: Mutex<CallChanges>,
+    /// What the handlers may change.
+    state: Changes,
     /// A handler wrote RIP: continue there when the handlers return.
     redirect: AtomicBool,
 }
 
-/// The parts of a call its handlers may change.
+/// The parts of a call its handlers may change, guarded by the GIL: the
+/// handlers, the `ctx` methods they call and the dispatcher's `finish` all
+/// run attached to the interpreter, one at a time (a thread a handler
+/// starts is refused), and the state is not shared before the event's
+/// `ctx` exists. (A mutex here cost two locked instructions per event.)
+struct Changes(UnsafeCell<CallChanges>);
+
+// SAFETY: every access is made attached to the interpreter (see above),
+// which serializes them.
+unsafe impl Sync for Changes {}
+
+impl Changes {
+    /// Runs `f` on the changes; `f` must not call into Python.
+    fn with<R>(&self, f: impl FnOnce(&mut CallChanges) -> R) -> R {
+        // SAFETY: accesses are serialized (see the type), and `f` cannot
+        // reach this state again while it runs.
+        f(unsafe { &mut *self.0.get() })
+    }
+}
+
 #[derive(Default)]
 struct CallChanges {
     /// The entry values, if they were read at entry (always for an exit
@@ -148,7 +166,7 @@ impl CallState {
     /// `result`.
     pub fn skipped_syscall(regs: &mut SyscallRegisters, signature: Option<&'static Signature>, entry: EntryValues, result: usize) -> CallState {
         let call = CallState::syscall(regs, true, signature, Some(entry));
-        call.state.lock().result = Some(result);
+        call.state.with(|c| c.result = Some(result));
         call
     }
 
@@ -158,7 +176,7 @@ impl CallState {
             live: AtomicUsize::new(live),
             is_exit,
             signature,
-            state: Mutex::new(CallChanges { entry, ..Default::default() }),
+            state: Changes(UnsafeCell::new(CallChanges { entry, ..Default::default() })),
             redirect: AtomicBool::new(false),
         }
     }
@@ -174,7 +192,7 @@ impl CallState {
             // SAFETY: the callback that owns the context is still running.
             unsafe { dr_sys::wrap::redirect(live as WrapContext) };
         }
-        let changes = std::mem::take(&mut *self.state.lock());
+        let changes = self.state.with(std::mem::take);
         Finished { entry: changes.entry, skip: changes.skip, result: changes.result }
     }
 
@@ -205,9 +223,10 @@ impl CallState {
 
     /// Argument `index` as the word (or floating-point bits) passed.
     pub fn word(&self, index: usize) -> PyResult<u64> {
-        if let Some(entry) = &self.state.lock().entry {
-            return entry.words.get(index).copied().ok_or_else(|| {
-                PyIndexError::new_err(format!("only the first {} argument(s) are kept for the exit event", entry.words.len()))
+        let kept = self.state.with(|c| c.entry.as_ref().map(|entry| (entry.words.get(index).copied(), entry.words.len())));
+        if let Some((word, kept)) = kept {
+            return word.ok_or_else(|| {
+                PyIndexError::new_err(format!("only the first {kept} argument(s) are kept for the exit event"))
             });
         }
         let location = self.location(index)?;
@@ -230,7 +249,7 @@ impl CallState {
 
     /// The string a `char *` argument pointed to at entry, if it was kept.
     pub fn entry_string(&self, index: usize) -> Option<Vec<u8>> {
-        self.state.lock().entry.as_ref()?.strings.get(index).cloned().flatten()
+        self.state.with(|c| c.entry.as_ref()?.strings.get(index).cloned().flatten())
     }
 
     /// `ctx.args[index] = word` at entry.
@@ -252,15 +271,17 @@ impl CallState {
         if !done {
             return Err(PyIndexError::new_err(format!("cannot set argument {index}")));
         }
-        if let Some(entry) = self.state.lock().entry.as_mut() {
-            if let Some(w) = entry.words.get_mut(index) {
-                *w = word;
+        self.state.with(|c| {
+            if let Some(entry) = c.entry.as_mut() {
+                if let Some(w) = entry.words.get_mut(index) {
+                    *w = word;
+                }
+                // The string a changed pointer points to is read anew.
+                if let Some(s) = entry.strings.get_mut(index) {
+                    *s = None;
+                }
             }
-            // The string a changed pointer points to is read anew.
-            if let Some(s) = entry.strings.get_mut(index) {
-                *s = None;
-            }
-        }
+        });
         Ok(())
     }
 
@@ -268,7 +289,7 @@ impl CallState {
     /// errno on failure).
     pub fn retval_word(&self) -> PyResult<usize> {
         let live = self.live()?;
-        if let Some(result) = self.state.lock().result {
+        if let Some(result) = self.state.with(|c| c.result) {
             return Ok(result);
         }
         // SAFETY: the context is live (an exit callback is running).
@@ -283,8 +304,7 @@ impl CallState {
     /// Changes what the caller receives.
     pub fn set_retval_word(&self, word: usize) -> PyResult<()> {
         let live = self.live()?;
-        if let Some(result) = self.state.lock().result.as_mut() {
-            *result = word;
+        if self.state.with(|c| c.result.as_mut().map(|result| *result = word).is_some()) {
             return Ok(());
         }
         // SAFETY: as for retval_word.
@@ -364,7 +384,7 @@ impl CallState {
             return Err(PyTypeError::new_err("skip() is for syscall_entry only"));
         }
         self.live()?;
-        self.state.lock().skip = Some(retval);
+        self.state.with(|c| c.skip = Some(retval));
         Ok(())
     }
 }
