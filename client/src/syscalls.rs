@@ -224,7 +224,7 @@ unsafe extern "C" fn on_instruction(
     if instrument::is_first_app(bb, instr) {
         let pc = instrument::app_pc(instr);
         if RETURN_POINTS.lock().contains(&pc) {
-            instrument::insert_clean_call(dc, bb, instr, on_return as *mut c_void, &[Arg::Word(pc)]);
+            instrument::insert_clean_call(dc, bb, instr, on_return as *mut c_void, &[Arg::Word(pc), Arg::Rax]);
             instrumented = true;
         }
     }
@@ -318,7 +318,7 @@ unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize)
     if entry == 0 && exit == 0 {
         return;
     }
-    let Some(mut regs) = SyscallRegisters::capture(dc, syscall_pc) else { return };
+    let mut regs = SyscallRegisters::new(dc, syscall_pc, rax);
     match run_entry(tracer, site, number, tid, (entry, exit), &mut regs, return_pc) {
         // Nothing on this frame needs dropping: DynamoRIO resumes the
         // thread at return_pc without returning here.
@@ -359,15 +359,16 @@ fn run_entry(tracer: &Tracer, site: &SyscallSite, number: i32, tid: u32, (entry,
 }
 
 /// The clean call at `return_pc`, where an instrumented system call
-/// returns (or where code jumps to it from elsewhere).
-unsafe extern "C" fn on_return(return_pc: usize) {
+/// returns (or where code jumps to it from elsewhere), with the
+/// application's RAX.
+unsafe extern "C" fn on_return(return_pc: usize, rax: usize) {
     // SAFETY: a clean call: the app's vector registers are saved.
     dr_sys::simd::clear_upper_halves();
     let Some(pending) = take_pending(return_pc) else { return };
     let Some((tracer, site)) = site(pending.number) else { return };
     let dc = ffi::dr_get_current_drcontext();
     let tid = dr_sys::process::tid_of(dc);
-    let Some(mut regs) = SyscallRegisters::capture(dc, return_pc) else { return };
+    let mut regs = SyscallRegisters::new(dc, return_pc, rax);
     let call = CallState::syscall(&mut regs, true, signature(pending.number), Some(EntryValues::of_words(&pending.params)));
     fire(tracer, ProbeKind::SyscallExit, &site.exit, pending.exit, pending.number, tid, call);
     regs.commit();

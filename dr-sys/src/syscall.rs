@@ -60,15 +60,21 @@ pub fn release_thread_registers() {
 }
 
 /// The integer registers of a thread in a clean call at a system call,
-/// read once into the thread's machine context, changed in place and
-/// written back by [`commit`](SyscallRegisters::commit) only if something
-/// changed. The system-call number (before) and the result (after) are
-/// RAX.
+/// read from DynamoRIO on first use into the thread's machine context,
+/// changed in place and written back by [`commit`](SyscallRegisters::commit)
+/// only if something changed. The system-call number (before) and the
+/// result (after) are RAX, which the clean call is given: an event whose
+/// handlers only look at those never reads the rest.
 pub struct SyscallRegisters {
     dc: DrContext,
-    /// The thread's [`MCONTEXT`]: one `SyscallRegisters` per thread at a
-    /// time uses it (one clean call runs at a time), and it never leaves
-    /// the thread (a raw pointer keeps the type `!Send`).
+    /// Where the thread stands (the `syscall` instruction, or the one after
+    /// it), which a clean call's context does not hold.
+    pc: usize,
+    rax: usize,
+    /// The thread's [`MCONTEXT`] once read, else null: one
+    /// `SyscallRegisters` per thread at a time uses it (one clean call runs
+    /// at a time), and it never leaves the thread (a raw pointer keeps the
+    /// type `!Send`).
     mc: *mut ffi::dr_mcontext_t,
     changed: bool,
 }
@@ -77,27 +83,34 @@ const INTEGER_AND_CONTROL: ffi::dr_mcontext_flags_t =
     ffi::dr_mcontext_flags_t(ffi::dr_mcontext_flags_t::DR_MC_INTEGER.0 | ffi::dr_mcontext_flags_t::DR_MC_CONTROL.0);
 
 impl SyscallRegisters {
-    /// The registers of the thread whose clean call is running; `pc` is
-    /// where it stands (the `syscall` instruction, or the one after it),
-    /// which a clean call's context does not hold.
+    /// The registers of the thread whose clean call is running at `pc`,
+    /// with the application's RAX there.
     ///
     /// # Safety
     /// `dc` must be the calling thread's context, in a clean call, and no
     /// other `SyscallRegisters` of this thread may be alive.
-    pub unsafe fn capture(dc: DrContext, pc: usize) -> Option<SyscallRegisters> {
-        let mc = thread_mcontext();
-        (*mc).size = std::mem::size_of::<ffi::dr_mcontext_t>();
-        (*mc).flags = INTEGER_AND_CONTROL;
-        if ffi::dr_get_mcontext(dc, mc) == 0 {
-            return None;
-        }
-        *slot(&mut *mc, Register::Rip) = pc as ffi::reg_t;
-        Some(SyscallRegisters { dc, mc, changed: false })
+    pub unsafe fn new(dc: DrContext, pc: usize, rax: usize) -> SyscallRegisters {
+        SyscallRegisters { dc, pc, rax, mc: std::ptr::null_mut(), changed: false }
     }
 
     fn mc(&mut self) -> &mut ffi::dr_mcontext_t {
-        // SAFETY: the thread's own context, used by this value alone (see
-        // `capture`).
+        if self.mc.is_null() {
+            let mc = thread_mcontext();
+            // SAFETY: the thread's own context, used by this value alone
+            // (see `new`); `dc` is the thread's, in its clean call, where
+            // DynamoRIO always has the registers (were it to refuse, they
+            // would read as zero, not as another event's).
+            unsafe {
+                (*mc).size = std::mem::size_of::<ffi::dr_mcontext_t>();
+                (*mc).flags = INTEGER_AND_CONTROL;
+                if ffi::dr_get_mcontext(self.dc, mc) == 0 {
+                    Register::GENERAL.iter().for_each(|&reg| *slot(&mut *mc, reg) = 0);
+                }
+                *slot(&mut *mc, Register::Rip) = self.pc as ffi::reg_t;
+            }
+            self.mc = mc;
+        }
+        // SAFETY: as above.
         unsafe { &mut *self.mc }
     }
 
@@ -127,7 +140,10 @@ impl SyscallRegisters {
 
     /// The value the kernel returned (a negative errno on failure).
     pub fn result(&mut self) -> usize {
-        self.register(Register::Rax)
+        match self.mc.is_null() {
+            true => self.rax,
+            false => self.register(Register::Rax),
+        }
     }
 
     pub fn set_result(&mut self, value: usize) {
