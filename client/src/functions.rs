@@ -22,7 +22,7 @@ use dr_sys::wrap::WrapContext;
 use parking_lot::Mutex;
 use ptap_runtime::call::{CallState, EntryValues};
 use ptap_runtime::context::{Fields, FunctionFields, HitContext};
-use ptap_runtime::dispatch::call_handlers;
+use ptap_runtime::dispatch::call_handlers_with;
 use ptap_runtime::interned::intern;
 use ptap_runtime::predicate::{EventFields, Predicate, Value, Variable};
 use ptap_runtime::probe::{Probe, ProbeKind};
@@ -279,16 +279,19 @@ pub fn on_module_unload(start: usize) {
     }
 }
 
-/// Calls the handlers of the probes in `set` for one event; returns the
-/// entry values as the handlers left them, if they were kept.
-fn fire(kind: ProbeKind, list: &[SiteProbe], set: ProbeSet, site: &Site, call: CallState, caller: usize, tid: u32, unwound: Option<bool>) -> Option<EntryValues> {
+/// Calls the handlers of the probes in `set` for one event, with the
+/// `ctx.call` that `make_call` makes; returns the entry values as the
+/// handlers left them, if they were kept.
+fn fire(kind: ProbeKind, list: &[SiteProbe], set: ProbeSet, site: &Site, make_call: impl FnOnce() -> CallState, caller: usize, tid: u32, unwound: Option<bool>) -> Option<EntryValues> {
     let probes = PROBES.get().unwrap();
-    // Several probes at one site may have matched under different names;
-    // ctx shows the first one's.
-    let name = chosen(list, set).next().and_then(|sp| sp.name);
-    let fields = FunctionFields { function: site.address, name, module: site.module, caller, unwound };
-    let ctx = HitContext { event: kind.name(), pid: dr_sys::process::pid(), tid, fields: Fields::Function(fields), call: Some(call) };
-    call_handlers(chosen(list, set).map(|sp| &probes[sp.probe]), ctx)?.entry
+    call_handlers_with(chosen(list, set).map(|sp| &probes[sp.probe]), || {
+        // Several probes at one site may have matched under different
+        // names; ctx shows the first one's.
+        let name = chosen(list, set).next().and_then(|sp| sp.name);
+        let fields = FunctionFields { function: site.address, name, module: site.module, caller, unwound };
+        HitContext { event: kind.name(), pid: dr_sys::process::pid(), tid, fields: Fields::Function(fields), call: Some(make_call()) }
+    })?
+    .entry
 }
 
 unsafe extern "C" fn on_entry(wc: WrapContext, user_data: *mut *mut c_void) {
@@ -321,7 +324,7 @@ unsafe extern "C" fn on_entry(wc: WrapContext, user_data: *mut *mut c_void) {
     let mut args = (exit != 0).then(|| EntryValues::capture(wc, site.signature.as_deref()));
     let caller = dr_sys::wrap::return_address(wc);
     if entry != 0 {
-        let call = CallState::function(wc, false, site.signature, args.take());
+        let call = || CallState::function(wc, false, site.signature, args.take());
         args = fire(ProbeKind::FunctionEntry, &site.entry, entry, site, call, caller, tid, None);
     }
     if let Some(args) = args.filter(|_| exit != 0) {
@@ -360,7 +363,7 @@ fn report_unwound(record: &CallRecord) {
         return;
     }
     let site = &record.site;
-    let call = CallState::function(std::ptr::null_mut(), true, site.signature, Some(record.args.clone()));
+    let call = || CallState::function(std::ptr::null_mut(), true, site.signature, Some(record.args.clone()));
     fire(ProbeKind::FunctionExit, &site.exit, record.exit, site, call, record.caller, record.tid, Some(true));
 }
 
@@ -411,6 +414,6 @@ unsafe extern "C" fn on_exit(wc: WrapContext, user_data: *mut c_void) {
     let unwound = wc.is_null();
     let record = *record;
     let site = &record.site;
-    let call = CallState::function(wc, true, site.signature, Some(record.args));
+    let call = || CallState::function(wc, true, site.signature, Some(record.args));
     fire(ProbeKind::FunctionExit, &site.exit, record.exit, site, call, record.caller, record.tid, Some(unwound));
 }

@@ -25,7 +25,7 @@ use dr_sys::syscall::SyscallRegisters;
 use once_cell::sync::{Lazy, OnceCell};
 use ptap_runtime::call::{CallState, EntryValues};
 use ptap_runtime::context::{Fields, HitContext, SyscallFields};
-use ptap_runtime::dispatch::call_handlers;
+use ptap_runtime::dispatch::call_handlers_with;
 use ptap_runtime::predicate::{EventFields, Value, Variable};
 use ptap_runtime::probe::{Probe, ProbeKind};
 use ptap_runtime::prototype::SyscallEntry;
@@ -282,12 +282,14 @@ unsafe fn flush_stale_return_points() -> bool {
     !stale.is_empty()
 }
 
-/// Runs the handlers of `set` for one event of system call `number`.
-fn fire(tracer: &Tracer, kind: ProbeKind, list: &[SiteProbe], set: ProbeSet, number: i32, tid: u32, call: CallState) -> Option<ptap_runtime::call::Finished> {
-    let entry: Option<&SyscallEntry> = usize::try_from(number).ok().and_then(ptap_runtime::prototype::syscall);
-    let fields = SyscallFields { number: number as usize, name: entry.map(|e| e.name.as_str()) };
-    let ctx = HitContext { event: kind.name(), pid: dr_sys::process::pid(), tid, fields: Fields::Syscall(fields), call: Some(call) };
-    call_handlers(chosen(list, set).map(|sp| &tracer.probes[sp.probe]), ctx)
+/// Runs the handlers of `set` for one event of system call `number`, with
+/// the `ctx.call` that `make_call` makes.
+fn fire(tracer: &Tracer, kind: ProbeKind, list: &[SiteProbe], set: ProbeSet, number: i32, tid: u32, make_call: impl FnOnce() -> CallState) -> Option<ptap_runtime::call::Finished> {
+    call_handlers_with(chosen(list, set).map(|sp| &tracer.probes[sp.probe]), || {
+        let entry: Option<&SyscallEntry> = usize::try_from(number).ok().and_then(ptap_runtime::prototype::syscall);
+        let fields = SyscallFields { number: number as usize, name: entry.map(|e| e.name.as_str()) };
+        HitContext { event: kind.name(), pid: dr_sys::process::pid(), tid, fields: Fields::Syscall(fields), call: Some(make_call()) }
+    })
 }
 
 /// The prototype of system call `number`, if the table has one.
@@ -335,7 +337,7 @@ unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize)
 fn run_entry(tracer: &Tracer, site: &SyscallSite, number: i32, tid: u32, (entry, exit): (ProbeSet, ProbeSet), regs: &mut SyscallRegisters, return_pc: usize) -> Option<usize> {
     let mut skip = None;
     if entry != 0 {
-        let call = CallState::syscall(regs, false, signature(number), None);
+        let call = || CallState::syscall(regs, false, signature(number), None);
         skip = fire(tracer, ProbeKind::SyscallEntry, &site.entry, entry, number, tid, call).and_then(|f| f.skip);
     }
     if exit == 0 {
@@ -347,7 +349,7 @@ fn run_entry(tracer: &Tracer, site: &SyscallSite, number: i32, tid: u32, (entry,
         // Not made: its exit is now, with the result asked for (which the
         // exit handlers may change in turn).
         Some(result) => {
-            let call = CallState::skipped_syscall(regs, signature(number), EntryValues::of_words(&params), result);
+            let call = || CallState::skipped_syscall(regs, signature(number), EntryValues::of_words(&params), result);
             let finished = fire(tracer, ProbeKind::SyscallExit, &site.exit, exit, number, tid, call);
             Some(finished.and_then(|f| f.result).unwrap_or(result))
         }
@@ -369,7 +371,7 @@ unsafe extern "C" fn on_return(return_pc: usize, rax: usize) {
     let dc = ffi::dr_get_current_drcontext();
     let tid = dr_sys::process::tid_of(dc);
     let mut regs = SyscallRegisters::new(dc, return_pc, rax);
-    let call = CallState::syscall(&mut regs, true, signature(pending.number), Some(EntryValues::of_words(&pending.params)));
+    let call = || CallState::syscall(&mut regs, true, signature(pending.number), Some(EntryValues::of_words(&pending.params)));
     fire(tracer, ProbeKind::SyscallExit, &site.exit, pending.exit, pending.number, tid, call);
     regs.commit();
 }

@@ -169,13 +169,18 @@ fn thread_state(t: &PerThread) -> *mut ffi::PyThreadState {
 /// counted. Returns what the handlers left of a call (see
 /// [`HitContext::finish`]).
 pub fn call_handlers<'a>(probes: impl Iterator<Item = &'a Probe>, ctx: HitContext) -> Option<Finished> {
-    // Handed down by reference and moved once, into the Python object: a
-    // HitContext is ~250 bytes, and each move through the closures on the
-    // way (to Python's stack and back) was a memcpy call.
-    let mut ctx = Some(ctx);
-    let ctx = &mut ctx;
+    call_handlers_with(probes, || ctx)
+}
+
+/// [`call_handlers`] with the `ctx` made by `make_ctx` once Python is
+/// ready for it: made in place, not moved through the closures on the way
+/// to Python's stack and back (a HitContext is ~250 bytes; each move was a
+/// memcpy call).
+pub fn call_handlers_with<'a>(probes: impl Iterator<Item = &'a Probe>, make_ctx: impl FnOnce() -> HitContext) -> Option<Finished> {
+    let mut make_ctx = Some(make_ctx);
+    let make_ctx = &mut make_ctx;
     with_python(move |py| {
-        let ctx = match Bound::new(py, ctx.take()?) {
+        let ctx = match Bound::new(py, make_ctx.take()?()) {
             Ok(ctx) => ctx,
             Err(e) => {
                 e.display(py);
