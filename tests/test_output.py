@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -149,6 +150,27 @@ def test_o_truncates_an_existing_file(trace, target, tmp_path):
     result = trace(EXIT_SCRIPT, target("hello"), options=["-q", "-o", str(output)])
     assert result.returncode == 0, str(result)
     assert output.read_text() == "[ptap] exit 0\n", str(result)
+
+
+PID_SCRIPT = 'import os\n@process_exit\ndef done(ctx):\n    print("[ptap] exit", os.getpid())\n'
+
+
+def test_o_gathers_every_process_of_the_trace(trace, tmp_path):
+    # Each traced process opens -o itself: children append rather than
+    # empty the file, and a child that changed directory first still finds
+    # the script and the file given with relative paths.
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "pids.ptap").write_text(PID_SCRIPT)
+    (workdir / "trace.txt").write_text("stale content from an earlier run\n")
+    command = ["/bin/sh", "-c", "echo $$; cd / && /bin/true; /bin/true; echo done"]
+    result = trace(Path("pids.ptap"), *command, options=["-q", "-o", "trace.txt"], cwd=workdir)
+    assert result.returncode == 0, str(result)
+    shell_pid, done = result.stdout.split()
+    assert done == "done" and "cannot read script" not in result.stderr, str(result)
+    pids = [line.split()[-1] for line in (workdir / "trace.txt").read_text().splitlines()]
+    # The shell's two children end first, the shell last.
+    assert len(pids) == 3 and len(set(pids)) == 3 and pids[-1] == shell_pid, str(result)
 
 
 def test_o_relative_path_is_relative_to_the_working_directory(trace, target, tmp_path):

@@ -29,6 +29,23 @@ fn main() {
     })
 }
 
+/// The options with the paths they name made absolute, so that every process
+/// of the trace (children that `chdir` first included) finds the same files,
+/// and the output file emptied once, here: the client in each process only
+/// appends to it.
+fn anchor_paths(mut options: ptap_options::Options) -> Result<ptap_options::Options, String> {
+    let absolute = |path: &str| std::path::absolute(path).map(|p| p.to_string_lossy().into_owned());
+    options.script = absolute(&options.script).map_err(|e| format!("{}: {e}", options.script))?;
+    for dir in &mut options.include_dirs {
+        *dir = absolute(dir).map_err(|e| format!("{dir}: {e}"))?;
+    }
+    if let Some(output) = &mut options.output {
+        *output = absolute(output).map_err(|e| format!("cannot open output {output}: {e}"))?;
+        std::fs::File::create(&*output).map_err(|e| format!("cannot open output {output}: {e}"))?;
+    }
+    Ok(options)
+}
+
 /// Everything from the command line to the target's exit status; an `Err`
 /// is a one-line message for the user.
 fn launch(args: &[String]) -> Result<i32, String> {
@@ -44,6 +61,7 @@ fn launch(args: &[String]) -> Result<i32, String> {
         }
         Request::Trace(options) => options,
     };
+    let options = anchor_paths(options)?;
     let mut command = &args[rest..];
     if command.first().map(String::as_str) == Some("--") {
         command = &command[1..];

@@ -62,7 +62,9 @@ fn open_file(path: &str) -> io::Result<i32> {
     // openat, not open: DynamoRIO redirects a client's `open` to its own,
     // which takes DynamoRIO's flags, not O_*, and leaves errno alone.
     // SAFETY: `c` is NUL-terminated.
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC;
+    // Appending: every process of the trace writes to the file (the
+    // launcher empties it once, before the first starts).
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC;
     let fd = unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), flags, 0o644) };
     if fd < 0 {
         Err(io::Error::last_os_error())
