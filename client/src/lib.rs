@@ -5,9 +5,10 @@
 //! `processtap` launcher takes), start the runtime, which runs the script's
 //! top level in an embedded CPython, hide DynamoRIO's variables from the
 //! target's environment ([`environment`]), print the banner, and register the
-//! DynamoRIO events that feed the probes: [`lifecycle`] for process exit,
-//! threads and module loads, [`functions`] for function entry and exit,
-//! [`syscalls`] for system-call entry and exit.
+//! DynamoRIO events and instrumentation that feed the probes: [`lifecycle`]
+//! for process exit, threads and module loads, [`functions`] for function
+//! entry and exit (drwrap), [`syscalls`] for system-call entry and exit
+//! (clean calls at `syscall` instructions).
 
 mod banner;
 mod environment;
