@@ -694,6 +694,21 @@ def test_signal_handler_system_calls_while_a_call_waits_for_its_exit(trace, ftar
     assert events == ["write-entry", "getppid-entry", "getppid-exit 0", f"write-exit {errno.EPIPE}"], str(result)
 
 
+def test_a_call_the_kernel_restarts_is_one_call(trace, ftarget, run_native):
+    # A read interrupted by a SA_RESTART signal, whose handler calls
+    # getppid(), goes back to its `syscall` instruction and waits again: one
+    # entry and one exit, with the byte it finally read.
+    native = run_native(ftarget("syscall_sites"), "restart")
+    assert native.stdout == "read 1 x\n", "the target misbehaves"
+    script = SIGNAL_SCRIPT.replace('"write"', '"read"')
+    result = trace(script, ftarget("syscall_sites"), "restart", options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert without_handler_lines(result.stdout) == ["read 1 x"], str(result)
+    # The child (traced too) makes neither call.
+    runs = [ast.literal_eval(line) for line in script_lines(result.stdout, "[events] ")]
+    assert sorted(runs, key=len) == [[], ["read-entry", "getppid-entry", "getppid-exit 0", "read-exit 0"]], str(result)
+
+
 # ---------------------------------------------------------------------------
 # 8. Banner and errors
 

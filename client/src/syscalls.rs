@@ -80,11 +80,13 @@ struct Pending {
     number: i32,
     /// Where the call returns to.
     return_pc: usize,
+    /// The stack pointer at the call.
+    rsp: usize,
     exit: ProbeSet,
     params: [usize; PARAMS],
 }
 
-const NO_PENDING: Pending = Pending { number: 0, return_pc: 0, exit: 0, params: [0; PARAMS] };
+const NO_PENDING: Pending = Pending { number: 0, return_pc: 0, rsp: 0, exit: 0, params: [0; PARAMS] };
 
 /// How many system calls one thread may have waiting for their exit: more
 /// than one while a signal handler makes system calls of its own.
@@ -112,6 +114,16 @@ fn push_pending(call: Pending) {
         p.calls[p.len] = call;
         p.len += 1;
     });
+}
+
+/// Whether the innermost pending system call is system call `number` made
+/// again from the same place with the same stack: the kernel restarting it
+/// after a signal handler (SA_RESTART) sends the thread back to its
+/// `syscall` instruction. It is the same call, entered already.
+fn is_restart(number: i32, return_pc: usize, rsp: usize) -> bool {
+    PENDING.with_borrow(|p| {
+        p.calls[..p.len].last().is_some_and(|c| c.number == number && c.return_pc == return_pc && c.rsp == rsp)
+    })
 }
 
 /// The innermost pending system call that returns to `return_pc`, removed
@@ -235,7 +247,7 @@ unsafe extern "C" fn on_instruction(
             if needs_exit && translating == 0 {
                 remember_return_point(dc, return_pc);
             }
-            let args = [Arg::Rax, Arg::Word(syscall_pc), Arg::Word(return_pc)];
+            let args = [Arg::Rax, Arg::Word(syscall_pc), Arg::Word(return_pc), Arg::Rsp];
             instrument::insert_clean_call(dc, bb, instr, on_syscall as *mut c_void, &args);
             instrumented = true;
         }
@@ -298,9 +310,9 @@ fn signature(number: i32) -> Option<&'static ptap_runtime::prototype::Signature>
 }
 
 /// The clean call before an instrumented `syscall` instruction at
-/// `syscall_pc`, with the application's RAX; the call returns to
-/// `return_pc`.
-unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize) {
+/// `syscall_pc`, with the application's RAX and stack pointer; the call
+/// returns to `return_pc`.
+unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize, rsp: usize) {
     // SAFETY: a clean call: the app's vector registers are saved.
     dr_sys::simd::clear_upper_halves();
     if flush_stale_return_points() {
@@ -311,6 +323,9 @@ unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize)
         return;
     }
     let Ok(number) = i32::try_from(rax as i64) else { return };
+    if is_restart(number, return_pc, rsp) {
+        return;
+    }
     let Some((tracer, site)) = site(number) else { return };
     let dc = ffi::dr_get_current_drcontext();
     let tid = dr_sys::process::tid_of(dc);
@@ -321,7 +336,7 @@ unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize)
         return;
     }
     let mut regs = SyscallRegisters::new(dc, syscall_pc, rax);
-    match run_entry(tracer, site, number, tid, (entry, exit), &mut regs, return_pc) {
+    match run_entry(tracer, site, number, tid, (entry, exit), &mut regs, (return_pc, rsp)) {
         // Nothing on this frame needs dropping: DynamoRIO resumes the
         // thread at return_pc without returning here.
         Some(result) => regs.skip_to(return_pc, result),
@@ -334,7 +349,7 @@ unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize)
 /// Runs the entry handlers of system call `number` and keeps what its
 /// exit handlers will need; returns the result to give instead of making
 /// the call, if it is skipped.
-fn run_entry(tracer: &Tracer, site: &SyscallSite, number: i32, tid: u32, (entry, exit): (ProbeSet, ProbeSet), regs: &mut SyscallRegisters, return_pc: usize) -> Option<usize> {
+fn run_entry(tracer: &Tracer, site: &SyscallSite, number: i32, tid: u32, (entry, exit): (ProbeSet, ProbeSet), regs: &mut SyscallRegisters, (return_pc, rsp): (usize, usize)) -> Option<usize> {
     let mut skip = None;
     if entry != 0 {
         let call = || CallState::syscall(regs, false, signature(number), None);
@@ -354,7 +369,7 @@ fn run_entry(tracer: &Tracer, site: &SyscallSite, number: i32, tid: u32, (entry,
             Some(finished.and_then(|f| f.result).unwrap_or(result))
         }
         None => {
-            push_pending(Pending { number, return_pc, exit, params });
+            push_pending(Pending { number, return_pc, rsp, exit, params });
             None
         }
     }

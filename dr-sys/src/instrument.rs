@@ -90,6 +90,8 @@ pub unsafe fn syscall_number_set_before(instr: Instr) -> Option<i64> {
 pub enum Arg {
     /// The application's RAX where the call is made.
     Rax,
+    /// The application's stack pointer there.
+    Rsp,
     /// A constant word.
     Word(usize),
 }
@@ -98,13 +100,14 @@ impl Arg {
     unsafe fn operand(self) -> ffi::opnd_t {
         match self {
             Arg::Rax => ffi::opnd_create_reg(ffi::DR_REG_RAX as ffi::reg_id_t),
+            Arg::Rsp => ffi::opnd_create_reg(ffi::DR_REG_RSP as ffi::reg_id_t),
             Arg::Word(w) => ffi::opnd_create_immed_int(w as ffi::ptr_int_t, ffi::OPSZ_8 as ffi::opnd_size_t),
         }
     }
 }
 
 /// Inserts before `where_` a clean call of `callee` with `args` (one to
-/// three): the application's registers saved (vector registers too, not the
+/// four): the application's registers saved (vector registers too, not the
 /// x87 state), readable and writable from the callee through the thread's
 /// machine context.
 ///
@@ -117,7 +120,10 @@ pub unsafe fn insert_clean_call(dc: DrContext, bb: InstrList, where_: Instr, cal
         [a] => ffi::dr_insert_clean_call_ex(dc, bb, where_, callee, flags, 1, a.operand()),
         [a, b] => ffi::dr_insert_clean_call_ex(dc, bb, where_, callee, flags, 2, a.operand(), b.operand()),
         [a, b, c] => ffi::dr_insert_clean_call_ex(dc, bb, where_, callee, flags, 3, a.operand(), b.operand(), c.operand()),
-        _ => panic!("insert_clean_call takes one to three arguments"),
+        [a, b, c, d] => {
+            ffi::dr_insert_clean_call_ex(dc, bb, where_, callee, flags, 4, a.operand(), b.operand(), c.operand(), d.operand())
+        }
+        _ => panic!("insert_clean_call takes one to four arguments"),
     }
 }
 
