@@ -128,7 +128,7 @@ fn is_restart(number: i32, return_pc: usize, rsp: usize) -> bool {
 
 /// The innermost pending system call that returns to `return_pc`, removed
 /// with any kept after it: calls that never came back to where they were
-/// made (`rt_sigreturn`, or one the kernel restarted from its start).
+/// made (`rt_sigreturn`; a call a signal handler left with `siglongjmp`).
 fn take_pending(return_pc: usize) -> Option<Pending> {
     PENDING.with_borrow_mut(|p| {
         let i = p.calls[..p.len].iter().rposition(|c| c.return_pc == return_pc)?;
