@@ -292,6 +292,21 @@ def test_forked_child_system_calls_are_seen(trace, ftarget, run_native):
                                     [parent, "/nonexistent/parent", "-2", "2"]]), str(result)
 
 
+FORK_EXIT_SCRIPT = """\
+@syscall_exit(syscall_name >> ["clone", "clone3", "fork", "vfork"])
+def forked(ctx):
+    print("[exit]", ctx.syscall_name, "child" if ctx.retval == 0 else "parent")
+"""
+
+
+def test_fork_returns_in_parent_and_child(trace, ftarget):
+    # The call that made the child returns twice: its exit event runs in
+    # both processes (the child starts with a copy of the pending call).
+    result = trace(FORK_EXIT_SCRIPT, ftarget("forks"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert sorted(fields_of(result.stdout, "[exit] ")) == [["clone", "child"], ["clone", "parent"]], str(result)
+
+
 SPAWN_SCRIPT = """\
 import os
 @syscall_entry(syscall_name == "execve")

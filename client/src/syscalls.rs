@@ -19,7 +19,7 @@
 
 use crate::site_probes::{chosen, matching, residual, ProbeSet, SiteProbe};
 use dr_sys::ffi;
-use dr_sys::instrument::{self, Arg, Instr, InstrList};
+use dr_sys::instrument::{self, Arg, Instr, InstrList, RawTlsWord};
 use dr_sys::process::DrContext;
 use dr_sys::syscall::SyscallRegisters;
 use once_cell::sync::{Lazy, OnceCell};
@@ -73,6 +73,10 @@ static RETURN_POINTS: Lazy<parking_lot::Mutex<HashSet<usize>>> = Lazy::new(Defau
 /// entry clean call flushes them, before any such call can return there.
 static STALE: parking_lot::Mutex<Vec<usize>> = parking_lot::Mutex::new(Vec::new());
 static ANY_STALE: AtomicBool = AtomicBool::new(false);
+/// How many system calls the running thread has pending, where the code
+/// at return points reads it: the exit clean call is made only when some
+/// call waits (a run-time predicate may have matched none).
+static PENDING_COUNT: OnceCell<RawTlsWord> = OnceCell::new();
 
 /// A system call whose exit probes wait for it to return.
 #[derive(Clone, Copy)]
@@ -113,7 +117,16 @@ fn push_pending(call: Pending) {
         }
         p.calls[p.len] = call;
         p.len += 1;
+        publish_pending_count(p.len);
     });
+}
+
+/// Tells the return points' inline test how many calls are pending.
+fn publish_pending_count(len: usize) {
+    if let Some(word) = PENDING_COUNT.get() {
+        // SAFETY: called from the thread's own clean calls.
+        unsafe { word.set(len) };
+    }
 }
 
 /// Whether the innermost pending system call is system call `number` made
@@ -133,6 +146,7 @@ fn take_pending(return_pc: usize) -> Option<Pending> {
     PENDING.with_borrow_mut(|p| {
         let i = p.calls[..p.len].iter().rposition(|c| c.return_pc == return_pc)?;
         p.len = i;
+        publish_pending_count(p.len);
         Some(p.calls[i])
     })
 }
@@ -182,6 +196,9 @@ pub fn install(probes: &'static [Probe]) {
         sites[number] = site;
     }
     let any_exit = probes.iter().any(|p| p.kind == ProbeKind::SyscallExit);
+    if let Some(word) = RawTlsWord::allocate() {
+        let _ = PENDING_COUNT.set(word);
+    }
     if TRACER.set(Tracer { probes, sites, others: Default::default(), any_exit }).is_err() {
         return;
     }
@@ -236,7 +253,11 @@ unsafe extern "C" fn on_instruction(
     if instrument::is_first_app(bb, instr) {
         let pc = instrument::app_pc(instr);
         if RETURN_POINTS.lock().contains(&pc) {
-            instrument::insert_clean_call(dc, bb, instr, on_return as *mut c_void, &[Arg::Word(pc), Arg::Rax]);
+            let (callee, args) = (on_return as *mut c_void, [Arg::Word(pc), Arg::Rax]);
+            match PENDING_COUNT.get() {
+                Some(&count) => instrument::insert_clean_call_if(dc, bb, instr, count, callee, &args),
+                None => instrument::insert_clean_call(dc, bb, instr, callee, &args),
+            }
             instrumented = true;
         }
     }

@@ -127,6 +127,71 @@ pub unsafe fn insert_clean_call(dc: DrContext, bb: InstrList, where_: Instr, cal
     }
 }
 
+/// A word of per-thread storage that inserted code reads directly
+/// (DynamoRIO's raw thread-local slots, zero in each new thread).
+#[derive(Clone, Copy)]
+pub struct RawTlsWord {
+    segment: ffi::reg_id_t,
+    offset: u32,
+}
+
+impl RawTlsWord {
+    /// Takes a slot; `None` when DynamoRIO has none left, or keeps its
+    /// thread-local block elsewhere than in GS (not x86-64 Linux).
+    pub fn allocate() -> Option<RawTlsWord> {
+        let (mut segment, mut offset) = (0, 0);
+        // SAFETY: plain out-parameters.
+        let ok = unsafe { ffi::dr_raw_tls_calloc(&mut segment, &mut offset, 1, 0) != 0 };
+        let in_gs = cfg!(target_arch = "x86_64") && segment == ffi::DR_SEG_GS as ffi::reg_id_t;
+        (ok && in_gs).then_some(RawTlsWord { segment, offset })
+    }
+
+    /// Sets the calling thread's word.
+    ///
+    /// # Safety
+    /// The calling thread must be one DynamoRIO runs, in a callback or a
+    /// clean call (GS is DynamoRIO's thread-local block there).
+    pub unsafe fn set(self, value: usize) {
+        // A GS-relative store: asking DynamoRIO for the segment base
+        // (dr_get_dr_segment_base) makes a system call.
+        #[cfg(target_arch = "x86_64")]
+        std::arch::asm!("mov qword ptr gs:[{offset}], {value}", offset = in(reg) self.offset as usize, value = in(reg) value,
+            options(nostack, preserves_flags));
+    }
+}
+
+/// [`insert_clean_call`], made only when the running thread's `flag` is
+/// not zero; otherwise the thread goes on after a load and a branch, with
+/// RCX kept in a spill slot meanwhile (`jrcxz` tests it without touching
+/// the flags, so nothing else needs saving).
+///
+/// # Safety
+/// As for [`insert_clean_call`].
+pub unsafe fn insert_clean_call_if(dc: DrContext, bb: InstrList, where_: Instr, flag: RawTlsWord, callee: *mut c_void, args: &[Arg]) {
+    let rcx = ffi::DR_REG_RCX as ffi::reg_id_t;
+    let slot = ffi::dr_spill_slot_t::SPILL_SLOT_1;
+    let label = || ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
+    let (skip, call, done) = (label(), label(), label());
+    let jump = |to: Instr| ffi::instr_create_0dst_1src(dc, ffi::OP_jmp as i32, ffi::opnd_create_instr(to));
+    let meta = |instr: Instr| ffi::instrlist_meta_preinsert(bb, where_, instr);
+    //     save rcx; rcx = flag; jrcxz skip; jmp call
+    // skip: restore rcx; jmp done
+    // call: restore rcx; <clean call>
+    // done: where_
+    // (jrcxz reaches only 127 bytes, less than a clean call's length.)
+    ffi::dr_save_reg(dc, bb, where_, rcx, slot);
+    ffi::dr_insert_read_raw_tls(dc, bb, where_, flag.segment, flag.offset, rcx);
+    meta(ffi::instr_create_0dst_2src(dc, ffi::OP_jecxz as i32, ffi::opnd_create_instr(skip), ffi::opnd_create_reg(rcx)));
+    meta(jump(call));
+    meta(skip);
+    ffi::dr_restore_reg(dc, bb, where_, rcx, slot);
+    meta(jump(done));
+    meta(call);
+    ffi::dr_restore_reg(dc, bb, where_, rcx, slot);
+    insert_clean_call(dc, bb, where_, callee, args);
+    meta(done);
+}
+
 /// Whether the code cache holds a fragment starting at `pc`.
 ///
 /// # Safety
