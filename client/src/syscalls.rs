@@ -45,8 +45,22 @@ const PARAMS: usize = 6;
 /// The probes that may fire at one system call.
 #[derive(Default)]
 struct SyscallSite {
+    /// Its entry in the system-call table; `None` for a number outside it.
+    table: Option<&'static SyscallEntry>,
     entry: Vec<SiteProbe>,
     exit: Vec<SiteProbe>,
+}
+
+impl SyscallSite {
+    /// The probes of one side.
+    fn probes(&self, kind: ProbeKind) -> &[SiteProbe] {
+        if kind == ProbeKind::SyscallEntry { &self.entry } else { &self.exit }
+    }
+
+    /// The system call's prototype, if the table has one.
+    fn signature(&self) -> Option<&'static ptap_runtime::prototype::Signature> {
+        self.table?.signature.as_ref()
+    }
 }
 
 struct Tracer {
@@ -168,10 +182,11 @@ impl EventFields for SyscallStaticFields<'_> {
     }
 }
 
-/// The probes that may fire at one system call, decided from its number
-/// and name.
-fn decide_site(probes: &[Probe], fields: &SyscallStaticFields<'_>) -> SyscallSite {
-    let mut site = SyscallSite::default();
+/// The probes that may fire at system call `number` (`table`: its entry in
+/// the table, if any), decided from its number and name.
+fn decide_site(probes: &[Probe], number: i128, table: Option<&'static SyscallEntry>) -> SyscallSite {
+    let fields = &SyscallStaticFields { number, name: table.map(|e| e.name.as_str()) };
+    let mut site = SyscallSite { table, ..Default::default() };
     for (i, p) in probes.iter().enumerate().filter(|(_, p)| handles(p.kind)) {
         let Some(rest) = residual(&p.predicate, fields) else { continue };
         let list = if p.kind == ProbeKind::SyscallEntry { &mut site.entry } else { &mut site.exit };
@@ -189,7 +204,7 @@ pub fn install(probes: &'static [Probe]) {
     }
     let mut sites: Vec<SyscallSite> = Vec::new();
     for (number, entry) in ptap_runtime::prototype::syscalls() {
-        let site = decide_site(probes, &SyscallStaticFields { number: number as i128, name: Some(&entry.name) });
+        let site = decide_site(probes, number as i128, Some(entry));
         if sites.len() <= number {
             sites.resize_with(number + 1, SyscallSite::default);
         }
@@ -212,12 +227,10 @@ pub fn install(probes: &'static [Probe]) {
 /// The probes at system call `number`, if any may fire there.
 fn site(number: i32) -> Option<(&'static Tracer, &'static SyscallSite)> {
     let tracer = TRACER.get()?;
-    let in_table = usize::try_from(number).ok().and_then(|n| tracer.sites.get(n)).filter(|_| ptap_runtime::prototype::syscall(number as usize).is_some());
+    let in_table = usize::try_from(number).ok().and_then(|n| tracer.sites.get(n)).filter(|s| s.table.is_some());
     let site = match in_table {
         Some(site) => site,
-        None => *tracer.others.lock().entry(number).or_insert_with(|| {
-            Box::leak(Box::new(decide_site(tracer.probes, &SyscallStaticFields { number: number as i128, name: None })))
-        }),
+        None => *tracer.others.lock().entry(number).or_insert_with(|| Box::leak(Box::new(decide_site(tracer.probes, number as i128, None)))),
     };
     (!site.entry.is_empty() || !site.exit.is_empty()).then_some((tracer, site))
 }
@@ -315,19 +328,13 @@ unsafe fn flush_stale_return_points() -> bool {
     !stale.is_empty()
 }
 
-/// Runs the handlers of `set` for one event of system call `number`, with
-/// the `ctx.call` that `make_call` makes.
-fn fire(tracer: &Tracer, kind: ProbeKind, list: &[SiteProbe], set: ProbeSet, number: i32, tid: u32, make_call: impl FnOnce() -> CallState) -> Option<ptap_runtime::call::Finished> {
-    call_handlers_with(chosen(list, set).map(|sp| &tracer.probes[sp.probe]), || {
-        let entry: Option<&SyscallEntry> = usize::try_from(number).ok().and_then(ptap_runtime::prototype::syscall);
-        let fields = SyscallFields { number: number as usize, name: entry.map(|e| e.name.as_str()) };
+/// Runs the `kind` handlers of `set` for one event of system call
+/// `number`, with the `ctx.call` that `make_call` makes.
+fn fire(tracer: &Tracer, kind: ProbeKind, site: &SyscallSite, set: ProbeSet, number: i32, tid: u32, make_call: impl FnOnce() -> CallState) -> Option<ptap_runtime::call::Finished> {
+    call_handlers_with(chosen(site.probes(kind), set).map(|sp| &tracer.probes[sp.probe]), || {
+        let fields = SyscallFields { number: number as usize, name: site.table.map(|e| e.name.as_str()) };
         HitContext { event: kind.name(), pid: dr_sys::process::pid(), tid, fields: Fields::Syscall(fields), call: Some(make_call()) }
     })
-}
-
-/// The prototype of system call `number`, if the table has one.
-fn signature(number: i32) -> Option<&'static ptap_runtime::prototype::Signature> {
-    ptap_runtime::prototype::syscall(usize::try_from(number).ok()?)?.signature.as_ref()
 }
 
 /// The clean call before an instrumented `syscall` instruction at
@@ -373,8 +380,8 @@ unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize,
 fn run_entry(tracer: &Tracer, site: &SyscallSite, number: i32, tid: u32, (entry, exit): (ProbeSet, ProbeSet), regs: &mut SyscallRegisters, (return_pc, rsp): (usize, usize)) -> Option<usize> {
     let mut skip = None;
     if entry != 0 {
-        let call = || CallState::syscall(regs, false, signature(number), None);
-        skip = fire(tracer, ProbeKind::SyscallEntry, &site.entry, entry, number, tid, call).and_then(|f| f.skip);
+        let call = || CallState::syscall(regs, false, site.signature(), None);
+        skip = fire(tracer, ProbeKind::SyscallEntry, site, entry, number, tid, call).and_then(|f| f.skip);
     }
     if exit == 0 {
         return skip;
@@ -385,8 +392,8 @@ fn run_entry(tracer: &Tracer, site: &SyscallSite, number: i32, tid: u32, (entry,
         // Not made: its exit is now, with the result asked for (which the
         // exit handlers may change in turn).
         Some(result) => {
-            let call = || CallState::skipped_syscall(regs, signature(number), EntryValues::of_words(&params), result);
-            let finished = fire(tracer, ProbeKind::SyscallExit, &site.exit, exit, number, tid, call);
+            let call = || CallState::skipped_syscall(regs, site.signature(), EntryValues::of_words(&params), result);
+            let finished = fire(tracer, ProbeKind::SyscallExit, site, exit, number, tid, call);
             Some(finished.and_then(|f| f.result).unwrap_or(result))
         }
         None => {
@@ -407,7 +414,7 @@ unsafe extern "C" fn on_return(return_pc: usize, rax: usize) {
     let dc = ffi::dr_get_current_drcontext();
     let tid = dr_sys::process::tid_of(dc);
     let mut regs = SyscallRegisters::new(dc, return_pc, rax);
-    let call = || CallState::syscall(&mut regs, true, signature(pending.number), Some(EntryValues::of_words(&pending.params)));
-    fire(tracer, ProbeKind::SyscallExit, &site.exit, pending.exit, pending.number, tid, call);
+    let call = || CallState::syscall(&mut regs, true, site.signature(), Some(EntryValues::of_words(&pending.params)));
+    fire(tracer, ProbeKind::SyscallExit, site, pending.exit, pending.number, tid, call);
     regs.commit();
 }

@@ -168,23 +168,13 @@ impl SyscallRegisters {
     /// nothing on the Rust stack between here and it may need dropping:
     /// DynamoRIO resumes the application without returning.
     pub unsafe fn skip_to(mut self, next_pc: usize, result: usize) {
-        // The integer registers as the handlers left them, then all the
-        // rest, which DynamoRIO requires for a redirection.
-        let general = Register::GENERAL.map(|reg| *slot(self.mc(), reg));
+        let flags = self.register(Register::Rflags);
+        self.set_result(result);
+        self.set_register(Register::Rcx, next_pc);
+        self.set_register(Register::R11, flags);
         let dc = self.dc;
-        let mc = self.mc();
-        mc.flags = ffi::dr_mcontext_flags_t::DR_MC_ALL;
-        if ffi::dr_get_mcontext(dc, mc) == 0 {
-            return;
+        if self.commit() {
+            crate::instrument::resume_at(dc, next_pc);
         }
-        for (reg, value) in Register::GENERAL.into_iter().zip(general) {
-            *slot(mc, reg) = value;
-        }
-        let flags = *slot(mc, Register::Rflags);
-        *slot(mc, Register::Rax) = result as ffi::reg_t;
-        *slot(mc, Register::Rcx) = next_pc as ffi::reg_t;
-        *slot(mc, Register::R11) = flags;
-        *slot(mc, Register::Rip) = next_pc as ffi::reg_t;
-        ffi::dr_redirect_execution(mc);
     }
 }
