@@ -2,24 +2,23 @@
 //! what is traced, with which probes, and each module as it loads.
 
 use ptap_options::Options;
-use ptap_runtime::output::TracerStreams;
+use ptap_runtime::output;
 use ptap_runtime::probe::{Probe, ProbeKind};
 use ptap_runtime::Runtime;
 
 pub struct Banner {
-    streams: TracerStreams,
     quiet: bool,
     verbose: bool,
 }
 
 impl Banner {
-    pub fn new(streams: TracerStreams, options: &Options) -> Banner {
-        Banner { streams, quiet: options.quiet, verbose: options.verbose }
+    pub fn new(options: &Options) -> Banner {
+        Banner { quiet: options.quiet, verbose: options.verbose }
     }
 
     fn line(&self, text: &str) {
         if !self.quiet {
-            self.streams.err_line(text);
+            output::message(text);
         }
     }
 
@@ -63,6 +62,6 @@ impl Banner {
 
     /// The tracer's own messages (handler error counts); shown even with -q.
     pub fn message(&self, text: &str) {
-        self.streams.err_line(text);
+        output::message(text);
     }
 }

@@ -1,64 +1,102 @@
 //! Hiding DynamoRIO's variables from the target's environment.
 //!
-//! Early injection passes `DYNAMORIO_EXE_PATH` and `DYNAMORIO_OPTIONS` in
-//! the environment, and the target would see them in `environ`. Before its
-//! first instruction we take them out of the `envp` array on its initial
-//! stack. The auxiliary vector must stay where it is (libc finds it after
-//! the first NULL of `envp`), so the two freed words become one `AT_IGNORE`
-//! auxv entry, which libc skips. DynamoRIO keeps its own copies of both
-//! values and puts them back into the environment of any program the
-//! target executes, so children are still traced.
+//! DynamoRIO passes what it needs in the environment: the launcher (or
+//! drrun) sets `DYNAMORIO_EXE_PATH` and `DYNAMORIO_OPTIONS` (drrun also
+//! `DYNAMORIO_CONFIGDIR` and `DYNAMORIO_TAKEOVER_IN_INIT`), DynamoRIO adds
+//! them again to the environment of every program the target executes,
+//! with `DYNAMORIO_POST_EXECVE`, which it then renames in place to
+//! `__disabled__` (it cannot remove it without moving the auxiliary
+//! vector). The target would see all of them in `environ`. Before its
+//! first instruction we take every `DYNAMORIO_*` entry and DynamoRIO's
+//! `__disabled__` out of the `envp` array on its initial stack, and move
+//! the auxiliary vector down to follow the shortened array, where libc
+//! looks for it (just after the NULL that ends `envp`). DynamoRIO keeps its
+//! own copies of the values and its own options, and puts them back into
+//! the environment of any program the target executes, so children are
+//! still traced.
+//!
+//! `/proc/PID/environ` still shows the strings: the kernel reads it from
+//! the memory the strings were first copied to, which we leave as it is.
 
-/// The variables the launcher (and drrun) add.
-const DYNAMORIO_VARIABLES: [&[u8]; 2] = [b"DYNAMORIO_EXE_PATH=", b"DYNAMORIO_OPTIONS="];
+/// The prefix of every variable DynamoRIO reads.
+const DYNAMORIO_PREFIX: &[u8] = b"DYNAMORIO_";
 
-/// `AT_IGNORE`: an auxv entry type libc skips.
-const AT_IGNORE: usize = 1;
+/// What DynamoRIO leaves of `DYNAMORIO_POST_EXECVE=NN` in an executed
+/// program's environment: it writes `__disabled__` and a NUL over the
+/// name's start, so the rest of the name follows the NUL.
+const DISABLED: &[u8] = b"__disabled__\0T_EXECVE=";
 
-/// How far below the argument strings the `argv` array may start.
-const SEARCH_LIMIT: usize = 256 * 1024;
+/// What was found in the environment.
+pub struct Hidden {
+    /// How many entries were taken out.
+    pub entries: usize,
+    /// DynamoRIO's mark of a program executed by a traced process was
+    /// there: this is not the first program of the trace.
+    pub after_exec: bool,
+}
 
-/// Removes DynamoRIO's variables from the target's initial `envp`, if both
-/// are there (as with the `processtap` launcher). Returns whether it did.
-pub fn hide_dynamorio_variables() -> bool {
-    let Some(layout) = StackLayout::read() else { return false };
-    let Some(envp) = layout.find_envp() else { return false };
+/// Removes DynamoRIO's variables from the target's initial `envp`.
+/// `None` when the initial stack could not be found.
+pub fn hide_dynamorio_variables() -> Option<Hidden> {
+    let layout = StackLayout::read()?;
+    let envp = layout.find_envp()?;
     // SAFETY: `envp` is the target's NULL-terminated environment array on
-    // its initial stack, found and checked by find_envp; its strings lie in
-    // [env_start, env_end). The target has not run yet, so nothing else
-    // reads or writes the array while we edit it in place.
+    // its initial stack, found and checked by find_envp, and the auxiliary
+    // vector follows its NULL (the kernel's layout, which DynamoRIO keeps).
+    // The target has not run yet, so nothing else reads or writes them
+    // while we edit them in place; the entries we move stay inside the
+    // words the array and the vector held.
     unsafe {
         let mut count = 0;
         while *envp.add(count) != 0 {
             count += 1;
         }
-        let entries = std::slice::from_raw_parts_mut(envp, count + 1);
-        let is_ours = |p: usize| DYNAMORIO_VARIABLES.iter().any(|v| starts_with(p, v));
-        let ours = entries[..count].iter().filter(|&&p| is_ours(p)).count();
-        if ours != 2 {
-            // One freed word cannot hold an auxv entry: leave it be.
-            return false;
-        }
+        let mut after_exec = false;
         let mut kept = 0;
         for i in 0..count {
-            if !is_ours(entries[i]) {
-                entries[kept] = entries[i];
+            let entry = *envp.add(i);
+            let disabled = starts_with(entry, DISABLED);
+            after_exec |= disabled;
+            if !(disabled || starts_with(entry, DYNAMORIO_PREFIX)) {
+                *envp.add(kept) = entry;
                 kept += 1;
             }
         }
-        entries[kept] = 0;
-        entries[kept + 1] = AT_IGNORE;
-        entries[kept + 2] = 0;
+        let removed = count - kept;
+        if removed > 0 {
+            // The vector: (type, value) pairs up to and including AT_NULL.
+            let auxv = envp.add(count + 1);
+            let mut words = 0;
+            while *auxv.add(words) != AT_NULL {
+                words += 2;
+            }
+            words += 2;
+            *envp.add(kept) = 0;
+            std::ptr::copy(auxv, envp.add(kept + 1), words);
+        }
+        Some(Hidden { entries: removed, after_exec })
     }
-    true
 }
 
+/// The auxiliary vector's end marker.
+const AT_NULL: usize = 0;
+
+/// Whether the bytes at `p` start with `prefix`. The comparison stops at
+/// the first byte that differs, so it reads past the string's NUL only
+/// where `prefix` holds a NUL too.
+///
 /// # Safety
-/// `p` must point to a NUL-terminated string.
+/// `p` must point to a NUL-terminated string; where `prefix` holds a NUL,
+/// the bytes after the string's NUL must be readable up to the prefix's
+/// length (environment strings lie one after another below the stack's
+/// top, which ends with the executable's name).
 unsafe fn starts_with(p: usize, prefix: &[u8]) -> bool {
-    let s = std::ffi::CStr::from_ptr(p as *const std::ffi::c_char).to_bytes();
-    s.starts_with(prefix)
+    let p = p as *const u8;
+    prefix.iter().enumerate().all(|(i, &want)| *p.add(i) == want)
 }
+
+/// How far below the argument strings the `argv` array may start.
+const SEARCH_LIMIT: usize = 256 * 1024;
 
 /// Where the kernel put the target's argument and environment strings.
 struct StackLayout {

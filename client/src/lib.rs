@@ -12,8 +12,10 @@
 
 mod banner;
 mod environment;
+mod fd_guard;
 mod functions;
 mod lifecycle;
+mod script_image;
 mod site_probes;
 mod start;
 mod syscalls;

@@ -44,9 +44,6 @@ const SYS_CLONE: i32 = libc::SYS_clone as i32;
 const SYS_FORK: i32 = libc::SYS_fork as i32;
 const SYS_VFORK: i32 = libc::SYS_vfork as i32;
 const SYS_CLONE3: i32 = libc::SYS_clone3 as i32;
-const SYS_CLOSE_RANGE: i32 = libc::SYS_close_range as i32;
-/// A close_range DynamoRIO's one-fd-at-a-time walk ends quickly on.
-const SHORT_FD_RANGE: u32 = 1 << 16;
 
 /// Registers the events; the tracer lives until the process ends.
 pub fn install(runtime: Runtime, banner: Banner) {
@@ -104,6 +101,7 @@ fn fire(tracer: &Tracer, kind: ProbeKind, fields: &LifecycleFields<'_>, extra: i
 }
 
 unsafe extern "C" fn on_thread_init(dc: *mut std::ffi::c_void) {
+    dr_sys::process::forget_pid();
     ptap_runtime::thread_started();
     let Some(tracer) = TRACER.get() else { return };
     let tid = dr_sys::process::tid_of(dc as DrContext);
@@ -156,6 +154,7 @@ unsafe extern "C" fn on_module_unload(_dc: *mut std::ffi::c_void, info: *const f
 
 unsafe extern "C" fn on_fork(_dc: *mut std::ffi::c_void) {
     dr_sys::process::forget_pid();
+    ptap_runtime::output::forget_pending();
 }
 
 unsafe extern "C" fn on_signal(_dc: *mut std::ffi::c_void, info: *mut ffi::dr_siginfo_t) -> ffi::dr_signal_action_t {
@@ -174,7 +173,7 @@ fn kills_by_default(sig: i32) -> bool {
 
 unsafe extern "C" fn filter_syscall(_dc: *mut std::ffi::c_void, sysnum: i32) -> ffi::bool_ {
     // DynamoRIO intercepts the clone family itself: asking costs nothing.
-    matches!(sysnum, SYS_EXIT_GROUP | SYS_CLONE | SYS_FORK | SYS_VFORK | SYS_CLONE3 | SYS_CLOSE_RANGE) as ffi::bool_
+    matches!(sysnum, SYS_EXIT_GROUP | SYS_CLONE | SYS_FORK | SYS_VFORK | SYS_CLONE3) as ffi::bool_
 }
 
 unsafe extern "C" fn on_pre_syscall(dc: *mut std::ffi::c_void, sysnum: i32) -> ffi::bool_ {
@@ -187,38 +186,9 @@ unsafe extern "C" fn on_pre_syscall(dc: *mut std::ffi::c_void, sysnum: i32) -> f
         SYS_CLONE | SYS_FORK | SYS_VFORK | SYS_CLONE3 => {
             ptap_runtime::dispatch::before_clone(child_shares_memory(dc, sysnum));
         }
-        SYS_CLOSE_RANGE => bound_close_range(dc),
         _ => {}
     }
     1
-}
-
-/// Lowers the last fd of a `close_range(first, last, flags)` about to be
-/// made to the highest fd open, which closes the same fds.
-///
-/// DynamoRIO 11.90 does close_range itself, one fd at a time, skipping its
-/// own: `close_range(3, ~0U, 0)`, which Python's subprocess and glibc's
-/// closefrom make in every child they start, never ended.
-///
-/// # Safety
-/// `dc` must be the context of the thread in its pre-syscall event.
-unsafe fn bound_close_range(dc: DrContext) {
-    let first = dr_sys::syscall::param(dc, 0) as u32;
-    let last = dr_sys::syscall::param(dc, 1) as u32;
-    if last < first || last - first < SHORT_FD_RANGE {
-        return;
-    }
-    let Some(highest) = highest_open_fd() else { return };
-    if last > highest {
-        dr_sys::syscall::set_param(dc, 1, highest.max(first) as usize);
-    }
-}
-
-/// The highest file descriptor open in this process (DynamoRIO's own
-/// included), from /proc/self/fd.
-fn highest_open_fd() -> Option<u32> {
-    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
-    entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).max()
 }
 
 /// Whether the child of a clone-family call about to be made shares the

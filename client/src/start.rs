@@ -1,8 +1,8 @@
-//! Client start-up: options, runtime, banner, events.
+//! Client start-up: options, the tracer's streams, runtime, banner, events.
 
-use crate::{banner, environment, lifecycle};
-use ptap_options::{parse_tracer_args, Request, USAGE, VERSION};
-use ptap_runtime::output::write_all;
+use crate::{banner, environment, fd_guard, lifecycle, script_image};
+use ptap_options::{parse_client_args, Request, USAGE, VERSION};
+use ptap_runtime::output;
 use ptap_runtime::{StartConfig, StartError};
 use std::time::Instant;
 
@@ -11,38 +11,42 @@ const EXIT_USAGE: i32 = 2;
 
 pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
     let started = Instant::now();
-    let options = match parse_tracer_args(args) {
-        Ok((Request::Trace(options), _)) => options,
-        Ok((Request::Help, _)) => {
-            write_all(2, format!("{USAGE}\n").as_bytes());
+    let options = match parse_client_args(args) {
+        Ok(Request::Trace(options)) => options,
+        Ok(Request::Help) => {
+            output::write_all(2, format!("{USAGE}\n").as_bytes());
             dr_sys::process::exit_process(0);
         }
-        Ok((Request::Version, _)) => {
-            write_all(2, format!("processtap {VERSION} (DynamoRIO 11.90)\n").as_bytes());
+        Ok(Request::Version) => {
+            output::write_all(2, format!("processtap {VERSION} (DynamoRIO 11.90)\n").as_bytes());
             dr_sys::process::exit_process(0);
         }
-        Err(e) => fail(&format!("{e} (see processtap --help)")),
+        Err(e) => fail_before_streams(&format!("{e} (see processtap --help)")),
     };
-    if let Err(e) = std::fs::File::open(&options.script) {
-        fail(&format!("{}: cannot read script: {e}", options.script));
-    }
+    let hidden = environment::hide_dynamorio_variables();
+    // The first program of the trace stops everything when the script
+    // cannot run; a program a traced process executes must not fail for
+    // the tracer's sake, and runs without probes instead.
+    let first_program = hidden.as_ref().is_none_or(|h| !h.after_exec);
+    let fds = match output::open(options.output.as_deref()) {
+        Ok(fds) => fds,
+        Err(e) => fail_before_streams(&e),
+    };
+    fd_guard::install();
 
-    let env_hidden = environment::hide_dynamorio_variables();
     let client_path = dr_sys::process::client_path(id);
     let exe = dr_sys::module::main_module().map(|m| m.path).unwrap_or_default();
     let argv = target_argv();
-    let config = StartConfig {
-        client_path: &client_path,
-        script: &options.script,
-        output: options.output.as_deref(),
-        include_dirs: &options.include_dirs,
-        exe: &exe,
-        argv: &argv,
+    let script = match script_image::load(&fds, &options) {
+        Ok(script) => script,
+        Err(message) => return give_up(first_program, &message, &exe),
     };
+    let config = StartConfig { client_path: &client_path, script: &script, exe: &exe, argv: &argv };
     let runtime = match ptap_runtime::start(&config) {
         Ok(runtime) => runtime,
-        Err(StartError::Script) => dr_sys::process::exit_process(EXIT_USAGE),
-        Err(StartError::Tracer(message)) => fail(&message),
+        // The traceback is out already.
+        Err(StartError::Script) => return give_up(first_program, "", &exe),
+        Err(StartError::Tracer(message)) => return give_up(first_program, &message, &exe),
     };
 
     let unsupported: Vec<String> = runtime
@@ -52,11 +56,12 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
         .map(|p| format!("{} ({})", p.kind.name(), p.name))
         .collect();
     if !unsupported.is_empty() {
-        fail(&format!("this version cannot yet run these probes: {}", unsupported.join(", ")));
+        let message = format!("this version cannot yet run these probes: {}", unsupported.join(", "));
+        return give_up(first_program, &message, &exe);
     }
 
-    let banner = banner::Banner::new(runtime.streams, &options);
-    banner.header(&exe, &options.script, &runtime);
+    let banner = banner::Banner::new(&options);
+    banner.header(&exe, &script.name, &runtime);
     banner.verbose(&format!(
         "ProcessTap {VERSION} ({}), DynamoRIO 11.90, CPython {}; {} private libraries mended ({} versioned imports, {} overrides); started in {} ms (mends {:.0}, Python {:.0}, script {:.0})",
         client_path,
@@ -69,15 +74,32 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
         runtime.timings.python,
         runtime.timings.script,
     ));
-    if !env_hidden {
-        banner.verbose("DynamoRIO's variables stay in the target's environment (not started by the processtap launcher)");
+    match &hidden {
+        Some(h) => banner.verbose(&format!("{} of DynamoRIO's variables taken out of the target's environment", h.entries)),
+        None => banner.verbose("DynamoRIO's variables stay in the target's environment (its initial stack was not found)"),
     }
     lifecycle::install(runtime, banner);
 }
 
-/// A one-line error before the target runs: exit status 2.
-fn fail(message: &str) -> ! {
-    write_all(2, format!("processtap: {message}\n").as_bytes());
+/// The script cannot run in this process. The first program of the trace
+/// ends with exit status 2 before it runs; any other goes on without probes.
+fn give_up(first_program: bool, message: &str, exe: &str) {
+    if first_program {
+        if !message.is_empty() {
+            output::message(&format!("processtap: {message}"));
+        }
+        dr_sys::process::exit_process(EXIT_USAGE);
+    }
+    let pid = dr_sys::process::pid();
+    let why = if message.is_empty() { "the script failed".to_string() } else { message.to_string() };
+    output::message(&format!("[!] {why}: process {pid} ({exe}) runs without probes"));
+}
+
+/// A one-line error before the tracer's streams are open (a command line
+/// the client cannot use, which only the first program of a trace can
+/// meet): to the process's stderr, which is drrun's or the launcher's.
+fn fail_before_streams(message: &str) -> ! {
+    output::write_all(2, format!("processtap: {message}\n").as_bytes());
     dr_sys::process::exit_process(EXIT_USAGE)
 }
 

@@ -1,33 +1,43 @@
 //! The process and thread the client runs in.
 
 use crate::ffi;
+use std::cell::Cell;
 use std::ffi::CStr;
 
 /// An opaque DynamoRIO per-thread context, as handed to event callbacks.
 pub type DrContext = *mut std::ffi::c_void;
 
-/// The process id, asked of the kernel once and again after each fork
-/// ([`forget_pid`]): events need it on every call, and asking costs a
-/// system call.
-static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// The process id.
-pub fn pid() -> u32 {
-    use std::sync::atomic::Ordering;
-    match PID.load(Ordering::Relaxed) {
-        0 => {
-            // SAFETY: takes no arguments, valid at any time after client init.
-            let pid = unsafe { ffi::dr_get_process_id() as u32 };
-            PID.store(pid, Ordering::Relaxed);
-            pid
-        }
-        pid => pid,
-    }
+thread_local! {
+    /// The process id, asked of the kernel once per thread and again after
+    /// each fork ([`forget_pid`]): events need it on every call, and asking
+    /// costs a system call. Per thread, not per process: a `vfork` child
+    /// (or a `clone` without CLONE_THREAD) is a thread of DynamoRIO's in
+    /// its parent's memory with a pid of its own.
+    static PID: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Call in the child after a fork: the next [`pid`] asks again.
+/// The id of the process the calling thread belongs to.
+pub fn pid() -> u32 {
+    PID.with(|pid| match pid.get() {
+        0 => {
+            // SAFETY: getpid has no preconditions (glibc no longer caches it).
+            let id = unsafe { libc_getpid() } as u32;
+            pid.set(id);
+            id
+        }
+        id => id,
+    })
+}
+
+extern "C" {
+    #[link_name = "getpid"]
+    fn libc_getpid() -> i32;
+}
+
+/// Call in the child after a fork, and when a thread starts: the next
+/// [`pid`] asks again.
 pub fn forget_pid() {
-    PID.store(0, std::sync::atomic::Ordering::Relaxed);
+    PID.with(|pid| pid.set(0));
 }
 
 /// The calling thread's id, or 0 when called outside a DynamoRIO thread.

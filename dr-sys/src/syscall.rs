@@ -25,6 +25,15 @@ pub unsafe fn set_param(dc: DrContext, index: usize, value: usize) {
     ffi::dr_syscall_set_param(dc, index as i32, value as ffi::reg_t)
 }
 
+/// Sets the value the target sees returned by a system call its
+/// pre-syscall event skips (returns false for).
+///
+/// # Safety
+/// `dc` must be the context of a thread in a pre-syscall event.
+pub unsafe fn set_result_of_skipped(dc: DrContext, value: isize) {
+    ffi::dr_syscall_set_result(dc, value as ffi::reg_t);
+}
+
 /// Where the Linux x86-64 system-call convention passes parameter `i`.
 const PARAM_REGISTERS: [Register; 6] = [Register::Rdi, Register::Rsi, Register::Rdx, Register::R10, Register::R8, Register::R9];
 

@@ -4,26 +4,27 @@
 //! `include("...")` calls, preprocesses and parses each header not yet in
 //! the cache, and writes it there; `include()` in the target reads it.
 
+use ptap_options::inherited::ScriptImage;
 use ptap_options::layout::{find_ptap_lib, PYTHON};
-use ptap_options::Options;
+use std::io::Write;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-/// Prepares the headers `options.script` includes, if it includes any.
-/// A failure is not fatal here: `include()` in the target then says what
-/// is missing, with the script's line.
-pub fn prepare(options: &Options, client: &Path) {
-    let Ok(script) = std::fs::read(&options.script) else { return };
-    if !script.windows(b"include".len()).any(|w| w == b"include") {
+/// Prepares the headers the script includes, if it includes any. A
+/// failure is not fatal here: `include()` in the target then says what is
+/// missing, with the script's line.
+pub fn prepare(script: &ScriptImage, client: &Path) {
+    if !script.source.windows(b"include".len()).any(|w| w == b"include") {
         return;
     }
     let Some(ptap_lib) = find_ptap_lib(client) else { return };
     let mut command = Command::new(PYTHON);
     command.args(["-m", "ptap.prepare"]);
-    for dir in &options.include_dirs {
+    for dir in &script.include_dirs {
         command.arg("-I").arg(dir);
     }
-    command.arg(&options.script);
+    // The source as read once (the script may have been a pipe).
+    command.arg("/dev/stdin").stdin(Stdio::piped());
     let python_path = match std::env::var_os("PYTHONPATH") {
         Some(old) if !old.is_empty() => {
             let mut joined = ptap_lib.into_os_string();
@@ -34,7 +35,13 @@ pub fn prepare(options: &Options, client: &Path) {
         _ => ptap_lib.into_os_string(),
     };
     command.env("PYTHONPATH", python_path);
-    match command.status() {
+    let run = command.spawn().and_then(|mut child| {
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(&script.source)?;
+        }
+        child.wait()
+    });
+    match run {
         Ok(status) if status.success() => {}
         Ok(status) => eprintln!("processtap: preparing the included headers failed ({status})"),
         Err(e) => eprintln!("processtap: cannot run {PYTHON} to prepare the included headers: {e}"),

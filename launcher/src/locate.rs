@@ -1,18 +1,8 @@
-//! Finding the things the launcher needs: the script, the command, DynamoRIO
-//! and the client. Each failure is a one-line message for the user.
+//! Finding the things the launcher needs: the command, DynamoRIO and the
+//! client. Each failure is a one-line message for the user.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-
-/// The script must exist and be readable before anything starts.
-pub fn check_script(script: &str) -> Result<(), String> {
-    let path = Path::new(script);
-    match std::fs::File::open(path) {
-        Ok(_) if path.is_dir() => Err(format!("{script}: is a directory, not a script")),
-        Ok(_) => Ok(()),
-        Err(e) => Err(format!("{script}: cannot read script: {}", io_reason(&e))),
-    }
-}
 
 /// Resolves the command as `execvp` would: a name with a slash is a path,
 /// anything else is looked up in `PATH`. The result is absolute.
@@ -49,6 +39,7 @@ pub fn resolve_interpreters(executable: PathBuf, argv: &[String]) -> Result<(Pat
     let mut argv = argv.to_vec();
     for _ in 0..MAX_INTERPRETER_DEPTH {
         let Some((interpreter, optional)) = read_shebang(&executable) else {
+            check_elf(&executable)?;
             return Ok((executable, argv));
         };
         let mut new_argv = vec![interpreter.clone()];
@@ -59,6 +50,22 @@ pub fn resolve_interpreters(executable: PathBuf, argv: &[String]) -> Result<(Pat
         executable = find_command(&interpreter)?;
     }
     Err(format!("{}: too many levels of #! interpreters", executable.display()))
+}
+
+/// DynamoRIO maps ELF executables only; the kernel refuses anything else
+/// with ENOEXEC (a shell would then run a text file as a shell script,
+/// which is the shell's choice, not a program's).
+fn check_elf(path: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
+    match read {
+        Ok(()) if &magic == b"\x7fELF" => Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => {
+            Err(format!("{}: cannot execute: {}", path.display(), io_reason(&e)))
+        }
+        _ => Err(format!("{}: cannot execute: not an ELF executable nor a #! script", path.display())),
+    }
 }
 
 /// The interpreter and its optional argument named by a `#!` line.
@@ -123,7 +130,7 @@ fn join_paths(paths: &[PathBuf]) -> String {
 }
 
 /// The reason part of an I/O error, without Rust's "(os error N)".
-fn io_reason(e: &std::io::Error) -> String {
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),

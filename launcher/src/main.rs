@@ -4,75 +4,132 @@
 //! process execs `libdynamorio.so` with the command's own argv, and
 //! DynamoRIO maps the real executable named by `DYNAMORIO_EXE_PATH`.
 //! Before that it preprocesses the C headers the script includes
-//! ([`headers`]), which cannot be done inside the target.
-//! The launcher waits and exits with the target's status (128+N when it
-//! died of signal N).
+//! ([`headers`]), which cannot be done inside the target, and puts the
+//! tracer's output streams where every traced process finds them ([`run`],
+//! `ptap_options::streams`). It waits and exits with the target's status
+//! (128+N when it died of signal N).
+//!
+//! The target inherits the launcher's fds 0–2 and signal dispositions as
+//! they were when the launcher started ([`stdio`]), which is why `main` is
+//! ours and not Rust's.
+
+#![no_main]
 
 mod headers;
 mod locate;
+mod reports;
 mod run;
+mod script;
+mod stdio;
 
-use ptap_options::{parse_tracer_args, Request, USAGE, VERSION};
-use std::process::exit;
+use ptap_options::inherited::ScriptImage;
+use ptap_options::{parse_launcher_args, Request, USAGE, VERSION};
+use std::os::fd::{FromRawFd, OwnedFd};
 
 /// Exit status for a command line we cannot use.
 const EXIT_USAGE: i32 = 2;
 
-fn main() {
+/// The process's entry point, called by the C runtime: Rust's own would
+/// put `/dev/null` on closed fds 0–2 and ignore SIGPIPE, and the target
+/// would inherit both.
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    stdio::hold_closed_std_fds();
+    // std reads argv from the C runtime on Linux, also without Rust's main.
     let args: Vec<String> = std::env::args().skip(1).collect();
-    exit(match launch(&args) {
+    match launch(&args) {
         Ok(status) => status,
         Err(message) => {
-            eprintln!("processtap: {message}");
+            write_line(2, &format!("processtap: {message}"));
             EXIT_USAGE
         }
-    })
+    }
 }
 
-/// The options with the paths they name made absolute, so that every process
-/// of the trace (children that `chdir` first included) finds the same files,
-/// and the output file emptied once, here: the client in each process only
-/// appends to it.
-fn anchor_paths(mut options: ptap_options::Options) -> Result<ptap_options::Options, String> {
-    let absolute = |path: &str| std::path::absolute(path).map(|p| p.to_string_lossy().into_owned());
-    options.script = absolute(&options.script).map_err(|e| format!("{}: {e}", options.script))?;
-    for dir in &mut options.include_dirs {
-        *dir = absolute(dir).map_err(|e| format!("{dir}: {e}"))?;
+/// Writes one line to `fd`, whole, ignoring errors (a closed stderr).
+pub(crate) fn write_line(fd: i32, text: &str) {
+    let line = format!("{text}\n");
+    let mut bytes = line.as_bytes();
+    while !bytes.is_empty() {
+        // SAFETY: writes from a live slice.
+        let n = unsafe { libc::write(fd, bytes.as_ptr() as *const _, bytes.len()) };
+        if n <= 0 {
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        bytes = &bytes[n as usize..];
     }
-    if let Some(output) = &mut options.output {
-        *output = absolute(output).map_err(|e| format!("cannot open output {output}: {e}"))?;
-        std::fs::File::create(&*output).map_err(|e| format!("cannot open output {output}: {e}"))?;
-    }
-    Ok(options)
+}
+
+/// The script, read once, with its path and the `-I` directories made
+/// absolute: every process of the trace (children that `chdir` first
+/// included) runs the same.
+fn script_image(options: &ptap_options::Options) -> Result<ScriptImage, String> {
+    let absolute = |path: &str| {
+        std::path::absolute(path).map(|p| p.to_string_lossy().into_owned()).map_err(|e| format!("{path}: {e}"))
+    };
+    let include_dirs = options.include_dirs.iter().map(|d| absolute(d)).collect::<Result<Vec<_>, _>>()?;
+    script::read(&absolute(&options.script)?, &options.script, &include_dirs)
+}
+
+/// Where the tracer's streams go: copies of the launcher's stdout (or the
+/// `-o` file, emptied here, once, and appended to by every process) and
+/// stderr, close-on-exec in the launcher.
+fn streams(options: &ptap_options::Options) -> Result<run::Streams, String> {
+    let dup = |fd: i32| -> Result<OwnedFd, String> {
+        // SAFETY: plain fcntl on an fd number; 0–2 are open (stdio::claim).
+        let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if new < 0 {
+            return Err(format!("cannot duplicate fd {fd}: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: `new` was just made and is owned by no one else.
+        Ok(unsafe { OwnedFd::from_raw_fd(new) })
+    };
+    let out = match &options.output {
+        None => dup(1)?,
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .custom_flags(libc::O_APPEND)
+                .open(path)
+                .map_err(|e| format!("cannot open output {path}: {}", locate::io_reason(&e)))?;
+            // Emptied once, then appended to by every process (O_APPEND
+            // as a custom flag: OpenOptions refuses append with truncate).
+            OwnedFd::from(file)
+        }
+    };
+    Ok(run::Streams { out, err: dup(2)? })
 }
 
 /// Everything from the command line to the target's exit status; an `Err`
 /// is a one-line message for the user.
 fn launch(args: &[String]) -> Result<i32, String> {
-    let (request, rest) = parse_tracer_args(args).map_err(|e| format!("{e} (see processtap --help)"))?;
+    let (request, command_start) = parse_launcher_args(args).map_err(|e| format!("{e} (see processtap --help)"))?;
     let options = match request {
         Request::Help => {
-            println!("{USAGE}");
+            write_line(1, USAGE);
             return Ok(0);
         }
         Request::Version => {
-            println!("processtap {VERSION} (DynamoRIO 11.90)");
+            write_line(1, &format!("processtap {VERSION} (DynamoRIO 11.90)"));
             return Ok(0);
         }
         Request::Trace(options) => options,
     };
-    let options = anchor_paths(options)?;
-    let mut command = &args[rest..];
-    if command.first().map(String::as_str) == Some("--") {
-        command = &command[1..];
-    }
-    locate::check_script(&options.script)?;
+    let image = script_image(&options)?;
+    let command = &args[command_start..];
     let Some(program) = command.first() else {
         return Err(format!("no command to trace after '{}'", options.script));
     };
     let (executable, argv) = locate::resolve_interpreters(locate::find_command(program)?, command)?;
     let dynamorio = locate::dynamorio_library()?;
     let client = locate::client_library()?;
-    headers::prepare(&options, &client);
-    run::run_under_dynamorio(&dynamorio, &client, &options, &executable, &argv)
+    headers::prepare(&image, &client);
+    let inherited = run::Inherited { streams: streams(&options)?, script: script::memfd(&image)? };
+    run::run_under_dynamorio(&dynamorio, &client, &options, &executable, &argv, &inherited)
 }

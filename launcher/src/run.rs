@@ -1,22 +1,49 @@
-//! Running the target under DynamoRIO and reporting how it ended.
+//! Running the target under DynamoRIO with the tracer's streams in place,
+//! and reporting how it ended.
 
+use crate::reports::ReportReader;
+use ptap_options::inherited::InheritedFds;
 use ptap_options::{client_lib_option, Options};
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// Forks; the child execs DynamoRIO on the command, the parent waits and
-/// returns the exit status to report.
+/// Where the tracer's two streams go: the launcher's own stdout (or the
+/// `-o` file) and stderr.
+pub struct Streams {
+    pub out: OwnedFd,
+    pub err: OwnedFd,
+}
+
+/// What the target inherits besides the report pipe.
+pub struct Inherited {
+    pub streams: Streams,
+    /// The script image's memfd.
+    pub script: OwnedFd,
+}
+
+/// Forks; the child puts the tracer's streams, the script image and the
+/// report pipe at the numbers every traced process looks for them
+/// ([`InheritedFds`]) and execs
+/// DynamoRIO on the command. The parent waits for the target, then warns
+/// about probes that matched nothing, and returns the exit status.
 pub fn run_under_dynamorio(
     dynamorio: &Path,
     client: &Path,
     options: &Options,
     executable: &Path,
     command: &[String],
+    inherited: &Inherited,
 ) -> Result<i32, String> {
     let client_lib = client_lib_option(&client.to_string_lossy(), &options.to_client_args()).map_err(|e| e.0)?;
     let dr_options = format!("-code_api -client_lib64 {client_lib}");
     let dr_options = if cfg!(target_pointer_width = "64") { dr_options } else { dr_options.replace("-client_lib64", "-client_lib32") };
+    let limit = nofile_limit();
+    let fds = InheritedFds::for_hard_limit(limit.rlim_max as u64).ok_or_else(|| {
+        format!("the hard limit on open files ({}) leaves DynamoRIO no fds of its own; raise it (ulimit -Hn)", limit.rlim_max)
+    })?;
+    let reports = ReportReader::start().map_err(|e| format!("cannot make the report pipe: {e}"))?;
 
     // Everything the child needs is built before fork: after it, the child
     // only calls async-signal-safe functions.
@@ -33,24 +60,56 @@ pub fn run_under_dynamorio(
     env.push(c_string(format!("DYNAMORIO_OPTIONS={dr_options}").as_bytes())?);
     let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
     env_ptrs.push(std::ptr::null());
-
+    let placements = [
+        (inherited.streams.out.as_raw_fd(), fds.out),
+        (inherited.streams.err.as_raw_fd(), fds.err),
+        (reports.write_end(), fds.reports),
+        (inherited.script.as_raw_fd(), fds.script),
+    ];
     let exec_failed = format!("processtap: cannot execute {}\n", dynamorio.display()).into_bytes();
-    // SAFETY: fork in a single-threaded launcher; the child below only
-    // calls execve, write and _exit.
+
+    // SAFETY: fork in a single-threaded launcher (the report reader starts
+    // after it); the child below only calls setrlimit, dup2, prctl,
+    // execve, write and _exit.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(format!("fork failed: {}", std::io::Error::last_os_error()));
     }
     if pid == 0 {
-        // SAFETY: all pointers point into vectors alive until execve.
+        // SAFETY: all pointers point into vectors alive until execve; the
+        // fds placed are open (owned by the launcher). dup2 leaves the new
+        // fds open across exec. A soft limit below the fds' numbers is
+        // raised for the dup2s and put back: DynamoRIO raises it to the
+        // hard limit at start-up anyway.
         unsafe {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
+            for (from, to) in placements {
+                if libc::dup2(from, to) < 0 {
+                    libc::_exit(2);
+                }
+            }
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             libc::execve(dr_path.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr());
             libc::write(2, exec_failed.as_ptr() as *const _, exec_failed.len());
             libc::_exit(2);
         }
     }
-    Ok(wait_for(pid))
+    let reports = reports.read_in_background();
+    let status = wait_for(pid);
+    for warning in reports.finish() {
+        crate::write_line(inherited.streams.err.as_raw_fd(), &format!("[!] {warning}"));
+    }
+    Ok(status)
+}
+
+/// The launcher's limit on open files.
+fn nofile_limit() -> libc::rlimit {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid out pointer.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    limit
 }
 
 /// Waits for the target, passing on the signals a terminal or a supervisor
@@ -86,13 +145,17 @@ extern "C" fn forward(sig: libc::c_int) {
 
 /// SIGINT and SIGQUIT from a terminal reach the target too (same process
 /// group), so we only ignore them; SIGTERM, SIGHUP and the user signals are
-/// sent on.
+/// sent on. SIGPIPE is ignored: the launcher's stderr may be a pipe whose
+/// reader left, and dying of it would kill the target (PR_SET_PDEATHSIG).
+/// All of this happens after the fork: the target inherits the
+/// dispositions the launcher was started with.
 fn forward_signals_to(pid: libc::pid_t) {
     // SAFETY: installs plain handlers; `forward` only calls kill.
     unsafe {
         CHILD = pid;
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2] {
             libc::signal(sig, forward as *const () as usize);
         }

@@ -3,11 +3,14 @@
 //!
 //! The launcher is called as `processtap [OPTIONS] SCRIPT [--] COMMAND ...`
 //! and hands `[OPTIONS] SCRIPT` to the client in the same form that
-//! `drrun -c libptap.so [OPTIONS] SCRIPT -- COMMAND ...` does, so one parser
-//! ([`parse_tracer_args`]) serves both; [`Options::to_client_args`] is its
-//! inverse.
+//! `drrun -c libptap.so [OPTIONS] SCRIPT [OPTIONS] -- COMMAND ...` does, so
+//! the two parsers ([`parse_launcher_args`], [`parse_client_args`]) share
+//! one definition of each option; [`Options::to_client_args`] is their
+//! inverse. [`inherited`] is the other thing both sides agree on: what every
+//! traced process inherits from the first (the tracer's streams, the script).
 
 pub mod layout;
+pub mod inherited;
 
 use std::fmt;
 
@@ -69,49 +72,120 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Parses `[OPTIONS] SCRIPT [REST...]` and returns the request and the
-/// index of the first argument after the script (the command, for the
-/// launcher; nothing, for the client).
-pub fn parse_tracer_args(args: &[String]) -> Result<(Request, usize), UsageError> {
+/// Parses the launcher's `[OPTIONS] SCRIPT [OPTIONS --] [--] COMMAND...` and
+/// returns the request and the index of the command's first argument.
+///
+/// Options may also follow the script when a `--` ends them, which is what
+/// the `#!` form gives: the kernel runs `./s.ptap -q -- ls` as
+/// `processtap ./s.ptap -q -- ls`. A word after the script that is not an
+/// option starts the command (`processtap s.ptap grep -- -x f` runs
+/// `grep -- -x f`).
+pub fn parse_launcher_args(args: &[String]) -> Result<(Request, usize), UsageError> {
     let mut options = Options::default();
+    let after_script = match parse_leading_options(args, &mut options)? {
+        Leading::Script(after) => after,
+        Leading::Help => return Ok((Request::Help, args.len())),
+        Leading::Version => return Ok((Request::Version, args.len())),
+    };
+    let rest = &args[after_script..];
+    let command_start = match rest.first().map(String::as_str) {
+        Some("--") => after_script + 1,
+        Some(word) if word.starts_with('-') && word.len() > 1 => {
+            let Some(dashes) = rest.iter().position(|a| a == "--") else {
+                return Err(UsageError(format!(
+                    "option {word} after the script: end the options with '--' before the command"
+                )));
+            };
+            parse_options(&rest[..dashes], &mut options)?;
+            after_script + dashes + 1
+        }
+        _ => after_script,
+    };
+    Ok((Request::Trace(options), command_start))
+}
+
+/// Parses the client's `[OPTIONS] SCRIPT [OPTIONS]`: the launcher passes
+/// options before the script, `drrun -c libptap.so SCRIPT -q -- ...`
+/// after it.
+pub fn parse_client_args(args: &[String]) -> Result<Request, UsageError> {
+    let mut options = Options::default();
+    match parse_leading_options(args, &mut options)? {
+        Leading::Script(after) => parse_options(&args[after..], &mut options)?,
+        Leading::Help => return Ok(Request::Help),
+        Leading::Version => return Ok(Request::Version),
+    }
+    Ok(Request::Trace(options))
+}
+
+/// What the arguments before the script asked for.
+enum Leading {
+    /// A script, at the index before this one.
+    Script(usize),
+    Help,
+    Version,
+}
+
+/// Parses options up to the script, which it stores.
+fn parse_leading_options(args: &[String], options: &mut Options) -> Result<Leading, UsageError> {
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();
         match arg {
-            "--help" | "-h" => return Ok((Request::Help, i + 1)),
-            "--version" => return Ok((Request::Version, i + 1)),
-            "-q" => options.quiet = true,
-            "-v" => options.verbose = true,
-            "-o" | "-I" => {
-                let value = args
-                    .get(i + 1)
-                    .ok_or_else(|| UsageError(format!("option {arg} needs an argument")))?
-                    .clone();
-                if arg == "-o" {
-                    options.output = Some(value);
-                } else {
-                    options.include_dirs.push(value);
-                }
-                i += 1;
-            }
+            "--help" | "-h" => return Ok(Leading::Help),
+            "--version" => return Ok(Leading::Version),
             "--" => return Err(UsageError("no script given before '--'".into())),
-            _ if arg.starts_with("-o") && arg.len() > 2 => options.output = Some(arg[2..].to_string()),
-            _ if arg.starts_with("-I") && arg.len() > 2 => options.include_dirs.push(arg[2..].to_string()),
-            _ if arg.starts_with('-') && arg.len() > 1 => {
-                return Err(UsageError(format!("unknown option {arg}")))
-            }
+            _ if arg.starts_with('-') && arg.len() > 1 => i += parse_option(args, i, options)?,
             _ => {
                 options.script = arg.to_string();
-                return Ok((Request::Trace(options), i + 1));
+                return Ok(Leading::Script(i + 1));
             }
         }
-        i += 1;
     }
     Err(UsageError("no script given".into()))
 }
 
+/// Parses `args`, which must all be options.
+fn parse_options(args: &[String], options: &mut Options) -> Result<(), UsageError> {
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        if !arg.starts_with('-') || arg == "-" {
+            return Err(UsageError(format!("unexpected argument {arg} among the options")));
+        }
+        if matches!(arg, "--help" | "-h" | "--version") {
+            return Err(UsageError(format!("{arg} must come before the script")));
+        }
+        i += parse_option(args, i, options)?;
+    }
+    Ok(())
+}
+
+/// Parses the option at `args[i]`; returns how many arguments it took.
+fn parse_option(args: &[String], i: usize, options: &mut Options) -> Result<usize, UsageError> {
+    let arg = args[i].as_str();
+    let value = || {
+        args.get(i + 1).cloned().ok_or_else(|| UsageError(format!("option {arg} needs an argument")))
+    };
+    match arg {
+        "-q" => options.quiet = true,
+        "-v" => options.verbose = true,
+        "-o" => {
+            options.output = Some(value()?);
+            return Ok(2);
+        }
+        "-I" => {
+            options.include_dirs.push(value()?);
+            return Ok(2);
+        }
+        _ if arg.starts_with("-o") => options.output = Some(arg[2..].to_string()),
+        _ if arg.starts_with("-I") => options.include_dirs.push(arg[2..].to_string()),
+        _ => return Err(UsageError(format!("unknown option {arg}"))),
+    }
+    Ok(1)
+}
+
 impl Options {
-    /// The client arguments that [`parse_tracer_args`] turns back into
+    /// The client arguments that [`parse_client_args`] turns back into
     /// these options: `[OPTIONS] SCRIPT`.
     pub fn to_client_args(&self) -> Vec<String> {
         let mut args = Vec::new();
@@ -165,32 +239,63 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    fn launcher(v: &[&str]) -> (Options, Vec<String>) {
+        let args = strings(v);
+        let (req, rest) = parse_launcher_args(&args).unwrap();
+        let Request::Trace(o) = req else { panic!("{req:?}") };
+        (o, args[rest..].to_vec())
+    }
+
     #[test]
     fn parses_options_script_and_command() {
-        let args = strings(&["-q", "-o", "out.txt", "-I", "inc", "-Iinc2", "s.ptap", "--", "ls", "-l"]);
-        let (req, rest) = parse_tracer_args(&args).unwrap();
-        let Request::Trace(o) = req else { panic!() };
+        let (o, command) = launcher(&["-q", "-o", "out.txt", "-I", "inc", "-Iinc2", "s.ptap", "--", "ls", "-l"]);
         assert_eq!(o.output.as_deref(), Some("out.txt"));
         assert!(o.quiet && !o.verbose);
         assert_eq!(o.include_dirs, ["inc", "inc2"]);
         assert_eq!(o.script, "s.ptap");
-        assert_eq!(&args[rest..], ["--", "ls", "-l"]);
+        assert_eq!(command, ["ls", "-l"]);
+        assert_eq!(launcher(&["s.ptap", "ls", "-l"]).1, ["ls", "-l"]);
+    }
+
+    #[test]
+    fn options_may_follow_the_script_before_dashes() {
+        // What `./s.ptap -q -o f -- cmd` gives through `#!/usr/bin/env processtap`.
+        let (o, command) = launcher(&["./s.ptap", "-q", "-o", "f", "--", "cmd", "-x"]);
+        assert!(o.quiet);
+        assert_eq!(o.output.as_deref(), Some("f"));
+        assert_eq!(command, ["cmd", "-x"]);
+        // A command's own `--` is the command's.
+        assert_eq!(launcher(&["s.ptap", "grep", "--", "-x", "f"]).1, ["grep", "--", "-x", "f"]);
+        let err = parse_launcher_args(&strings(&["s.ptap", "-q", "ls"])).unwrap_err();
+        assert!(err.0.contains("end the options with '--'"), "{err}");
+        let err = parse_launcher_args(&strings(&["s.ptap", "-q", "oops", "--", "ls"])).unwrap_err();
+        assert!(err.0.contains("unexpected argument oops"), "{err}");
     }
 
     #[test]
     fn client_args_round_trip() {
-        let o = Options { output: Some("a b".into()), quiet: true, verbose: true, include_dirs: vec!["x".into()], script: "t.ptap".into() };
-        let (req, rest) = parse_tracer_args(&o.to_client_args()).unwrap();
-        assert_eq!(req, Request::Trace(o.clone()));
-        assert_eq!(rest, o.to_client_args().len());
+        let o = Options {
+            output: Some("a b".into()),
+            quiet: true,
+            verbose: true,
+            include_dirs: vec!["x".into()],
+            script: "t.ptap".into(),
+        };
+        assert_eq!(parse_client_args(&o.to_client_args()).unwrap(), Request::Trace(o.clone()));
+        // drrun's form: options after the script.
+        let Request::Trace(after) = parse_client_args(&strings(&["s.ptap", "-q", "-o", "f"])).unwrap() else { panic!() };
+        assert!(after.quiet && after.output.as_deref() == Some("f") && after.script == "s.ptap");
     }
 
     #[test]
     fn rejects_bad_command_lines() {
-        assert!(parse_tracer_args(&strings(&["-x", "s.ptap"])).unwrap_err().0.contains("unknown option -x"));
-        assert!(parse_tracer_args(&strings(&["-o"])).unwrap_err().0.contains("needs an argument"));
-        assert!(parse_tracer_args(&strings(&["-q"])).unwrap_err().0.contains("no script"));
-        assert_eq!(parse_tracer_args(&strings(&["--help", "s"])).unwrap().0, Request::Help);
+        let err = |v: &[&str]| parse_launcher_args(&strings(v)).unwrap_err().0;
+        assert!(err(&["-x", "s.ptap"]).contains("unknown option -x"));
+        assert!(err(&["-o"]).contains("needs an argument"));
+        assert!(err(&["-q"]).contains("no script"));
+        assert!(err(&["--", "ls"]).contains("no script given before '--'"));
+        assert_eq!(parse_launcher_args(&strings(&["--help", "s"])).unwrap().0, Request::Help);
+        assert_eq!(parse_client_args(&strings(&["--version"])).unwrap(), Request::Version);
     }
 
     #[test]

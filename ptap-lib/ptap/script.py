@@ -42,8 +42,15 @@ def _print_warning(message):
     print(f"[!] {message}", file=sys.stderr)
 
 
-def run_script(path, *, exe, argv, include_dirs=(), warn=_print_warning):
+def run_script(path, *, exe, argv, include_dirs=(), warn=_print_warning, name=None, source=None):
     """Run the script at *path* and return the probes it declared, in order.
+
+    *source* is the script's bytes when they were read already (every
+    traced process runs the script as the first one read it, which may
+    have been from a pipe such as ``/dev/stdin``); by default the file is
+    read. *name* is how the user named the script, shown in tracebacks and
+    as ``__file__``; it defaults to *path*, whose directory is put first
+    on ``sys.path``.
 
     *exe* and *argv* are the target's path and arguments, which the script
     sees as ``exe`` and ``argv``. *include_dirs* are searched for headers
@@ -58,9 +65,13 @@ def run_script(path, *, exe, argv, include_dirs=(), warn=_print_warning):
     global _include_dirs
     _include_dirs = tuple(include_dirs)
     prototypes.reset()
+    name = path if name is None else name
     try:
-        code = _compile_script(path, warn)
-        namespace = _script_globals(path, exe, argv)
+        if source is None:
+            with open(path, "rb") as file:
+                source = file.read()
+        code = _compile_script(source, name, warn)
+        namespace = _script_globals(name, exe, argv)
         sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
         with use_registry(Registry()) as registry:
             exec(code, namespace)
@@ -70,27 +81,27 @@ def run_script(path, *, exe, argv, include_dirs=(), warn=_print_warning):
     return registry.probes
 
 
-def _compile_script(path, warn):
-    """Read and compile the script, translating it from Python 2 if need be."""
-    with open(path, encoding="utf-8-sig") as file:
-        source = file.read()
+def _compile_script(source, name, warn):
+    """Compile the script's *source* bytes as *name*, translating it from
+    Python 2 if need be."""
+    source = source.decode("utf-8-sig")
     try:
-        code = compile(source, path, "exec", dont_inherit=True)
+        code = compile(source, name, "exec", dont_inherit=True)
     except SyntaxError as error:
         original = error
     else:
-        _remember_source(path, source)
+        _remember_source(name, source)
         return code
 
     from . import legacy  # Slow to import, and rarely needed.
 
     try:
-        translation = legacy.translate(source, path)
-        code = compile(translation, path, "exec", dont_inherit=True)
+        translation = legacy.translate(source, name)
+        code = compile(translation, name, "exec", dont_inherit=True)
     except SyntaxError:
         raise original from None
-    warn(f"{path}: Python 2 script translated to Python 3")
-    _remember_source(path, translation)
+    warn(f"{name}: Python 2 script translated to Python 3")
+    _remember_source(name, translation)
     return code
 
 

@@ -62,12 +62,12 @@ pub fn find_ptap_lib(client_path: &str) -> Option<PathBuf> {
     ptap_options::layout::find_ptap_lib(Path::new(client_path))
 }
 
-/// Makes `ptap` importable, the tracer's fds Python's stdout/stderr, and
-/// starting a thread an error (see `ptap/threads.py`).
-pub fn prepare(py: Python<'_>, ptap_lib: &Path, out_fd: i32, err_fd: i32) -> PyResult<()> {
+/// Makes `ptap` importable, the tracer's streams Python's stdout/stderr,
+/// and starting a thread an error (see `ptap/threads.py`).
+pub fn prepare(py: Python<'_>, ptap_lib: &Path) -> PyResult<()> {
     let sys = py.import("sys")?;
     sys.getattr("path")?.call_method1("insert", (0, ptap_lib.to_string_lossy().as_ref()))?;
-    py.import("ptap.output")?.call_method1("install_streams", (out_fd, err_fd))?;
+    py.import("ptap.output")?.call_method0("install_streams")?;
     py.import("ptap.threads")?.call_method0("refuse_new_threads")?;
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! `ptap-runtime`: the embedded interpreter, the bridge between the client's
 //! native events and the script's Python handlers.
 //!
-//! Start-up ([`start`]): open the tracer's own output streams, mend the
-//! private libraries DynamoRIO loaded for us ([`mends`]), start CPython
-//! with the `_ptap` module built in, run the script's top level through
+//! Start-up ([`start`]), once the client has opened the tracer's streams
+//! ([`output`]): mend the private libraries DynamoRIO loaded for us
+//! ([`mends`]), start CPython with the `_ptap` module built in, run the
+//! script's top level through
 //! `ptap.script.run_script`, and turn the probes it registered into native
 //! [`probe::Probe`]s whose [`predicate::Predicate`]s the client decides
 //! without Python. Events then enter Python only through
@@ -28,16 +29,13 @@ pub mod prototype;
 pub mod stack;
 pub mod symbols;
 
-use output::TracerStreams;
 use probe::Probe;
 use pyo3::prelude::*;
 
 /// What the client knows at start-up that the runtime needs.
 pub struct StartConfig<'a> {
     pub client_path: &'a str,
-    pub script: &'a str,
-    pub output: Option<&'a str>,
-    pub include_dirs: &'a [String],
+    pub script: &'a ptap_options::inherited::ScriptImage,
     /// The target's executable and argv, as the script's `exe` and `argv`.
     pub exe: &'a str,
     pub argv: &'a [String],
@@ -45,7 +43,6 @@ pub struct StartConfig<'a> {
 
 /// The running runtime.
 pub struct Runtime {
-    pub streams: TracerStreams,
     pub probes: Vec<Probe>,
     pub mends: mends::MendReport,
     /// `sys.version`'s first word, for the verbose banner.
@@ -88,7 +85,6 @@ pub enum StartError {
 /// released and events may call handlers from any thread.
 pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
     let ms_since = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1000.0;
-    let streams = TracerStreams::open(config.output).map_err(StartError::Tracer)?;
     let t = std::time::Instant::now();
     let mends = mends::mend_private_libraries();
     let mends_ms = ms_since(t);
@@ -103,12 +99,11 @@ pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
             e.display(py);
             StartError::Tracer("the ptap package failed to load".into())
         };
-        interpreter::prepare(py, &ptap_lib, streams.out_fd, streams.err_fd).map_err(internal)?;
+        interpreter::prepare(py, &ptap_lib).map_err(internal)?;
         let script = py.import("ptap.script").map_err(internal)?;
-        let err_fd = streams.err_fd;
         let warn = pyo3::types::PyCFunction::new_closure(py, None, None, move |args, _kwargs| -> PyResult<()> {
             let message: String = args.get_item(0)?.extract()?;
-            output::write_all(err_fd, format!("[!] {message}\n").as_bytes());
+            output::message(&format!("[!] {message}"));
             Ok(())
         })
         .map_err(internal)?;
@@ -116,9 +111,11 @@ pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
         let set = |k: &str, v: Bound<'_, PyAny>| kwargs.set_item(k, v).map_err(internal);
         set("exe", config.exe.into_pyobject(py).unwrap().into_any())?;
         set("argv", config.argv.into_pyobject(py).map_err(internal)?.into_any())?;
-        set("include_dirs", config.include_dirs.into_pyobject(py).map_err(internal)?.into_any())?;
+        set("include_dirs", config.script.include_dirs.as_slice().into_pyobject(py).map_err(internal)?.into_any())?;
+        set("name", config.script.name.as_str().into_pyobject(py).unwrap().into_any())?;
+        set("source", pyo3::types::PyBytes::new(py, &config.script.source).into_any())?;
         set("warn", warn.into_any())?;
-        let result = script.call_method("run_script", (config.script,), Some(&kwargs));
+        let result = script.call_method("run_script", (config.script.path.as_str(),), Some(&kwargs));
         let registered = match result {
             Ok(list) => list,
             Err(e) => {
@@ -156,7 +153,7 @@ pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
     })?;
     let timings = StartupTimings { mends: mends_ms, python: python_ms, script: ms_since(t) };
     let Loaded { probes, python_version, headers, syscall_count } = loaded;
-    Ok(Runtime { streams, probes, mends, python_version, headers, syscall_count, timings })
+    Ok(Runtime { probes, mends, python_version, headers, syscall_count, timings })
 }
 
 /// Called at every thread's start, before anything else runs in it.
@@ -173,7 +170,9 @@ pub fn thread_exiting() {
     dr_sys::syscall::release_thread_registers();
 }
 
-/// Flushes the tracer's Python streams (at process exit).
+/// Flushes the tracer's Python streams and what they left after their last
+/// newline (at process exit).
 pub fn flush() {
     dispatch::with_python(dispatch::flush_streams);
+    output::flush();
 }

@@ -23,6 +23,32 @@ pub mod _ptap {
         dr_sys::process::pid()
     }
 
+    /// Writes `data` to the tracer's stdout (`stream` 1) or stderr (2), in
+    /// whole lines (see `output`).
+    #[pyfunction]
+    fn write_stream(stream: u8, data: &[u8]) -> PyResult<()> {
+        crate::output::write(output_stream(stream)?, data);
+        Ok(())
+    }
+
+    /// The fd of the tracer's stdout (`stream` 1) or stderr (2).
+    #[pyfunction]
+    fn stream_fileno(stream: u8) -> PyResult<i32> {
+        let fds = crate::output::fds().ok_or_else(|| pyo3::exceptions::PyOSError::new_err("the tracer's streams are not open"))?;
+        Ok(match output_stream(stream)? {
+            crate::output::Stream::Stdout => fds.out,
+            crate::output::Stream::Stderr => fds.err,
+        })
+    }
+
+    fn output_stream(stream: u8) -> PyResult<crate::output::Stream> {
+        match stream {
+            1 => Ok(crate::output::Stream::Stdout),
+            2 => Ok(crate::output::Stream::Stderr),
+            _ => Err(pyo3::exceptions::PyValueError::new_err(format!("no tracer stream {stream}: 1 is stdout, 2 stderr"))),
+        }
+    }
+
     /// The calling thread's id.
     #[pyfunction]
     fn tid() -> u32 {
