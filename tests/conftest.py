@@ -12,6 +12,11 @@ Environment:
   ``<repo>/build/targets``, built there with CMake once per session when
   missing or out of date; a top-level build's ``<repo>/build/tests/targets``
   is used when it is complete and ``<repo>/build/targets`` does not exist).
+- ``PTAP_DYNAMORIO_BUILD``: the DynamoRIO build that ``libptap.so`` runs with
+  under a stock ``drrun`` (default: ``dynamorio`` beside the processtap
+  binary, the link to the ``dynamorio-sys`` crate's build);
+  ``PTAP_DYNAMORIO_TOOLS``: DynamoRIO's ``tools/`` source that drrun is built
+  from (see ``scripts/build-drrun``, which the ``drrun`` fixture runs).
 """
 
 import os
@@ -235,3 +240,42 @@ def script_lines(text, prefix):
     """The lines of *text* that start with *prefix*, with the prefix removed."""
     return [line[len(prefix):] for line in text.splitlines() if line.startswith(prefix)]
 
+
+
+# ---------------------------------------------------------------------------
+# A stock drrun
+
+
+@dataclass
+class Drrun:
+    """DynamoRIO's own ``drrun``, built from DynamoRIO's sources."""
+
+    #: The drrun executable (``build/drrun/drrun``).
+    path: Path
+    #: The DynamoRIO build it runs, given as ``-root``.
+    root: Path
+    #: The ``libptap.so`` given to ``-c``.
+    client: Path
+
+
+@pytest.fixture(scope="session")
+def drrun(processtap):
+    """A stock drrun built by ``scripts/build-drrun`` (once per session, when stale).
+
+    Skips the tests that use it, saying what is missing, when DynamoRIO's
+    tools/ source, the DynamoRIO build or ``libptap.so`` cannot be found, or
+    drrun does not compile.
+    """
+    client = processtap.parent / "libptap.so"
+    if not client.is_file():
+        pytest.skip(f"drrun tests: no libptap.so beside {processtap}")
+    root = Path(os.environ.get("PTAP_DYNAMORIO_BUILD") or processtap.parent / "dynamorio").resolve()
+    completed = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "build-drrun"), str(root)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    if completed.returncode != 0:
+        reason = completed.stderr.strip() or f"scripts/build-drrun exited with {completed.returncode}"
+        pytest.skip(f"drrun tests: cannot build a stock drrun: {reason[:2000]}")
+    path = Path(completed.stdout.strip().splitlines()[-1])
+    return Drrun(path=path, root=root, client=client)
