@@ -85,22 +85,26 @@ PROBE_KINDS = {
         ProbeKind(
             "function_entry", "at the first instruction of a function",
             _FUNCTION_VARIABLES,
-            ("function", "function_name", "caller", "args", "prototype"),
+            ("function", "pc", "function_name", "module", "caller", "args",
+             "prototype", "regs", "backtrace"),
         ),
         ProbeKind(
             "function_exit", "when a call of a function returns",
             _FUNCTION_VARIABLES,
-            ("function", "function_name", "caller", "args", "prototype", "retval"),
+            ("function", "pc", "function_name", "module", "caller", "args",
+             "prototype", "regs", "backtrace", "retval", "unwound"),
         ),
         ProbeKind(
             "syscall_entry", "before a system call",
             _SYSCALL_VARIABLES,
-            ("syscall", "syscall_name", "args", "skip"),
+            ("syscall", "syscall_name", "args", "prototype", "regs", "backtrace",
+             "skip"),
         ),
         ProbeKind(
             "syscall_exit", "after a system call",
             _SYSCALL_VARIABLES,
-            ("syscall", "syscall_name", "args", "retval", "errno"),
+            ("syscall", "syscall_name", "args", "prototype", "regs", "backtrace",
+             "retval", "errno"),
         ),
         ProbeKind(
             "memory_read", "before an instruction reads memory",
@@ -127,7 +131,7 @@ PROBE_KINDS = {
         ProbeKind(
             "process_exit", "when the process exits",
             _LIFECYCLE_VARIABLES,
-            ("exit_code",),
+            ("exit_code", "signal"),
         ),
         ProbeKind(
             "thread_start", "when a thread starts",
@@ -142,7 +146,7 @@ PROBE_KINDS = {
         ProbeKind(
             "module_load", "when a module (executable or shared library) is loaded",
             ("process_id", "thread_id", "module_name"),
-            ("module",),
+            ("module", "module_path", "module_base", "module_end"),
         ),
     )
 }

@@ -5,7 +5,7 @@ use crate::predicate::Predicate;
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The probe kinds of the contract (`shared/design/ptap-api.md`).
+/// The probe kinds of the contract (`docs/scripts.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProbeKind {
     FunctionEntry,

@@ -1,5 +1,5 @@
 //! The mends that let CPython run inside a DynamoRIO client on glibc 2.36
-//! (see `shared/design/dynamorio-embedded-python.md` for how each was found):
+//! (see `docs/internals.md` for how each was found):
 //! versioned-symbol rebinding, `getauxval`, `dlopen` through DynamoRIO's
 //! private loader, and per-thread libc repairs.
 //!
