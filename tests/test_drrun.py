@@ -417,3 +417,12 @@ def test_the_target_sees_its_own_environment(tracer, run_native, command):
     ours = [line for line in traced if line.startswith("DYNAMORIO_") or "__disabled__" in line]
     assert ours == [], f"DynamoRIO's entries reach the target: {ours}\n{result}"
     assert sorted(traced) == sorted(native.stdout.splitlines()), str(result)
+
+
+def test_a_probe_that_never_matched_is_warned_about_once(tracer):
+    # Under drrun no launcher gathers what the processes saw: the first
+    # process warns about its own probes, its children do not repeat it.
+    script = '@function_entry(function_name == "mallo")\ndef malloc_entry(ctx):\n    pass\n'
+    result = tracer(script, "/bin/sh", "-c", "/bin/true; /bin/true", options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert result.stderr.splitlines() == ["[!] probe malloc_entry never matched: no function named 'mallo'"], str(result)

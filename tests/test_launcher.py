@@ -7,11 +7,12 @@ status 2 and a one-line message starting with ``processtap:``.
 import os
 import re
 import shutil
+import subprocess
 import tomllib
 
 import pytest
 
-from conftest import HELLO_OUTPUT, REPO_ROOT, run_command
+from conftest import HELLO_OUTPUT, PYTHON, REPO_ROOT, run_command
 
 
 def the_error_line(result):
@@ -241,3 +242,115 @@ def test_executable_script_with_shebang(processtap, tmp_path, run_native):
     assert returncode == 0, stderr
     assert stdout == "script says hi to ['yo']\nyo\nexit code 0\n", stderr
     assert "[*] PTAP file: " in stderr and "shebang.ptap" in stderr
+
+
+def test_executable_script_with_options_after_it(processtap, tmp_path):
+    # The kernel runs `./s.ptap -q -o f -- cmd` as `processtap ./s.ptap -q -o f -- cmd`.
+    script = tmp_path / "shebang.ptap"
+    script.write_text(
+        "#!/usr/bin/env processtap\n"
+        "@process_exit\n"
+        "def done(ctx):\n"
+        "    print('exit code', ctx.exit_code)\n"
+    )
+    script.chmod(0o755)
+    env = {"PATH": f"{processtap.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    returncode, stdout, stderr = run_command(
+        ["./shebang.ptap", "-q", "-o", "out.txt", "--", "/bin/echo", "yo"], cwd=tmp_path, env=env
+    )
+    assert (returncode, stdout, stderr) == (0, "yo\n", ""), stderr
+    assert (tmp_path / "out.txt").read_text() == "exit code 0\n"
+
+
+def test_options_after_the_script_need_dashes_before_the_command(run_processtap, tmp_path, target):
+    script = tmp_path / "empty.ptap"
+    script.write_text("print('script ran')\n")
+    result = run_processtap(script, "-q", target("hello"))
+    assert result.returncode == 2, str(result)
+    assert "'--'" in the_error_line(result)
+    assert_target_did_not_run(result)
+
+
+@pytest.mark.parametrize("content", ["just text\n", "\x7fEL"], ids=["text", "short-magic"])
+def test_command_neither_elf_nor_shebang(trace, tmp_path, content):
+    command = tmp_path / "not-a-program"
+    command.write_text(content)
+    command.chmod(0o755)
+    result = trace("print('script ran')\n", command)
+    assert result.returncode == 2, str(result)
+    line = the_error_line(result)
+    assert str(command) in line and "not an ELF executable nor a #! script" in line, str(result)
+    assert_target_did_not_run(result)
+
+
+# ---------------------------------------------------------------------------
+# Scripts that can be read once
+
+
+def test_script_from_stdin(processtap):
+    script = b"print('from stdin', argv[1:])\n@process_exit\ndef done(ctx):\n    print('exit', ctx.pid > 0)\n"
+    completed = subprocess.run(
+        [str(processtap), "-q", "/dev/stdin", "--", "/bin/sh", "-c", "/bin/echo child"],
+        input=script, capture_output=True, timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    # Every process runs the script: the shell, and echo, which it executes.
+    lines = completed.stdout.decode().splitlines()
+    assert lines.count("from stdin ['-c', '/bin/echo child']") == 1, lines
+    assert lines.count("from stdin ['child']") == 1 and lines.count("exit True") == 2, lines
+    assert "child" in lines, lines
+
+
+def test_script_from_process_substitution(processtap):
+    shell = f"{processtap} -q <(echo \"print('substituted')\") -- /bin/sh -c /bin/true"
+    returncode, stdout, stderr = run_command(["/bin/bash", "-c", shell])
+    assert (returncode, stdout) == (0, "substituted\nsubstituted\n"), stderr
+
+
+def test_traceback_names_the_script_as_given(processtap):
+    completed = subprocess.run(
+        [str(processtap), "-q", "/dev/stdin", "--", "/bin/true"],
+        input=b"x = 1\nraise ValueError('from the script')\n", capture_output=True, timeout=60,
+    )
+    assert completed.returncode == 2, completed.stderr
+    stderr = completed.stderr.decode()
+    assert 'File "/dev/stdin", line 2' in stderr and "raise ValueError('from the script')" in stderr, stderr
+
+
+# ---------------------------------------------------------------------------
+# Probes that never match
+
+NEVER_MATCHING = """\
+@function_entry(function_name == "mallo")
+def malloc_entry(ctx):
+    pass
+
+@function_exit(function_name >> ["no_such_a", "no_such_b"])
+def two_names(ctx):
+    pass
+
+@function_entry(function_name == "Py_InitializeFromConfig")
+def in_python_only(ctx):
+    pass
+
+@syscall_entry(syscall_num == 4000)
+def past_the_table(ctx):
+    pass
+
+@function_entry(function_name == "malloc")
+def matches(ctx):
+    pass
+"""
+
+
+def test_a_probe_that_never_matched_is_warned_about_once(trace):
+    # The shell and three programs run the script; Python's function is in
+    # python3 only, so it matched in the run.
+    command = ["/bin/sh", "-c", f"/bin/true; /bin/true; {PYTHON} -c pass"]
+    result = trace(NEVER_MATCHING, *command, options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert result.stderr.splitlines() == [
+        "[!] probe malloc_entry never matched: no function named 'mallo'",
+        "[!] probe two_names never matched: no function named 'no_such_a', 'no_such_b'",
+        "[!] probe past_the_table never matched: no system call matched (syscall.num == 4000)",
+    ], str(result)

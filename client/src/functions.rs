@@ -176,6 +176,7 @@ pub fn on_module_load(module: &ModuleInfo, is_main: bool) {
             let list = if probes[*i].kind == ProbeKind::FunctionEntry { &mut site.entry } else { &mut site.exit };
             let name = matched.0.map(|n| intern(&n));
             list.push(SiteProbe { probe: *i, name, predicate: matched.1 });
+            crate::match_reports::matched(*i);
         }
         if site.entry.is_empty() && site.exit.is_empty() {
             continue;

@@ -15,6 +15,7 @@ mod environment;
 mod fd_guard;
 mod functions;
 mod lifecycle;
+mod match_reports;
 mod script_image;
 mod site_probes;
 mod start;

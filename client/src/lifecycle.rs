@@ -239,6 +239,7 @@ unsafe extern "C" fn on_exit() {
             ]
         });
         ptap_runtime::flush();
+        crate::match_reports::warn_at_exit();
         for p in tracer.runtime.probes.iter().filter(|p| p.error_count() > 0) {
             tracer.banner.message(&format!(
                 "[!] handler {} ({}) raised {} exception(s); the first is shown above",

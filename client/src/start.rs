@@ -60,6 +60,7 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
         return give_up(first_program, &message, &exe);
     }
 
+    crate::match_reports::start(&runtime.probes, first_program);
     let banner = banner::Banner::new(&options);
     banner.header(&exe, &script.name, &runtime);
     banner.verbose(&format!(

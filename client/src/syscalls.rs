@@ -191,6 +191,7 @@ fn decide_site(probes: &[Probe], number: i128, table: Option<&'static SyscallEnt
         let Some(rest) = residual(&p.predicate, fields) else { continue };
         let list = if p.kind == ProbeKind::SyscallEntry { &mut site.entry } else { &mut site.exit };
         list.push(SiteProbe { probe: i, name: None, predicate: rest });
+        crate::match_reports::matched(i);
     }
     site
 }

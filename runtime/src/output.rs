@@ -118,6 +118,11 @@ pub fn forget_pending() {
     }
 }
 
+/// Whether the launcher's report pipe is there (not under a plain drrun).
+pub fn has_report_pipe() -> bool {
+    STREAMS.get().is_some_and(|s| s.reports)
+}
+
 /// Sends `report` to the launcher, if there is one. Never blocks: a full
 /// pipe drops it.
 pub fn report(report: &Report) {

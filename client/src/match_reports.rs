@@ -1,0 +1,94 @@
+//! Whether each function and system-call probe matched anything, so that
+//! a probe that matched nothing in the whole run (a misspelt function
+//! name, a library never loaded) gets one warning at the end:
+//! `[!] probe malloc_entry never matched: no function named 'mallo'`.
+//!
+//! Each process tells the launcher, through the report pipe, which probes
+//! could match only what some module or the system-call table holds, and
+//! which of them did; the launcher warns once for the whole run. Under a
+//! plain `drrun` there is no launcher: the first process warns at its exit
+//! about what it saw itself.
+
+use once_cell::sync::OnceCell;
+use ptap_options::inherited::Report;
+use ptap_runtime::output;
+use ptap_runtime::predicate::{CompareOp, Predicate, Value, Variable};
+use ptap_runtime::probe::{Probe, ProbeKind};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+struct Reports {
+    /// Per probe: `None` when it needs no report (lifecycle probes), else
+    /// whether it matched something in this process.
+    matched: Vec<Option<AtomicBool>>,
+    warnings: Vec<String>,
+    /// The process that warns at its exit (no launcher to gather reports):
+    /// the first of the trace, not its forks.
+    warning_pid: Option<u32>,
+}
+
+static REPORTS: OnceCell<Reports> = OnceCell::new();
+
+/// Call once the probes are known. `first_process` is true in the first
+/// process of the trace (not a program a traced process executed, nor a
+/// fork, which never runs this).
+pub fn start(probes: &[Probe], first_process: bool) {
+    let mut matched = Vec::with_capacity(probes.len());
+    let mut warnings = Vec::with_capacity(probes.len());
+    for (index, probe) in probes.iter().enumerate() {
+        let Some(what) = matched_against(probe.kind) else {
+            matched.push(None);
+            warnings.push(String::new());
+            continue;
+        };
+        let warning = format!("probe {} never matched: {}", probe.name, reason(what, &probe.predicate, &probe.predicate_text));
+        output::report(&Report::MayNeverMatch { index, warning: warning.clone() });
+        matched.push(Some(AtomicBool::new(false)));
+        warnings.push(warning);
+    }
+    let warning_pid = (first_process && !output::has_report_pipe()).then(dr_sys::process::pid);
+    let _ = REPORTS.set(Reports { matched, warnings, warning_pid });
+}
+
+/// Probe `index` matched a function or system call.
+pub fn matched(index: usize) {
+    let Some(flag) = REPORTS.get().and_then(|r| r.matched.get(index)?.as_ref()) else { return };
+    if !flag.swap(true, Ordering::Relaxed) {
+        output::report(&Report::Matched { index });
+    }
+}
+
+/// At process exit: the warnings, when this process is the one to give them.
+pub fn warn_at_exit() {
+    let Some(reports) = REPORTS.get().filter(|r| r.warning_pid == Some(dr_sys::process::pid())) else { return };
+    for (flag, warning) in reports.matched.iter().zip(&reports.warnings) {
+        if flag.as_ref().is_some_and(|f| !f.load(Ordering::Relaxed)) {
+            output::message(&format!("[!] {warning}"));
+        }
+    }
+}
+
+/// What a probe kind's predicate is matched against when code is set up.
+fn matched_against(kind: ProbeKind) -> Option<&'static str> {
+    match kind {
+        ProbeKind::FunctionEntry | ProbeKind::FunctionExit => Some("function"),
+        ProbeKind::SyscallEntry | ProbeKind::SyscallExit => Some("system call"),
+        _ => None,
+    }
+}
+
+/// Why nothing matched, in the predicate's own words: the name it asked
+/// for when it is a condition on the name alone, else its text.
+fn reason(what: &str, predicate: &Predicate, text: &str) -> String {
+    let name_variable = if what == "function" { Variable::FunctionName } else { Variable::SyscallName };
+    let quoted = |values: &[Value]| {
+        values.iter().filter_map(|v| if let Value::Str(s) = v { Some(format!("'{s}'")) } else { None }).collect::<Vec<_>>().join(", ")
+    };
+    match predicate {
+        Predicate::Compare(v, CompareOp::Eq, value @ Value::Str(_)) if *v == name_variable => {
+            format!("no {what} named {}", quoted(std::slice::from_ref(value)))
+        }
+        Predicate::OneOf(v, values) if *v == name_variable => format!("no {what} named {}", quoted(values)),
+        Predicate::Like(v, glob) if *v == name_variable => format!("no {what} name matched '{glob}'"),
+        _ => format!("no {what} matched {text}"),
+    }
+}
