@@ -283,3 +283,24 @@ def test_lines_of_many_processes_never_mix(trace):
         _, pid, digits = line.split(" ")
         assert digits == str(int(pid) % 10) * 3000, line[:200]
     assert target_lines(result.stdout) == []
+
+
+def test_no_line_is_lost_when_the_target_makes_its_stdout_non_blocking(processtap, tmp_path):
+    # processtap's stdout is the target's too: one open file description,
+    # whose O_NONBLOCK the target may set (node does). The tracer's writes
+    # into a full pipe then wait instead of being dropped.
+    script = tmp_path / "lines.ptap"
+    script.write_text(
+        "@syscall_entry(syscall_name == 'getppid')\n"
+        "def asked(ctx):\n"
+        "    print('[ptap]', 'x' * 1000)\n"
+    )
+    code = (
+        "import fcntl, os\n"
+        "fcntl.fcntl(1, fcntl.F_SETFL, fcntl.fcntl(1, fcntl.F_GETFL) | os.O_NONBLOCK)\n"
+        "for _ in range(2000):\n"
+        "    os.getppid()\n"
+    )
+    shell = f"{processtap} -q {script} -- {PYTHON} -c \"{code}\" | (sleep 1; grep -c '^\\[ptap\\] x*$')"
+    returncode, stdout, stderr = run_command(["/bin/bash", "-c", shell])
+    assert (returncode, stdout.strip()) == (0, "2000"), stderr

@@ -128,10 +128,8 @@ pub fn has_report_pipe() -> bool {
 pub fn report(report: &Report) {
     if let Some(streams) = STREAMS.get().filter(|s| s.reports) {
         let line = report.to_line();
-        without_sigpipe(|| {
-            // SAFETY: writes from a live buffer; the pipe is non-blocking.
-            unsafe { libc::write(streams.fds.reports, line.as_ptr() as *const _, line.len()) };
-        });
+        // The pipe is non-blocking: a full one drops the report.
+        without_sigpipe(|| drop(write_fd(streams.fds.reports, line.as_bytes())));
     }
 }
 
@@ -155,17 +153,37 @@ impl Streams {
 
 /// Writes all of `bytes` to `fd`, retrying short writes. Errors are
 /// ignored: there is nowhere left to report them.
+///
+/// The streams share their open file description with fds of the
+/// target's (processtap's stdout is often the target's stdout too), so the
+/// target may have made it non-blocking (node does, for its stdout): a
+/// write that would block waits until the fd takes more.
 pub fn write_all(fd: i32, mut bytes: &[u8]) {
     while !bytes.is_empty() {
-        // SAFETY: writes from a live slice.
-        let n = unsafe { libc::write(fd, bytes.as_ptr() as *const _, bytes.len()) };
-        if n <= 0 {
-            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
+        match write_fd(fd, bytes) {
+            Ok(0) => return,
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let mut pollfd = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+                // SAFETY: polls one valid pollfd.
+                unsafe { libc::poll(&mut pollfd, 1, -1) };
             }
-            return;
+            Err(_) => return,
         }
-        bytes = &bytes[n as usize..];
+    }
+}
+
+/// `write(2)`, made as a system call: a client's `write` is DynamoRIO's
+/// (`os_write`, which its loader binds every private library's `write`
+/// to), and returns `-errno` without setting errno.
+fn write_fd(fd: i32, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: writes from a live slice.
+    let n = unsafe { libc::syscall(libc::SYS_write, fd, bytes.as_ptr(), bytes.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
