@@ -8,8 +8,8 @@ drrun is DynamoRIO's own, built from DynamoRIO's sources at the tag the
 options in a ``<app>.<pid>.1config64`` file there).
 
 Where both forms must behave alike, a test runs under both launchers (the
-``tracer`` fixture, ids ``processtap`` and ``drrun``); the ground truth is
-the untraced program's own output and exit status.
+``tracer`` fixture of conftest, ids ``processtap`` and ``drrun``); the
+ground truth is the untraced program's own output and exit status.
 """
 
 import os
@@ -18,75 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HELLO_OUTPUT, PYTHON, TraceResult, run_command, script_lines
+from conftest import HELLO_OUTPUT, PYTHON, config_files, run_command, script_lines
 from function_targets import fields_of, ftarget, without_handler_lines  # noqa: F401
 
-LAUNCHERS = ["processtap", "drrun"]
-
-
-@pytest.fixture(autouse=True)
-def no_dynamorio_variables(monkeypatch):
-    """The tests' own environment holds no DynamoRIO variable to start with."""
-    for name in list(os.environ):
-        if name.startswith("DYNAMORIO_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def configdir(tmp_path):
-    """The ``DYNAMORIO_CONFIGDIR`` of a drrun run (drrun writes into its ``.dynamorio``)."""
-    directory = tmp_path / "dynamorio-config"
-    directory.mkdir()
-    return directory
-
-
-def config_files(directory):
-    """The ``*.1config64`` files under *directory*, hidden folders included."""
-    return sorted(
-        os.path.join(folder, name)
-        for folder, _, names in os.walk(directory)
-        for name in names
-        if name.endswith(".1config64")
-    )
-
-
-@pytest.fixture
-def under_drrun(drrun, configdir, tmp_path):
-    """``under_drrun(script, *command, options=(), cwd=None, timeout=60, env=None)``.
-
-    Runs ``drrun -root ROOT -c libptap.so [options] SCRIPT -- COMMAND...``
-    as conftest's ``trace`` runs processtap (*script* is the script's text,
-    or a :class:`pathlib.Path` to use as is), and returns a TraceResult.
-    """
-    counter = iter(range(1, 1_000_000))
-
-    def run(script, *command, options=(), cwd=None, timeout=60, env=None):
-        if isinstance(script, os.PathLike):
-            script_path = Path(script)
-        else:
-            script_path = tmp_path / f"drrun-script{next(counter)}.ptap"
-            script_path.write_text(script)
-        args = [drrun.path, "-root", drrun.root, "-c", drrun.client, *options, script_path, "--", *command]
-        full_env = {"DYNAMORIO_CONFIGDIR": str(configdir), **(env or {})}
-        returncode, stdout, stderr = run_command(args, cwd=cwd, env=full_env, timeout=timeout)
-        return TraceResult(args, script_path, returncode, stdout, stderr)
-
-    return run
-
-
-@pytest.fixture(params=LAUNCHERS)
-def tracer(request):
-    """``tracer(script, *command, options=(), cwd=None, timeout=60, env=None)``
-    under processtap or under drrun (the test's id says which); the name is
-    in ``tracer.launcher``."""
-    run = request.getfixturevalue("trace" if request.param == "processtap" else "under_drrun")
-
-    def traced(*args, **kwargs):
-        return run(*args, **kwargs)
-
-    traced.launcher = request.param
-    return traced
-
+pytestmark = pytest.mark.usefixtures("no_dynamorio_variables")
 
 def shell_status(returncode):
     """An exit status as a shell shows it: 128+N for death by signal N."""

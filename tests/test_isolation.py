@@ -3,7 +3,9 @@ target's output, files, fds, signals and environment are what they are
 untraced, and all the tracer writes reaches processtap's own stdout and
 stderr, in whole lines.
 
-Each test compares with the same command run untraced.
+Each test compares with the same command run untraced, and most run under
+both launchers (conftest's ``tracer``: processtap, and DynamoRIO's stock
+drrun, where the first traced process sets up what the launcher would).
 """
 
 import os
@@ -13,6 +15,8 @@ import subprocess
 import pytest
 
 from conftest import PYTHON, run_command
+
+pytestmark = pytest.mark.usefixtures("no_dynamorio_variables")
 
 #: One line per process at its exit, with its pid and program.
 EXIT_LINES = (
@@ -45,39 +49,39 @@ def exits(stdout):
 # What a child's fd 1 and 2 lead to is the target's
 
 
-def test_command_substitution_captures_only_the_targets_output(trace, run_native):
+def test_command_substitution_captures_only_the_targets_output(tracer, run_native):
     command = ["/bin/bash", "-c", 'p=$(/bin/echo hi); q=$(/bin/ls /nonexistent-ptap 2>&1); echo "[$p]" "[${q:0:7}]"']
     native = run_native(*command, env={"LC_ALL": "C"})
     assert native.stdout == "[hi] [/bin/ls]\n", native
-    result = trace(EXIT_LINES, *command, options=["-q"], env={"LC_ALL": "C"})
+    result = tracer(EXIT_LINES, *command, options=["-q"], env={"LC_ALL": "C"})
     assert result.returncode == native.returncode == 0, str(result)
     assert target_lines(result.stdout) == native.stdout.splitlines(), str(result)
     assert exits(result.stdout).keys() >= {"bash", "echo", "ls"}, str(result)
 
 
-def test_banner_of_an_exec_child_is_not_captured_with_o(trace, run_native, tmp_path):
+def test_banner_of_an_exec_child_is_not_captured_with_o(tracer, run_native, tmp_path):
     # Without -q every traced process prints its banner, exec'd children
     # too: it goes to processtap's stderr, never into `$(... 2>&1)`.
     command = ["/bin/bash", "-c", 'x=$(/bin/ls /nonexistent-ptap 2>&1); echo "[$x]"']
     native = run_native(*command, env={"LC_ALL": "C"})
-    result = trace(EXIT_LINES, *command, options=["-o", str(tmp_path / "out.txt")], env={"LC_ALL": "C"})
+    result = tracer(EXIT_LINES, *command, options=["-o", str(tmp_path / "out.txt")], env={"LC_ALL": "C"})
     assert result.returncode == native.returncode, str(result)
     assert result.stdout == native.stdout, str(result)
     assert result.stderr.count("[*] Executable file:") >= 2, str(result)
     assert "ls" in exits((tmp_path / "out.txt").read_text()), str(result)
 
 
-def test_python_subprocess_pipe_gets_only_the_childs_output(trace, run_native):
+def test_python_subprocess_pipe_gets_only_the_childs_output(tracer, run_native):
     command = [PYTHON, "-c", "import subprocess; print(repr(subprocess.run(['/bin/echo', 'hi'], capture_output=True).stdout))"]
     native = run_native(*command)
     assert native.stdout == "b'hi\\n'\n", native
-    result = trace(EXIT_LINES, *command, options=["-q"])
+    result = tracer(EXIT_LINES, *command, options=["-q"])
     assert result.returncode == 0, str(result)
     assert target_lines(result.stdout) == native.stdout.splitlines(), str(result)
     assert exits(result.stdout).keys() >= {"python3", "echo"}, str(result)
 
 
-def test_tar_writes_a_valid_archive(trace, tmp_path):
+def test_tar_writes_a_valid_archive(tracer, tmp_path):
     # tar runs gzip with its stdout on the archive: a line of the tracer's
     # there corrupted it.
     source = tmp_path / "dir"
@@ -90,7 +94,7 @@ def test_tar_writes_a_valid_archive(trace, tmp_path):
         "    print(f'[ptap] {ctx.pid} {exe} write {ctx.args[2]}')\n"
     )
     archive = tmp_path / "t.tgz"
-    result = trace(script, "/bin/tar", "czf", archive, "dir", options=["-q"], cwd=tmp_path)
+    result = tracer(script, "/bin/tar", "czf", archive, "dir", options=["-q"], cwd=tmp_path)
     assert result.returncode == 0, str(result)
     assert any(" write " in line and "gzip" in line for line in tracer_lines(result.stdout)), str(result)
     assert subprocess.run(["gzip", "-t", str(archive)], capture_output=True).returncode == 0, str(result)
@@ -98,11 +102,11 @@ def test_tar_writes_a_valid_archive(trace, tmp_path):
     assert sorted(listing.split()) == ["dir/"] + [f"dir/file{i}.txt" for i in range(5)], listing
 
 
-def test_a_child_whose_stdout_is_a_closed_pipe_still_reports(trace, run_native):
+def test_a_child_whose_stdout_is_a_closed_pipe_still_reports(tracer, run_native):
     # yes's process_exit line went to its own fd 1, head's closed pipe.
     command = ["/bin/sh", "-c", "yes | head -1"]
     native = run_native(*command)
-    result = trace(EXIT_LINES, *command, options=["-q"])
+    result = tracer(EXIT_LINES, *command, options=["-q"])
     assert result.returncode == native.returncode == 0, str(result)
     assert target_lines(result.stdout) == ["y"], str(result)
     found = exits(result.stdout)
@@ -125,18 +129,18 @@ def test_target_keeps_the_sigpipe_disposition_it_was_given(processtap, tmp_path)
 
 @pytest.mark.parametrize("redirect", [">&-", "2>&-", "<&-", ">&- 2>&-"])
 @pytest.mark.parametrize("program", ["/bin/true", "/bin/echo x"])
-def test_an_exec_child_with_closed_std_fds_runs_as_untraced(trace, run_native, redirect, program):
+def test_an_exec_child_with_closed_std_fds_runs_as_untraced(tracer, run_native, redirect, program):
     command = ["/bin/bash", "-c", f'{program} {redirect}; echo "status $?"']
     native = run_native(*command, env={"LC_ALL": "C"})
-    result = trace(EXIT_LINES, *command, options=["-q"], env={"LC_ALL": "C"})
+    result = tracer(EXIT_LINES, *command, options=["-q"], env={"LC_ALL": "C"})
     assert result.returncode == native.returncode, str(result)
     assert target_lines(result.stdout) == native.stdout.splitlines(), str(result)
     assert os.path.basename(program.split()[0]) in exits(result.stdout), str(result)
 
 
-def test_child_output_reaches_the_tracer_whatever_its_fd_1(trace):
+def test_child_output_reaches_the_tracer_whatever_its_fd_1(tracer):
     command = ["/bin/sh", "-c", "/bin/echo hidden >/dev/null; /bin/echo shown | /bin/cat"]
-    result = trace(EXIT_LINES, *command, options=["-q"])
+    result = tracer(EXIT_LINES, *command, options=["-q"])
     assert result.returncode == 0, str(result)
     assert target_lines(result.stdout) == ["shown"], str(result)
     assert exits(result.stdout)["echo"] == [0, 0] and "cat" in exits(result.stdout), str(result)
@@ -169,13 +173,13 @@ print("parent done")
 """
 
 
-def test_a_child_that_closes_every_fd_keeps_the_tracers_output(trace):
+def test_a_child_that_closes_every_fd_keeps_the_tracers_output(tracer):
     script = EXIT_LINES + (
         "@syscall_entry(syscall_name == 'getppid')\n"
         "def asked(ctx):\n"
         "    print(f'[ptap] {ctx.pid} getppid')\n"
     )
-    result = trace(script, PYTHON, "-c", CLOSE_EVERYTHING, options=["-q"])
+    result = tracer(script, PYTHON, "-c", CLOSE_EVERYTHING, options=["-q"])
     assert result.returncode == 0, str(result)
     assert target_lines(result.stdout) == ["parent done"], str(result)
     assert any(line.endswith(" getppid") for line in tracer_lines(result.stdout)), str(result)
@@ -184,7 +188,7 @@ def test_a_child_that_closes_every_fd_keeps_the_tracers_output(trace):
     assert "lost sys.stderr" not in result.stderr and "Traceback" not in result.stderr, str(result)
 
 
-def test_the_tracers_fds_are_in_dynamorios_range(trace, run_native):
+def test_the_tracers_fds_are_in_dynamorios_range(tracer, run_native):
     # The target sees its own fds below its limit, and nothing of ours.
     code = (
         "import os, resource\n"
@@ -192,7 +196,7 @@ def test_the_tracers_fds_are_in_dynamorios_range(trace, run_native):
         "print(sorted(int(n) for n in os.listdir('/proc/self/fd') if int(n) < limit))\n"
     )
     native = run_native(PYTHON, "-c", code)
-    result = trace("", PYTHON, "-c", code, options=["-q"])
+    result = tracer("", PYTHON, "-c", code, options=["-q"])
     assert result.returncode == 0, str(result)
     assert result.stdout == native.stdout, str(result)
 
@@ -222,28 +226,7 @@ def test_closed_std_fds_of_processtap_stay_closed_for_the_target(processtap, tmp
     assert report_traced.read_text() == report_native.read_text()
 
 
-# ---------------------------------------------------------------------------
-# The environment
-
-
-def environment_of(run, command):
-    return sorted(line for line in run(*command).stdout.splitlines())
-
-
-@pytest.mark.parametrize(
-    "command",
-    [["/usr/bin/env"], ["/bin/sh", "-c", "/usr/bin/env"], ["/bin/sh", "-c", "/usr/bin/env; true"]],
-    ids=["env", "sh-execs-env", "sh-forks-env"],
-)
-def test_every_process_sees_its_environment_as_untraced(trace, run_native, command):
-    native = run_native(*command)
-    result = trace("", *command, options=["-q"])
-    assert result.returncode == 0, str(result)
-    assert sorted(result.stdout.splitlines()) == sorted(native.stdout.splitlines()), str(result)
-    assert not re.search(r"^(DYNAMORIO_|__disabled__)", result.stdout, re.M), str(result)
-
-
-def test_a_vfork_child_reports_its_own_pid(trace):
+def test_a_vfork_child_reports_its_own_pid(tracer):
     # Python's subprocess starts children with vfork: the child runs in
     # its parent's memory until it execs, under its own pid.
     script = (
@@ -253,7 +236,7 @@ def test_a_vfork_child_reports_its_own_pid(trace):
         "    print(f'[ptap] execve {ctx.pid} {os.getpid()}')\n"
     )
     code = "import subprocess; p = subprocess.Popen(['/bin/true']); print('child', p.pid); p.wait()"
-    result = trace(script, PYTHON, "-c", code, options=["-q"])
+    result = tracer(script, PYTHON, "-c", code, options=["-q"])
     assert result.returncode == 0, str(result)
     (child,) = [line.split()[1] for line in target_lines(result.stdout)]
     execs = [line.split()[2:] for line in tracer_lines(result.stdout)]
@@ -264,7 +247,7 @@ def test_a_vfork_child_reports_its_own_pid(trace):
 # Whole lines
 
 
-def test_lines_of_many_processes_never_mix(trace):
+def test_lines_of_many_processes_never_mix(tracer):
     # Eight processes at once, each printing long lines into one pipe, and
     # a partial line finished later.
     script = (
@@ -275,7 +258,7 @@ def test_lines_of_many_processes_never_mix(trace):
         "        print(str(ctx.pid % 10) * 3000)\n"
     )
     command = ["/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8; do /bin/true & done; wait"]
-    result = trace(script, *command, options=["-q"])
+    result = tracer(script, *command, options=["-q"])
     assert result.returncode == 0, str(result)
     lines = tracer_lines(result.stdout)
     assert len(lines) == 9 * 40, str(result)[:2000]
