@@ -13,6 +13,12 @@ const PYTHON_HOME: &str = env!("PTAP_PYTHON_HOME");
 /// Starts the interpreter with `_ptap` built in. Isolated: the target's
 /// environment (PYTHONPATH, PYTHONHOME, ...) belongs to the target, and
 /// Python installs no signal handlers behind DynamoRIO's back.
+///
+/// `site` is not run by CPython but by [`DEFERRED_SITE`], which sets the
+/// same `sys.path` at once and holds back the costly part (the `.pth`
+/// files' import lines and `sitecustomize`) until the script first
+/// imports a module not imported yet: see `deferred_site.py` for why that
+/// keeps what scripts import the same.
 pub fn initialize() -> Result<(), String> {
     pyo3::append_to_inittab!(_ptap);
     let home = CString::new(PYTHON_HOME).unwrap();
@@ -24,7 +30,7 @@ pub fn initialize() -> Result<(), String> {
         ffi::PyConfig_InitIsolatedConfig(config.as_mut_ptr());
         let mut config = config.assume_init();
         config.install_signal_handlers = 0;
-        config.site_import = 1;
+        config.site_import = 0;
         let home_field = &mut config.home as *mut _;
         check(ffi::PyConfig_SetBytesString(&mut config, home_field, home.as_ptr()))?;
         let program_field = &mut config.program_name as *mut _;
@@ -36,8 +42,16 @@ pub fn initialize() -> Result<(), String> {
         // dispatcher, which takes the GIL with the thread's own state.
         crate::dispatch::adopt_thread_state(ffi::PyEval_SaveThread());
     }
-    Ok(())
+    crate::dispatch::with_python(|py| {
+        let code = CString::new(DEFERRED_SITE).unwrap();
+        PyModule::from_code(py, &code, c"<ptap deferred_site.py>", c"_ptap_deferred_site")
+            .and_then(|m| m.call_method0("install").map(drop))
+            .map_err(|e| format!("Python failed to start: site: {e}"))
+    })
 }
+
+/// The module that does what `site` does (see [`initialize`]).
+const DEFERRED_SITE: &str = include_str!("deferred_site.py");
 
 use crate::native_module::_ptap;
 
