@@ -28,6 +28,7 @@ link beside them), to compare builds in the same interleaved runs.
 """
 
 import argparse
+import importlib.util
 import os
 import shutil
 import statistics
@@ -53,13 +54,13 @@ GIT_COMMANDS = "git init -q && git add f && git commit -q -m x"
 
 
 def cache_directory():
-    """ProcessTap's cache, as ptap/cache.py finds it (the git workload
-    changes HOME, which must not make ProcessTap's cache cold)."""
-    explicit = os.environ.get("PTAP_CACHE_DIR")
-    if explicit:
-        return explicit
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "processtap")
+    """ProcessTap's cache, from ptap/cache.py itself (loaded alone: it
+    needs nothing else of ptap). The git workload changes HOME, which must
+    not make ProcessTap's cache cold."""
+    spec = importlib.util.spec_from_file_location("ptap_cache", REPO / "ptap-lib" / "ptap" / "cache.py")
+    cache = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cache)
+    return cache.directory()
 
 
 class Workload:
