@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import HELLO_OUTPUT, script_lines
+from conftest import HELLO_OUTPUT, REPO_ROOT, script_lines
 
 
 def test_json_decimal_ctypes_in_a_handler(trace, target):
@@ -187,3 +187,48 @@ def start(ctx):
     assert script_lines(result.stdout, "[refused] ") == ["threading True", "_thread True"], str(result)
     assert script_lines(result.stdout, "[started] ") == [], str(result)
     assert HELLO_OUTPUT in result.stdout, str(result)
+
+
+#: Prints what an import of distutils gives and which finders are then on
+#: sys.meta_path: both change when a .pth file installs an import hook
+#: (Debian's setuptools: distutils from setuptools), so they tell whether
+#: the .pth files' import lines ran before the import.
+_IMPORT_HOOKS_PROBE = """\
+import sys
+try:
+    import distutils
+    found = distutils.__file__
+except ImportError as error:
+    found = f"ImportError {error.name}"
+finders = [getattr(f, "__name__", type(f).__name__) for f in sys.meta_path]
+print("[distutils]", found)
+print("[finders]", [f for f in finders if f != "_DeferredSite"])
+"""
+
+
+@pytest.mark.parametrize("where", ["top level", "handler"])
+def test_imports_are_found_as_python_itself_finds_them(trace, target, run_native, where):
+    # The tracer's Python runs site's steps itself, the costly ones only
+    # when the script first imports (runtime/src/deferred_site.py): what
+    # the script sees must be what /usr/bin/python3.11 -I sees.
+    native = run_native(
+        "/usr/bin/python3.11", "-I", "-c", "import sys; print('[path]', sys.path)\n" + _IMPORT_HOOKS_PROBE
+    )
+    assert native.returncode == 0, native.stderr
+    paths = """\
+import sys
+print("[path]", [p for p in sys.path if p != PTAP_LIB and p != SCRIPT_DIR])
+"""
+    body = _IMPORT_HOOKS_PROBE + "import pycparser\nprint('[pycparser]', pycparser.__file__)\n"
+    if where == "handler":
+        body = "@process_exit\ndef done(ctx):\n" + "".join("    " + line + "\n" for line in body.splitlines())
+    script = (
+        f"import os\nPTAP_LIB = {str(REPO_ROOT / 'ptap-lib')!r}\n"
+        "SCRIPT_DIR = os.path.dirname(__file__)\n" + paths + body
+    )
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    for tag in ("[path] ", "[distutils] ", "[finders] "):
+        assert script_lines(result.stdout, tag) == script_lines(native.stdout, tag), str(result)
+    assert script_lines(result.stdout, "[pycparser] ")[0].endswith("pycparser/__init__.py"), str(result)
+    assert result.stderr == "", str(result)

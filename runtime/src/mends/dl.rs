@@ -90,6 +90,7 @@ pub extern "C" fn dlclose(handle: *mut c_void) -> c_int {
     // longer uses the module.
     OPEN_HANDLES.lock().retain(|&h| h != handle as usize);
     if unsafe { dr_sys::loader::unload_aux_library(handle) } {
+        super::forget_unloaded_libraries();
         0
     } else {
         set_error("dlclose: not a library this loader opened".into());

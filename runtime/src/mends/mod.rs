@@ -86,17 +86,19 @@ pub fn mend_private_libraries() -> MendReport {
 pub(crate) fn mend_new_libraries() -> MendReport {
     let mut libraries = LIBRARIES.lock();
     let first_new = libraries.len();
-    for (path, base) in loaded_private_libraries() {
-        if libraries.iter().any(|l| l.path == path) {
-            continue;
-        }
-        if let Some(image) = LibraryImage::read(&path, base) {
-            libraries.push(image);
-        }
-    }
+    let new = read_new_libraries(&libraries);
+    libraries.extend(new);
     let new: Vec<usize> = (first_new..libraries.len()).collect();
     let stats = rebind(&libraries, &new, &overrides(&libraries));
     MendReport { libraries: libraries.len(), stats }
+}
+
+/// Drops the libraries DynamoRIO's private loader no longer holds (after
+/// a `dlclose`), so that lookups never answer with their addresses.
+pub(crate) fn forget_unloaded_libraries() {
+    let mut loaded: Vec<(String, usize)> = Vec::new();
+    for_each_private_library(|path, base, _| loaded.push((path.to_string(), base)));
+    LIBRARIES.lock().retain(|l| loaded.iter().any(|(path, base)| *path == l.path && *base == l.base));
 }
 
 /// The default definition of `name` in the private libraries, in load
@@ -110,12 +112,7 @@ pub(crate) fn lookup_in_private_libraries(name: &str) -> Option<usize> {
 /// address is its resolver, which picks the implementation for this CPU
 /// when called (as ld.so does at binding time).
 pub(crate) fn resolve_ifunc(address: usize) -> usize {
-    let is_ifunc = LIBRARIES
-        .lock()
-        .iter()
-        .flat_map(|l| l.exports.values().flatten())
-        .any(|e| e.address == address && e.is_ifunc);
-    if !is_ifunc {
+    if !LIBRARIES.lock().iter().any(|l| l.has_ifunc_at(address)) {
         return address;
     }
     call_resolver(address)
@@ -129,23 +126,47 @@ fn call_resolver(address: usize) -> usize {
     unsafe { std::mem::transmute::<usize, extern "C" fn() -> usize>(address)() }
 }
 
-/// (path, load base) of each library DynamoRIO's private loader holds. A
-/// client's `dl_iterate_phdr` is redirected by DynamoRIO to list them.
-fn loaded_private_libraries() -> Vec<(String, usize)> {
-    unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> libc::c_int {
-        // SAFETY: `data` is the Vec passed below; `info` is valid for the call.
-        let list = &mut *(data as *mut Vec<(String, usize)>);
+/// Reads each library DynamoRIO's private loader holds that is not in
+/// `known`, from its mapped image.
+fn read_new_libraries(known: &[LibraryImage]) -> Vec<LibraryImage> {
+    let mut new = Vec::new();
+    for_each_private_library(|path, base, phdrs| {
+        if known.iter().any(|l| l.path == path && l.base == base) {
+            return;
+        }
+        // SAFETY: `phdrs` are the program headers of a library mapped at
+        // `base`, and it stays mapped while we read it: we are inside
+        // DynamoRIO's `dl_iterate_phdr`, which holds its loader's lock, so
+        // no private library is unloaded meanwhile.
+        if let Some(image) = unsafe { LibraryImage::from_memory(path, base, phdrs) } {
+            new.push(image);
+        }
+    });
+    new
+}
+
+/// Calls `f(path, load base, program headers)` for each library
+/// DynamoRIO's private loader holds, except DynamoRIO itself. A client's
+/// `dl_iterate_phdr` is redirected by DynamoRIO to list them; `f` runs
+/// while DynamoRIO holds its loader's lock.
+fn for_each_private_library(mut f: impl FnMut(&str, usize, &[libc::Elf64_Phdr])) {
+    type Visit<'a> = &'a mut dyn FnMut(&str, usize, &[libc::Elf64_Phdr]);
+    unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `data` is the `Visit` passed below; `info` and the name
+        // and headers it points to are valid for the call.
+        let f = &mut *(data as *mut Visit<'_>);
         let info = &*info;
-        if !info.dlpi_name.is_null() {
-            let name = std::ffi::CStr::from_ptr(info.dlpi_name).to_string_lossy().into_owned();
-            if name.starts_with('/') && !name.contains("libdynamorio") {
-                list.push((name, info.dlpi_addr as usize));
-            }
+        if info.dlpi_name.is_null() || info.dlpi_phdr.is_null() {
+            return 0;
+        }
+        let name = std::ffi::CStr::from_ptr(info.dlpi_name).to_string_lossy();
+        if name.starts_with('/') && !name.contains("libdynamorio") {
+            let phdrs = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
+            f(&name, info.dlpi_addr as usize, phdrs);
         }
         0
     }
-    let mut list: Vec<(String, usize)> = Vec::new();
-    // SAFETY: the callback only appends to `list`, which outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(collect), &mut list as *mut _ as *mut libc::c_void) };
-    list
+    let mut f: Visit<'_> = &mut f;
+    // SAFETY: the callback only calls `f`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), &mut f as *mut Visit<'_> as *mut libc::c_void) };
 }

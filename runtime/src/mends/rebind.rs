@@ -43,10 +43,12 @@ pub struct RebindStats {
 /// versioned imports against `all`.
 pub fn rebind(all: &[LibraryImage], importers: &[usize], overrides: &[Override]) -> RebindStats {
     let mut stats = RebindStats::default();
+    let mut writes = Vec::new();
     for &i in importers {
         let importer = &all[i];
         for import in &importer.imports {
-            if let Some(o) = overrides.iter().find(|o| o.name == import.name) {
+            let name = importer.import_name(import);
+            if let Some(o) = overrides.iter().find(|o| o.name.as_bytes() == name) {
                 if importer.soname != o.provider {
                     if let Some(previous) = o.previous {
                         // SAFETY: the slot is a mapped, aligned word of the importer.
@@ -55,50 +57,66 @@ pub fn rebind(all: &[LibraryImage], importers: &[usize], overrides: &[Override])
                             let _ = previous.compare_exchange(0, old, Ordering::Relaxed, Ordering::Relaxed);
                         }
                     }
-                    write_slot(import, o.address);
+                    writes.push((import.slot, o.address.wrapping_add_signed(import.addend)));
                     stats.overridden += 1;
                 }
                 continue;
             }
-            if DR_REDIRECTED.contains(&import.name.as_str()) {
+            if DR_REDIRECTED.iter().any(|r| r.as_bytes() == name) {
                 continue;
             }
-            if let Some(address) = versioned_target(all, import) {
-                write_slot(import, address);
+            if let Some(address) = versioned_target(all, importer, import) {
+                writes.push((import.slot, address.wrapping_add_signed(import.addend)));
                 stats.versioned += 1;
             }
         }
     }
+    write_slots(&writes);
     stats
 }
 
 /// The address `import` should hold when its provider defines several
 /// versions of the name; `None` when the private loader's choice is right.
-fn versioned_target(all: &[LibraryImage], import: &Import) -> Option<usize> {
-    let (version, file) = import.version.as_ref()?;
-    let provider = all.iter().find(|l| &l.soname == file)?;
-    let defs = provider.exports.get(&import.name)?;
-    let first = defs.first()?;
-    if defs.iter().all(|d| d.version == first.version) {
-        return None;
+fn versioned_target(all: &[LibraryImage], importer: &LibraryImage, import: &Import) -> Option<usize> {
+    let (version, file) = importer.import_version(import)?;
+    let name = importer.import_name(import);
+    let provider = all.iter().find(|l| l.soname.as_bytes() == file)?;
+    let mut definitions = provider.definitions(name);
+    let first = definitions.next()?;
+    let mut wanted = (first.version == Some(version)).then_some(first);
+    let mut several_versions = false;
+    for d in definitions {
+        several_versions |= d.version != first.version;
+        if wanted.is_none() && d.version == Some(version) {
+            wanted = Some(d);
+        }
     }
-    let def = provider.export(&import.name, version)?;
-    if def.is_ifunc {
-        return None;
-    }
-    Some(def.address)
+    let wanted = wanted.filter(|d| several_versions && !d.is_ifunc)?;
+    Some(wanted.address)
 }
 
-fn write_slot(import: &Import, address: usize) {
-    let value = address.wrapping_add_signed(import.addend);
-    let len = std::mem::size_of::<usize>();
-    // SAFETY: `slot` is a relocation target inside a mapped private library
-    // (it came from that library's own relocation table and load base);
-    // we make its page writable, store one aligned word and restore it.
-    unsafe {
-        if let Some((start, size, prot)) = dr_sys::memory::make_writable(import.slot, len) {
-            std::ptr::write_volatile(import.slot as *mut usize, value);
-            dr_sys::memory::restore_protection(start, size, prot);
+/// Stores each (slot, value). A GOT slot is normally in a writable page
+/// (DynamoRIO's private loader does not apply RELRO), and then it is one
+/// fault-safe store (`dr_safe_write`, well under a microsecond); only a
+/// slot whose page is not writable has its page made writable around the
+/// store. Asking DynamoRIO for every slot's protection first
+/// (`dr_query_memory` reads /proc/self/maps) and changing it twice cost
+/// ~50 µs a slot, 4-6 ms per process for ~90 slots.
+fn write_slots(writes: &[(usize, usize)]) {
+    let word = std::mem::size_of::<usize>();
+    for &(slot, value) in writes {
+        if dr_sys::memory::safe_write(slot, &value.to_ne_bytes()) {
+            continue;
+        }
+        // SAFETY: `slot` is a relocation target inside a mapped private
+        // library (it came from that library's own relocation table and
+        // load base), aligned; we make its page writable, store one word
+        // and restore the page's protection.
+        unsafe {
+            if let Some((start, size, prot)) = dr_sys::memory::make_writable(slot, word) {
+                std::ptr::write_volatile(slot as *mut usize, value);
+                dr_sys::memory::restore_protection(start, size, prot);
+            }
         }
     }
 }
