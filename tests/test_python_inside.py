@@ -134,6 +134,39 @@ def done(ctx):
     assert script_lines(result.stdout, "[error] ") == ["FileNotFoundError 2"], str(result)
 
 
+def test_file_io_errors_carry_their_errno(trace, target):
+    # DynamoRIO binds the private libraries' read/write/close to its own,
+    # which return -errno without setting errno: these raised OSError(0).
+    script = """\
+import os
+def attempt(what, call):
+    try:
+        call()
+    except OSError as error:
+        print("[error]", what, type(error).__name__, error.errno)
+
+@process_exit
+def done(ctx):
+    attempt("write", lambda: os.write(987654, b"x"))
+    attempt("read", lambda: os.read(987654, 1))
+    attempt("close", lambda: os.close(987654))
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    attempt("full pipe", lambda: [os.write(w, b"y" * 4096) for _ in range(10_000)])
+    os.set_blocking(r, False)
+    attempt("empty pipe", lambda: [os.read(r, 1 << 20) for _ in range(10_000)])
+"""
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert script_lines(result.stdout, "[error] ") == [
+        "write OSError 9",
+        "read OSError 9",
+        "close OSError 9",
+        "full pipe BlockingIOError 11",
+        "empty pipe BlockingIOError 11",
+    ], str(result)
+
+
 def test_python_version_is_3(trace, target):
     script = "import sys\nprint('[version]', sys.version_info[0])\n"
     result = trace(script, target("hello"), options=["-q"])

@@ -1,7 +1,7 @@
 //! The mends that let CPython run inside a DynamoRIO client on glibc 2.36
 //! (see `docs/internals.md` for how each was found):
 //! versioned-symbol rebinding, `getauxval`, `dlopen` through DynamoRIO's
-//! private loader, and per-thread libc repairs.
+//! private loader, file I/O that sets errno, and per-thread libc repairs.
 //!
 //! [`mend_private_libraries`] runs once before Python starts, and again on
 //! the libraries each private `dlopen` brings in; [`repair_current_thread`]
@@ -9,6 +9,7 @@
 
 mod auxv;
 mod dl;
+mod fileio;
 mod image;
 mod rebind;
 mod threads;
@@ -51,6 +52,10 @@ fn overrides(libraries: &[LibraryImage]) -> Vec<Override> {
         ours("dlerror", dl::dlerror as *const ()),
         ours("dlclose", dl::dlclose as *const ()),
         Override { previous: Some(&dl::DR_DLSYM), ..ours("dlsym", dl::dlsym as *const ()) },
+        ours("read", fileio::read as *const ()),
+        ours("write", fileio::write as *const ()),
+        ours("close", fileio::close as *const ()),
+        ours("open", fileio::open as *const ()),
     ];
     #[cfg(target_arch = "x86_64")]
     list.push(Override {
