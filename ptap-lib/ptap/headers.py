@@ -23,25 +23,30 @@ run.
 """
 
 import os
-from dataclasses import dataclass
 
 from . import cache, cdecl
+from ._record import Record, init
 
 __all__ = ["Header", "entry_path", "load", "is_prepared", "store"]
 
 
-@dataclass
-class Header:
-    """What a header declares, or why it could not be had."""
+class Header(Record):
+    """What a header declares, or why it could not be had.
 
-    #: The name given to ``include()``, such as ``"sys/stat.h"``.
-    name: str
-    #: The message ``include()`` raises, or None if the header was parsed.
-    error: object
-    #: The typedefs the header (and what it includes) defines, by name.
-    typedefs: dict
-    #: The :class:`~ptap.cdecl.Prototype` of every function it declares.
-    prototypes: list
+    *name* is the name given to ``include()``, such as ``"sys/stat.h"``;
+    *error* the message ``include()`` raises, or None if the header was
+    parsed; *typedefs* the typedefs the header (and what it includes)
+    defines, by name; *prototypes* the :class:`~ptap.cdecl.Prototype` of
+    every function it declares.
+    """
+
+    __slots__ = ("name", "error", "typedefs", "prototypes")
+
+    def __init__(self, name, error, typedefs, prototypes):
+        init(self, name, error, typedefs, prototypes)
+
+    # Its fields are a dict and a list: unhashable, as the dataclass was.
+    __hash__ = None
 
 
 def entry_path(header, include_dirs, model=None):

@@ -22,7 +22,7 @@ as in tests or plain Python, a header missing from the cache is prepared
 on the spot.
 """
 
-from . import cache, cdecl, headers
+from . import cdecl
 from .errors import MissingPrototype, PrototypeError
 
 __all__ = [
@@ -71,6 +71,7 @@ def include(header):
         raise TypeError(f"include() takes a header name such as \"stdio.h\", not {header!r}")
     if header == SYSCALL_HEADER or header in (name for name, _ in _headers):
         return
+    from . import headers  # Imports json: only for scripts that include headers.
     from .script import include_dirs
 
     entry = headers.load(header, include_dirs())
@@ -156,6 +157,8 @@ def _inside_target():
 
 def _not_prepared_message(header):
     """Return the message for a header that is not in the cache inside the target."""
+    from . import cache
+
     return (
         f"header {header!r} was not prepared: the processtap launcher preprocesses "
         f"the headers a script includes before the target starts, and caches them "

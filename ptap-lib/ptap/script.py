@@ -14,10 +14,8 @@ ProcessTap in Python 2 is translated (see :mod:`ptap.legacy`) with a warning.
 """
 
 import builtins
-import linecache
 import os
 import sys
-import traceback
 
 import ptap
 
@@ -79,7 +77,7 @@ def _compile_script(path, warn):
     except SyntaxError as error:
         original = error
     else:
-        _remember_source(path, source)
+        _sources[path] = source
         return code
 
     from . import legacy  # Slow to import, and rarely needed.
@@ -90,12 +88,22 @@ def _compile_script(path, warn):
     except SyntaxError:
         raise original from None
     warn(f"{path}: Python 2 script translated to Python 3")
-    _remember_source(path, translation)
+    _sources[path] = translation
+    _remember_source(path, translation)  # lib2to3 has imported linecache anyway.
     return code
 
 
+#: The source of each script run, by path, for tracebacks of its top level.
+_sources = {}
+
+
 def _remember_source(path, source):
-    """Make tracebacks show *source* for *path*, whatever the file holds later."""
+    """Make tracebacks show *source* for *path*, whatever the file holds later.
+
+    For a translated script, whose file holds its Python 2 text.
+    """
+    import linecache
+
     lines = source.splitlines(keepends=True)
     linecache.cache[path] = (len(source), None, lines, path)
 
@@ -112,7 +120,16 @@ def _script_globals(path, exe, argv):
 
 
 def _print_traceback(error):
-    """Print *error*'s traceback to ``sys.stderr`` without ptap's own frames."""
+    """Print *error*'s traceback to ``sys.stderr`` without ptap's own frames.
+
+    The traceback shows the script's lines as they were compiled. Only
+    now are they given to :mod:`linecache`, which imports ``tokenize`` and
+    ``re``: a script that runs without error should not pay for them.
+    """
+    import traceback
+
+    for path, source in _sources.items():
+        _remember_source(path, source)
     report = traceback.TracebackException.from_exception(error)
     _drop_ptap_frames(report, seen=set())
     sys.stderr.write("".join(report.format()))
@@ -121,6 +138,8 @@ def _print_traceback(error):
 
 def _drop_ptap_frames(report, seen):
     """Remove ptap's frames from *report* and the exceptions chained to it."""
+    import traceback
+
     if report is None or id(report) in seen:
         return
     seen.add(id(report))

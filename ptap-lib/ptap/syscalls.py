@@ -19,13 +19,12 @@ kept in the cache (see :mod:`ptap.cache`), keyed by a hash of the
 declarations: they are parsed once per version of this module.
 
 The native runtime calls :func:`table_data` once, when a script has system
-call probes; the banner prints :func:`count`.
+call probes; the banner prints :func:`count`. Nothing is read before it is
+needed: the numbers when something asks for one (or for the count), the
+prototypes when something asks for one.
 """
 
-import functools
-import re
-
-from . import cache, cdecl
+from . import cdecl
 
 __all__ = [
     "DECLARATIONS",
@@ -50,7 +49,8 @@ _NUMBER_HEADERS = {
     ),
 }
 
-_DEFINE = re.compile(r"^#define\s+__NR_(\w+)\s+(\d+)\s*$", re.MULTILINE)
+#: How the kernel's header defines a number: ``#define __NR_read 0``.
+_DEFINE = "#define __NR_"
 
 #: The prototypes of the system calls most traced, in the style of their
 #: manual pages, by family. Structures are passed by pointer, which
@@ -376,13 +376,34 @@ def table_data(model=None):
     return rows
 
 
-@functools.cache
+_numbers = None
+
+
 def _table():
-    """Return ``(number by name, name by number)`` from the kernel's headers."""
-    text = _read_number_header()
-    by_name = {name: int(number) for name, number in _DEFINE.findall(text)}
-    by_number = {number: name for name, number in by_name.items()}
-    return by_name, by_number
+    """Return ``(number by name, name by number)`` from the kernel's headers, read once."""
+    global _numbers
+    if _numbers is None:
+        by_name = _parse_number_header(_read_number_header())
+        _numbers = by_name, {number: name for name, number in by_name.items()}
+    return _numbers
+
+
+def _parse_number_header(text):
+    """Return the system calls' numbers by name that the header *text* defines.
+
+    Lines of the form ``#define __NR_name number`` count; others, and
+    definitions whose value is not a decimal number, do not. (String
+    methods, not a regular expression: ``re`` would be imported into every
+    traced process, for the count in the banner.)
+    """
+    by_name = {}
+    for line in text.splitlines():
+        if not line.startswith(_DEFINE):
+            continue
+        words = line[len(_DEFINE):].split()
+        if len(words) == 2 and words[1].isdecimal() and words[1].isascii():
+            by_name[words[0]] = int(words[1])
+    return by_name
 
 
 def _read_number_header():
@@ -411,9 +432,21 @@ def _unknown_name_message(name, by_name):
     return message
 
 
-@functools.cache
+_prototypes_by_name = None
+
+
 def _prototypes():
+    """Return the system calls' prototypes by name, from the cache or parsed afresh, once."""
+    global _prototypes_by_name
+    if _prototypes_by_name is None:
+        _prototypes_by_name = _load_prototypes()
+    return _prototypes_by_name
+
+
+def _load_prototypes():
     """Return the system calls' prototypes by name, from the cache or parsed afresh."""
+    from . import cache  # Imports json: only for a syscall probe or syscall_prototype().
+
     key = [DECLARATIONS, BUFFERS, STRING_ARRAYS]
     path = cache.entry_path("syscalls", key)
     stored = cache.load(path, key)

@@ -15,9 +15,8 @@ x86_64 = pytest.mark.skipif(sys.maxsize < 2**32, reason="numbers of x86-64")
 def fresh_prototypes(tmp_path, monkeypatch):
     """Forget the parsed system-call prototypes, and use a cache of the test's own."""
     monkeypatch.setenv("PTAP_CACHE_DIR", str(tmp_path / "cache"))
-    syscalls._prototypes.cache_clear()
+    monkeypatch.setattr(syscalls, "_prototypes_by_name", None)
     yield tmp_path / "cache"
-    syscalls._prototypes.cache_clear()
 
 
 # --- numbers and names ---------------------------------------------------------
@@ -167,7 +166,7 @@ def test_table_data_rows():
 def test_prototypes_are_parsed_once_then_cached(fresh_prototypes, monkeypatch):
     first = syscalls.syscall_prototype("read")
     assert [path.name for path in fresh_prototypes.iterdir()][0].startswith("syscalls-")
-    syscalls._prototypes.cache_clear()
+    monkeypatch.setattr(syscalls, "_prototypes_by_name", None)
 
     def no_parsing(*args, **kwargs):
         raise AssertionError("parsed again")
@@ -178,23 +177,19 @@ def test_prototypes_are_parsed_once_then_cached(fresh_prototypes, monkeypatch):
 
 def test_changed_declarations_are_parsed_again(fresh_prototypes, monkeypatch):
     syscalls.syscall_prototype("read")
-    syscalls._prototypes.cache_clear()
+    monkeypatch.setattr(syscalls, "_prototypes_by_name", None)
     monkeypatch.setattr(syscalls, "DECLARATIONS", "long read(int fd, char *buf, size_t n);")
     monkeypatch.setattr(syscalls, "BUFFERS", {})
     assert str(syscalls.syscall_prototype("read")) == "long read(int fd, char *buf, size_t n);"
     assert syscalls.syscall_prototype("write") is None
-    syscalls._prototypes.cache_clear()
 
 
 def test_prototypes_without_a_writable_cache(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("PTAP_CACHE_DIR", str(blocker))
-    syscalls._prototypes.cache_clear()
-    try:
-        assert syscalls.syscall_prototype("read") is not None
-    finally:
-        syscalls._prototypes.cache_clear()
+    monkeypatch.setattr(syscalls, "_prototypes_by_name", None)
+    assert syscalls.syscall_prototype("read") is not None
 
 
 def test_a_decoding_of_a_missing_parameter_is_an_error(monkeypatch):
