@@ -4,22 +4,27 @@
 needs the C preprocessor, which cannot run inside the traced program (it
 would fork the target). So :mod:`ptap.prepare` preprocesses and parses the
 header before the target starts and :func:`stores <store>` the result;
-inside the target, :func:`load` reads it back, after checking by ``stat``
-that no file the preprocessor read has changed since.
+inside the target, :func:`load_entry` reads it back, after checking by
+``stat`` that no file the preprocessor read has changed since.
 
 An entry (see :mod:`ptap.cache` for where it lives) is made for the key
 ``[header, include_dirs, data_model]``, the directories made absolute. Its
 value is::
 
     {"files": [["/usr/include/stdio.h", mtime_ns, size], ...],
-     "error": null,
+     "error": None,
      "typedefs": [["size_t", TYPE], ...],
-     "prototypes": [PROTOTYPE, ...]}
+     "prototypes": [PROTOTYPE, ...],
+     "data": [PROTOTYPE_DATA, ...]}
 
-``TYPE`` and ``PROTOTYPE`` are encoded by :mod:`ptap.cdecl`. A header that
-is not found or does not parse has an entry too, whose ``error`` is the
-message ``include()`` raises; :mod:`ptap.prepare` tries it afresh at every
-run.
+``TYPE`` and ``PROTOTYPE`` are encoded by :mod:`ptap.cdecl`;
+``PROTOTYPE_DATA`` is the prototype's ``to_data()`` for the key's data
+model, in the order of ``"prototypes"``: what the native runtime reads, so
+that a traced process that includes a header decodes none of its
+prototypes unless the script asks for one (see :mod:`ptap.prototypes`). A
+header that is not found or does not parse has an entry too, whose
+``error`` is the message ``include()`` raises; :mod:`ptap.prepare` tries
+it afresh at every run.
 """
 
 import os
@@ -27,7 +32,7 @@ import os
 from . import cache, cdecl
 from ._record import Record, init
 
-__all__ = ["Header", "entry_path", "load", "is_prepared", "store"]
+__all__ = ["Header", "entry_path", "load", "load_entry", "is_prepared", "store", "entry_of"]
 
 
 class Header(Record):
@@ -57,7 +62,7 @@ def entry_path(header, include_dirs, model=None):
 
 def load(header, include_dirs, model=None):
     """Return the cached :class:`Header` for *header*, or None if there is none or it is stale."""
-    entry = _current_entry(header, include_dirs, model)
+    entry = load_entry(header, include_dirs, model)
     if entry is None:
         return None
     typedefs = {name: cdecl.decode_type(ctype) for name, ctype in entry["typedefs"]}
@@ -65,9 +70,20 @@ def load(header, include_dirs, model=None):
     return Header(header, entry["error"], typedefs, prototypes)
 
 
+def load_entry(header, include_dirs, model=None):
+    """Return the value of *header*'s entry (see above), or None if there is none or it is stale."""
+    key = _key(header, include_dirs, model)
+    entry = cache.load(entry_path(header, include_dirs, model), key)
+    if not isinstance(entry, dict) or entry.keys() != _ENTRY_FIELDS:
+        return None  # None, or an entry of another layout.
+    if not _files_unchanged(entry["files"]):
+        return None
+    return entry
+
+
 def is_prepared(header, include_dirs, model=None):
     """Whether the cache has a current entry for *header* that holds no error."""
-    entry = _current_entry(header, include_dirs, model)
+    entry = load_entry(header, include_dirs, model)
     return entry is not None and entry["error"] is None
 
 
@@ -76,29 +92,28 @@ def store(header, include_dirs, files, model=None):
 
     Raises :exc:`OSError` if the entry cannot be written.
     """
-    value = {
+    key = _key(header.name, include_dirs, model)
+    cache.store(entry_path(header.name, include_dirs, model), key, entry_of(header, files, model))
+
+
+def entry_of(header, files=(), model=None):
+    """Return the value of the entry of *header* (a :class:`Header`) read from *files*."""
+    return {
         "files": [_stamp(path) for path in files],
         "error": header.error,
         "typedefs": [[name, cdecl.encode_type(ctype)] for name, ctype in header.typedefs.items()],
         "prototypes": [cdecl.encode_prototype(proto) for proto in header.prototypes],
+        "data": [proto.to_data(model) for proto in header.prototypes],
     }
-    key = _key(header.name, include_dirs, model)
-    cache.store(entry_path(header.name, include_dirs, model), key, value)
+
+
+_ENTRY_FIELDS = {"files", "error", "typedefs", "prototypes", "data"}
 
 
 def _key(header, include_dirs, model):
     """Return the cache key of *header* found in *include_dirs* for *model*."""
     model = model or cdecl.native_data_model()
     return [header, [os.path.abspath(directory) for directory in include_dirs], model.name]
-
-
-def _current_entry(header, include_dirs, model):
-    """Return the value of *header*'s entry if no file it was made from has changed."""
-    key = _key(header, include_dirs, model)
-    entry = cache.load(entry_path(header, include_dirs, model), key)
-    if entry is None or not _files_unchanged(entry["files"]):
-        return None
-    return entry
 
 
 def _stamp(path):

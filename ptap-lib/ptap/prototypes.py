@@ -19,7 +19,12 @@ fetches :func:`exported` once, and the banner lists
 target started (see :mod:`ptap.headers` and :mod:`ptap.prepare`), because
 the preprocessor cannot run inside the target. Outside a traced program,
 as in tests or plain Python, a header missing from the cache is prepared
-on the spot.
+on the spot. A header's prototypes and typedefs are kept as the cache
+encodes them, and decoded only when the script asks for one (``prototype()``,
+or ``declare()`` for the typedefs): ``stdio.h`` alone has a hundred
+prototypes, which would take milliseconds to decode in every traced
+process, and the native runtime reads what it needs of them from the entry
+(see :mod:`ptap.headers`).
 """
 
 from . import cdecl
@@ -39,8 +44,16 @@ __all__ = [
 #: calls' prototypes; ProcessTap has them built in (see :mod:`ptap.syscalls`).
 SYSCALL_HEADER = "linux_syscalls.h"
 
+#: The typedefs known, by name, as CType objects.
 _typedefs = {}
+#: Typedefs of headers included since the last declare(), by name, encoded.
+_encoded_typedefs = {}
+#: The prototypes of declare() and of the headers' functions asked for, by name.
 _prototypes = {}
+#: The other prototypes of headers: ``(encoded, to_data())`` by name. A
+#: name is in this or in _prototypes, never both.
+_encoded_prototypes = {}
+#: ``(header, number_of_functions)`` of the headers included, in order.
 _headers = []
 
 
@@ -48,7 +61,9 @@ def reset():
     """Forget every prototype, typedef and header: start a new script's registry."""
     _typedefs.clear()
     _typedefs.update(cdecl.COMMON_TYPEDEFS)
+    _encoded_typedefs.clear()
     _prototypes.clear()
+    _encoded_prototypes.clear()
     _headers.clear()
 
 
@@ -71,22 +86,24 @@ def include(header):
         raise TypeError(f"include() takes a header name such as \"stdio.h\", not {header!r}")
     if header == SYSCALL_HEADER or header in (name for name, _ in _headers):
         return
-    from . import headers  # Imports json: only for scripts that include headers.
+    from . import headers
     from .script import include_dirs
 
-    entry = headers.load(header, include_dirs())
+    entry = headers.load_entry(header, include_dirs())
     if entry is None:
         if _inside_target():
             raise PrototypeError(_not_prepared_message(header))
         from .prepare import prepare_header  # Runs the preprocessor: never in the target.
 
-        entry = prepare_header(header, include_dirs())
-    if entry.error is not None:
-        raise PrototypeError(entry.error)
-    _typedefs.update(entry.typedefs)
-    for proto in entry.prototypes:
-        _prototypes[proto.name] = proto
-    _headers.append((header, len(entry.prototypes)))
+        entry = headers.entry_of(prepare_header(header, include_dirs()))
+    if entry["error"] is not None:
+        raise PrototypeError(entry["error"])
+    _encoded_typedefs.update(entry["typedefs"])
+    for encoded, data in zip(entry["prototypes"], entry["data"]):
+        name = encoded[0]
+        _prototypes.pop(name, None)
+        _encoded_prototypes[name] = (encoded, data)
+    _headers.append((header, len(entry["prototypes"])))
 
 
 def declare(text):
@@ -109,9 +126,15 @@ def declare(text):
         raise TypeError(f"declare() takes C declarations as a str, not {type(text).__name__}")
     from . import cparse  # Imports pycparser, which takes a while.
 
+    # The headers' typedefs replace those known before, and declare()'s
+    # replace them in turn: decode them in that order.
+    for name, encoded in _encoded_typedefs.items():
+        _typedefs[name] = cdecl.decode_type(encoded)
+    _encoded_typedefs.clear()
     typedefs, prototypes = cparse.parse(text, _typedefs)
     _typedefs.update(typedefs)
     for proto in prototypes:
+        _encoded_prototypes.pop(proto.name, None)
         _prototypes[proto.name] = proto
     return prototypes[0] if len(prototypes) == 1 else prototypes
 
@@ -126,6 +149,10 @@ def prototype(name):
         return _prototypes[name]
     except KeyError:
         pass
+    if name in _encoded_prototypes:
+        encoded, _ = _encoded_prototypes.pop(name)
+        proto = _prototypes[name] = cdecl.decode_prototype(encoded)
+        return proto
     included = ", ".join(header for header, _ in _headers) or "none"
     raise MissingPrototype(
         f"no prototype of {name!r} (headers included: {included}); "
@@ -141,9 +168,16 @@ def parsed_headers():
 def exported(model=None):
     """Return ``{name: prototype.to_data()}`` of every function included or declared.
 
-    The native runtime fetches this once, after the script's top level.
+    The native runtime fetches this once, after the script's top level, if
+    the script has function probes.
     """
-    return {name: proto.to_data(model) for name, proto in _prototypes.items()}
+    native = model is None or model == cdecl.native_data_model()
+    exported = {
+        name: data if native else cdecl.decode_prototype(encoded).to_data(model)
+        for name, (encoded, data) in _encoded_prototypes.items()
+    }
+    exported.update((name, proto.to_data(model)) for name, proto in _prototypes.items())
+    return exported
 
 
 def _inside_target():

@@ -15,8 +15,11 @@ the bytes they point to: ``read``'s ``buf`` is the bytes the call read.
 
 Parsing the declarations needs pycparser, which would take tens of
 milliseconds at every start of the target, so the parsed prototypes are
-kept in the cache (see :mod:`ptap.cache`), keyed by a hash of the
-declarations: they are parsed once per version of this module.
+kept in the cache (see :mod:`ptap.cache`), keyed by the declarations and
+the data model: they are parsed once per version of this module. The entry
+holds each prototype encoded (:func:`~ptap.cdecl.encode_prototype`) and
+as its ``to_data()``, which is what the native runtime reads: a traced
+process decodes a prototype only when a handler asks for it.
 
 The native runtime calls :func:`table_data` once, when a script has system
 call probes; the banner prints :func:`count`. Nothing is read before it is
@@ -358,7 +361,10 @@ def syscall_prototype(name_or_number):
         name = name_or_number
     else:
         name = syscall(name_or_number)
-    return _prototypes().get(name)
+    if name not in _decoded:
+        encoded = _stored()["prototypes"].get(name)
+        _decoded[name] = None if encoded is None else cdecl.decode_prototype(encoded)
+    return _decoded[name]
 
 
 def table_data(model=None):
@@ -368,11 +374,13 @@ def table_data(model=None):
     None if it has no prototype. The native runtime calls this once.
     """
     by_name, _ = _table()
-    prototypes = _prototypes()
-    rows = []
-    for name, number in sorted(by_name.items(), key=lambda item: item[1]):
-        proto = prototypes.get(name)
-        rows.append((number, name, proto.to_data(model) if proto else None))
+    if model is None or model == cdecl.native_data_model():
+        data = _stored()["data"]
+    else:
+        data = {name: cdecl.decode_prototype(encoded).to_data(model)
+                for name, encoded in _stored()["prototypes"].items()}
+    rows = [(number, name, data.get(name)) for name, number in by_name.items()]
+    rows.sort(key=lambda row: row[0])
     return rows
 
 
@@ -432,32 +440,40 @@ def _unknown_name_message(name, by_name):
     return message
 
 
-_prototypes_by_name = None
+#: The cache entry's value, once read: ``{"prototypes": {name: encoded},
+#: "data": {name: to_data()}}``, for the interpreter's data model.
+_entry = None
+#: The prototypes decoded so far, by name (None: no prototype).
+_decoded = {}
 
 
-def _prototypes():
-    """Return the system calls' prototypes by name, from the cache or parsed afresh, once."""
-    global _prototypes_by_name
-    if _prototypes_by_name is None:
-        _prototypes_by_name = _load_prototypes()
-    return _prototypes_by_name
+def _stored():
+    """Return the system calls' prototypes as the cache keeps them, read or parsed once."""
+    global _entry
+    if _entry is None:
+        _entry = _load_entry()
+    return _entry
 
 
-def _load_prototypes():
-    """Return the system calls' prototypes by name, from the cache or parsed afresh."""
-    from . import cache  # Imports json: only for a syscall probe or syscall_prototype().
+def _load_entry():
+    """Return the system calls' prototypes as the cache keeps them, from the cache or parsed afresh."""
+    from . import cache
 
-    key = [DECLARATIONS, BUFFERS, STRING_ARRAYS]
+    key = [DECLARATIONS, BUFFERS, STRING_ARRAYS, cdecl.native_data_model().name]
     path = cache.entry_path("syscalls", key)
     stored = cache.load(path, key)
-    if stored is not None:
-        return {data[0]: cdecl.decode_prototype(data) for data in stored}
+    if isinstance(stored, dict) and stored.keys() == {"prototypes", "data"}:
+        return stored
     prototypes = _parse_declarations()
+    entry = {
+        "prototypes": {name: cdecl.encode_prototype(proto) for name, proto in prototypes.items()},
+        "data": {name: proto.to_data() for name, proto in prototypes.items()},
+    }
     try:
-        cache.store(path, key, [cdecl.encode_prototype(proto) for proto in prototypes.values()])
+        cache.store(path, key, entry)
     except OSError:
         pass  # No cache: parse again next time.
-    return prototypes
+    return entry
 
 
 def _parse_declarations():

@@ -11,11 +11,17 @@ from ptap.cdecl import LP64
 x86_64 = pytest.mark.skipif(sys.maxsize < 2**32, reason="numbers of x86-64")
 
 
+def _forget_prototypes(monkeypatch):
+    """Make syscalls read or parse its prototypes again."""
+    monkeypatch.setattr(syscalls, "_entry", None)
+    monkeypatch.setattr(syscalls, "_decoded", {})
+
+
 @pytest.fixture
 def fresh_prototypes(tmp_path, monkeypatch):
     """Forget the parsed system-call prototypes, and use a cache of the test's own."""
     monkeypatch.setenv("PTAP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(syscalls, "_prototypes_by_name", None)
+    _forget_prototypes(monkeypatch)
     yield tmp_path / "cache"
 
 
@@ -166,7 +172,7 @@ def test_table_data_rows():
 def test_prototypes_are_parsed_once_then_cached(fresh_prototypes, monkeypatch):
     first = syscalls.syscall_prototype("read")
     assert [path.name for path in fresh_prototypes.iterdir()][0].startswith("syscalls-")
-    monkeypatch.setattr(syscalls, "_prototypes_by_name", None)
+    _forget_prototypes(monkeypatch)
 
     def no_parsing(*args, **kwargs):
         raise AssertionError("parsed again")
@@ -177,7 +183,7 @@ def test_prototypes_are_parsed_once_then_cached(fresh_prototypes, monkeypatch):
 
 def test_changed_declarations_are_parsed_again(fresh_prototypes, monkeypatch):
     syscalls.syscall_prototype("read")
-    monkeypatch.setattr(syscalls, "_prototypes_by_name", None)
+    _forget_prototypes(monkeypatch)
     monkeypatch.setattr(syscalls, "DECLARATIONS", "long read(int fd, char *buf, size_t n);")
     monkeypatch.setattr(syscalls, "BUFFERS", {})
     assert str(syscalls.syscall_prototype("read")) == "long read(int fd, char *buf, size_t n);"
@@ -188,7 +194,7 @@ def test_prototypes_without_a_writable_cache(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("PTAP_CACHE_DIR", str(blocker))
-    monkeypatch.setattr(syscalls, "_prototypes_by_name", None)
+    _forget_prototypes(monkeypatch)
     assert syscalls.syscall_prototype("read") is not None
 
 
