@@ -10,6 +10,7 @@ that every traced process only reads::
         headers/stdio.h-1a2b3c4d.marshal  one header (see ptap.headers)
         headers/sys_stat.h-5e6f7a8b.marshal
         syscalls-9c0d1e2f.marshal         the system-call prototypes (ptap.syscalls)
+        scripts/script-0a1b2c3d.marshal   a script's compiled code (ptap.script)
 
 An entry is made for a *key*: a list of everything its contents depend on
 (for a header, its name, the ``-I`` directories and the data model). The
@@ -21,15 +22,20 @@ Entries are in :mod:`marshal`'s format, which the interpreter reads
 without importing anything (``json`` would bring ``re`` into every traced
 process) and several times faster than JSON. Keys and values are made of
 ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``, tuples, lists
-and dicts only, whose encoding :data:`marshal.version` fixes: that version
+and dicts, whose encoding :data:`marshal.version` fixes: that version
 is part of every key, so an interpreter that reads another format never
-reads an entry written in this one.
+reads an entry written in this one. (A value may also hold code objects,
+whose format changes with the interpreter's version: their key must say
+which version made them.)
 
-Files are written under a temporary name and renamed into place, so a
-reader sees a whole entry or none, even while another process writes the
-same one. An entry that cannot be read, or does not hold its key, is no
-entry; a cache that cannot be written leaves the caller to compute again
-next time.
+A file is the CRC-32 of the rest (4 bytes, little-endian), then the
+marshalled ``(key, value)``. Files are written under a temporary name and
+renamed into place, so a reader sees a whole entry or none, even while
+another process writes the same one. An entry that cannot be read, fails
+its checksum (``marshal`` checks little, and a damaged code object could
+crash the interpreter that runs it) or does not hold its key is no entry;
+a cache that cannot be written leaves the caller to compute again next
+time.
 """
 
 import marshal
@@ -61,10 +67,13 @@ def load(path, key):
     """Return the value stored at *path* for *key*, or None if there is none."""
     try:
         with open(path, "rb") as file:
-            stored_key, value = marshal.loads(file.read())
+            checksum = file.read(4)
+            data = file.read()
+        if len(checksum) != 4 or int.from_bytes(checksum, "little") != zlib.crc32(data):
+            return None  # Damaged, or not an entry at all.
+        stored_key, value = marshal.loads(data)
     except (OSError, EOFError, ValueError, TypeError):
-        # Missing, unreadable, truncated or not an entry at all.
-        return None
+        return None  # Missing or unreadable, or a layout of its own.
     if stored_key != _full_key(key):
         return None
     return value
@@ -78,6 +87,7 @@ def store(path, key, value):
     be written.
     """
     data = marshal.dumps((_full_key(key), value))
+    data = zlib.crc32(data).to_bytes(4, "little") + data
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temporary = f"{path}.{os.getpid()}.tmp"
     try:

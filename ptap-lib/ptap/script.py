@@ -11,6 +11,15 @@ A script that fails to compile or raises at its top level gets a traceback
 on ``sys.stderr`` that shows the script's own lines and none of ptap's, and
 :exc:`~ptap.errors.ScriptError` is raised. A script written for the original
 ProcessTap in Python 2 is translated (see :mod:`ptap.legacy`) with a warning.
+
+Every process the target starts runs the script, so its compiled code is
+kept in the cache (see :mod:`ptap.cache`), one entry per script path,
+holding the script's bytes, which must be those read now, and the code,
+for this version of the interpreter. The first ``compile()`` in a process
+costs a millisecond or more, however short the script, as CPython sets up
+its syntax-tree types; a Python 2 script's translation costs 300 ms (most
+of it importing ``lib2to3``). Reading the entry costs tens of
+microseconds.
 """
 
 import builtins
@@ -69,41 +78,104 @@ def run_script(path, *, exe, argv, include_dirs=(), warn=_print_warning):
 
 
 def _compile_script(path, warn):
-    """Read and compile the script, translating it from Python 2 if need be."""
-    with open(path, encoding="utf-8-sig") as file:
-        source = file.read()
+    """Read and compile the script, translating it from Python 2 if need be.
+
+    The code comes from the cache if the script is unchanged since it was
+    stored there.
+    """
+    with open(path, "rb") as file:
+        data = file.read()
+    code, translation = _cached_code(path, data)
+    if code is None:
+        code, translation = _compile_source(path, _decode(data))
+        _store_code(path, data, code, translation)
+    if translation is None:
+        _sources[path] = data
+    else:
+        warn(f"{path}: Python 2 script translated to Python 3")
+        _sources[path] = translation
+    return code
+
+
+def _decode(data):
+    """Return the script's bytes *data* as text, as ``open(path, encoding="utf-8-sig")`` reads it."""
+    return data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _compile_source(path, source):
+    """Compile *source*, translated from Python 2 if need be; return the code and translation.
+
+    The translation is None for a Python 3 script.
+    """
     try:
-        code = compile(source, path, "exec", dont_inherit=True)
+        return compile(source, path, "exec", dont_inherit=True), None
     except SyntaxError as error:
         original = error
-    else:
-        _sources[path] = source
-        return code
 
     from . import legacy  # Slow to import, and rarely needed.
 
     try:
         translation = legacy.translate(source, path)
-        code = compile(translation, path, "exec", dont_inherit=True)
+        return compile(translation, path, "exec", dont_inherit=True), translation
     except SyntaxError:
         raise original from None
-    warn(f"{path}: Python 2 script translated to Python 3")
-    _sources[path] = translation
-    _remember_source(path, translation)  # lib2to3 has imported linecache anyway.
-    return code
 
 
-#: The source of each script run, by path, for tracebacks of its top level.
+def _code_key(path):
+    """Return the cache key of the script at *path*: what its code depends on but its text.
+
+    ``sys.hexversion`` changes with every release, including those that
+    change the bytecode's magic number (which importlib would take half a
+    millisecond to import to give).
+    """
+    return ["script", path, sys.implementation.cache_tag, sys.hexversion, sys.flags.optimize]
+
+
+def _cached_code(path, data):
+    """Return the cached code and translation of the script *data* read at *path*, or Nones."""
+    from . import cache
+
+    key = _code_key(path)
+    entry = cache.load(cache.entry_path("scripts/script", key), key)
+    if (
+        isinstance(entry, tuple)
+        and len(entry) == 3
+        and entry[0] == data
+        and type(entry[1]) is _CODE
+        and isinstance(entry[2], (str, type(None)))
+    ):
+        return entry[1], entry[2]
+    return None, None
+
+
+def _store_code(path, data, code, translation):
+    """Keep the code and translation of the script *data* at *path* for the next process."""
+    from . import cache
+
+    key = _code_key(path)
+    try:
+        cache.store(cache.entry_path("scripts/script", key), key, (data, code, translation))
+    except OSError:
+        pass  # An unwritable cache: compile again next time.
+
+
+#: The type of code objects (``types.CodeType``).
+_CODE = type(_compile_script.__code__)
+
+#: The source of each script run, by path (bytes as read, or a Python 2
+#: script's translation), for tracebacks of its top level.
 _sources = {}
 
 
 def _remember_source(path, source):
     """Make tracebacks show *source* for *path*, whatever the file holds later.
 
-    For a translated script, whose file holds its Python 2 text.
+    *source* is text, or bytes as read from the script's file.
     """
     import linecache
 
+    if isinstance(source, bytes):
+        source = _decode(source)
     lines = source.splitlines(keepends=True)
     linecache.cache[path] = (len(source), None, lines, path)
 

@@ -4,6 +4,7 @@ import marshal
 import os
 import subprocess
 import sys
+import zlib
 
 import pytest
 
@@ -53,7 +54,7 @@ def test_a_missing_entry_is_none(cache_dir):
     assert cache.load(cache.entry_path("x", ["a"]), ["a"]) is None
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "other value"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "flipped bit", "other value"])
 def test_a_corrupt_entry_is_none(cache_dir, damage):
     path = cache.entry_path("x", ["a"])
     cache.store(path, ["a"], VALUE)
@@ -63,7 +64,8 @@ def test_a_corrupt_entry_is_none(cache_dir, damage):
         "truncate": data[: len(data) // 2],
         "garbage": b"\x00\xff" * 50,
         "empty": b"",
-        "other value": marshal.dumps(["not", "a", "pair"]),
+        "flipped bit": data[:-3] + bytes([data[-3] ^ 1]) + data[-2:],
+        "other value": zlib.crc32(other := marshal.dumps(["not", "a", "pair"])).to_bytes(4, "little") + other,
     }[damage]
     with open(path, "wb") as file:
         file.write(damaged)
