@@ -6,7 +6,8 @@
 //! The prototypes come from the script's `include()` and `declare()` and
 //! from the built-in system-call table (`ptap.prototypes` and
 //! `ptap.syscalls`), as the plain tuples of their `to_data()`, read once
-//! after the script's top level ran ([`load`]).
+//! after the script's top level ran, and only if a probe of their kind
+//! exists ([`load_functions`], [`load_syscalls`]).
 
 use once_cell::sync::OnceCell;
 use pyo3::exceptions::PyValueError;
@@ -224,7 +225,8 @@ static FUNCTIONS: OnceCell<HashMap<String, Signature>> = OnceCell::new();
 static SYSCALLS: OnceCell<Vec<Option<SyscallEntry>>> = OnceCell::new();
 
 /// Reads the prototypes of `include()`/`declare()` from the ptap package
-/// (after the script's top level ran).
+/// (after the script's top level ran, if it has function probes: nothing
+/// else asks [`function`]).
 pub fn load_functions(py: Python<'_>) -> PyResult<()> {
     let exported = py.import("ptap.prototypes")?.call_method0("exported")?;
     let mut functions = HashMap::new();
