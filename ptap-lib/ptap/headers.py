@@ -13,26 +13,30 @@ value is::
 
     {"files": [["/usr/include/stdio.h", mtime_ns, size], ...],
      "error": None,
-     "typedefs": [["size_t", TYPE], ...],
-     "prototypes": [PROTOTYPE, ...],
-     "data": [PROTOTYPE_DATA, ...]}
+     "functions": 108,
+     "typedefs": marshal.dumps([["size_t", TYPE], ...]),
+     "prototypes": marshal.dumps([PROTOTYPE, ...]),
+     "data": marshal.dumps([PROTOTYPE_DATA, ...])}
 
 ``TYPE`` and ``PROTOTYPE`` are encoded by :mod:`ptap.cdecl`;
 ``PROTOTYPE_DATA`` is the prototype's ``to_data()`` for the key's data
-model, in the order of ``"prototypes"``: what the native runtime reads, so
-that a traced process that includes a header decodes none of its
-prototypes unless the script asks for one (see :mod:`ptap.prototypes`). A
-header that is not found or does not parse has an entry too, whose
+model, in the order of ``"prototypes"``: what the native runtime reads.
+The last three are marshalled apart, to be read by :func:`contents` only
+when they are needed: a traced process that includes ``stdio.h`` only
+checks the entry's files, and reads what it declares only for a function
+probe, ``prototype()`` or ``declare()`` (see :mod:`ptap.prototypes`).
+A header that is not found or does not parse has an entry too, whose
 ``error`` is the message ``include()`` raises; :mod:`ptap.prepare` tries
 it afresh at every run.
 """
 
+import marshal
 import os
 
 from . import cache, cdecl
 from ._record import Record, init
 
-__all__ = ["Header", "entry_path", "load", "load_entry", "is_prepared", "store", "entry_of"]
+__all__ = ["Header", "entry_path", "load", "load_entry", "contents", "is_prepared", "store", "entry_of"]
 
 
 class Header(Record):
@@ -65,8 +69,9 @@ def load(header, include_dirs, model=None):
     entry = load_entry(header, include_dirs, model)
     if entry is None:
         return None
-    typedefs = {name: cdecl.decode_type(ctype) for name, ctype in entry["typedefs"]}
-    prototypes = [cdecl.decode_prototype(proto) for proto in entry["prototypes"]]
+    encoded_typedefs, encoded_prototypes, _ = contents(entry)
+    typedefs = {name: cdecl.decode_type(ctype) for name, ctype in encoded_typedefs}
+    prototypes = [cdecl.decode_prototype(proto) for proto in encoded_prototypes]
     return Header(header, entry["error"], typedefs, prototypes)
 
 
@@ -79,6 +84,11 @@ def load_entry(header, include_dirs, model=None):
     if not _files_unchanged(entry["files"]):
         return None
     return entry
+
+
+def contents(entry):
+    """Return the typedefs, prototypes and data of an entry's value, as lists (see above)."""
+    return tuple(marshal.loads(entry[part]) for part in ("typedefs", "prototypes", "data"))
 
 
 def is_prepared(header, include_dirs, model=None):
@@ -101,13 +111,14 @@ def entry_of(header, files=(), model=None):
     return {
         "files": [_stamp(path) for path in files],
         "error": header.error,
-        "typedefs": [[name, cdecl.encode_type(ctype)] for name, ctype in header.typedefs.items()],
-        "prototypes": [cdecl.encode_prototype(proto) for proto in header.prototypes],
-        "data": [proto.to_data(model) for proto in header.prototypes],
+        "functions": len(header.prototypes),
+        "typedefs": marshal.dumps([[name, cdecl.encode_type(ctype)] for name, ctype in header.typedefs.items()]),
+        "prototypes": marshal.dumps([cdecl.encode_prototype(proto) for proto in header.prototypes]),
+        "data": marshal.dumps([proto.to_data(model) for proto in header.prototypes]),
     }
 
 
-_ENTRY_FIELDS = {"files", "error", "typedefs", "prototypes", "data"}
+_ENTRY_FIELDS = {"files", "error", "functions", "typedefs", "prototypes", "data"}
 
 
 def _key(header, include_dirs, model):

@@ -20,11 +20,11 @@ target started (see :mod:`ptap.headers` and :mod:`ptap.prepare`), because
 the preprocessor cannot run inside the target. Outside a traced program,
 as in tests or plain Python, a header missing from the cache is prepared
 on the spot. A header's prototypes and typedefs are kept as the cache
-encodes them, and decoded only when the script asks for one (``prototype()``,
-or ``declare()`` for the typedefs): ``stdio.h`` alone has a hundred
-prototypes, which would take milliseconds to decode in every traced
-process, and the native runtime reads what it needs of them from the entry
-(see :mod:`ptap.headers`).
+holds them, read only when something asks for them (``prototype()``,
+``declare()``, :func:`exported`) and decoded only when the script asks
+for one: ``stdio.h`` alone has a hundred prototypes, which would take
+milliseconds to decode in every traced process, and the native runtime
+reads what it needs of them as the entry has it (see :mod:`ptap.headers`).
 """
 
 from . import cdecl
@@ -46,6 +46,8 @@ SYSCALL_HEADER = "linux_syscalls.h"
 
 #: The typedefs known, by name, as CType objects.
 _typedefs = {}
+#: The cache entries of headers included and not read yet, in order.
+_unread = []
 #: Typedefs of headers included since the last declare(), by name, encoded.
 _encoded_typedefs = {}
 #: The prototypes of declare() and of the headers' functions asked for, by name.
@@ -61,6 +63,7 @@ def reset():
     """Forget every prototype, typedef and header: start a new script's registry."""
     _typedefs.clear()
     _typedefs.update(cdecl.COMMON_TYPEDEFS)
+    _unread.clear()
     _encoded_typedefs.clear()
     _prototypes.clear()
     _encoded_prototypes.clear()
@@ -98,12 +101,22 @@ def include(header):
         entry = headers.entry_of(prepare_header(header, include_dirs()))
     if entry["error"] is not None:
         raise PrototypeError(entry["error"])
-    _encoded_typedefs.update(entry["typedefs"])
-    for encoded, data in zip(entry["prototypes"], entry["data"]):
-        name = encoded[0]
-        _prototypes.pop(name, None)
-        _encoded_prototypes[name] = (encoded, data)
-    _headers.append((header, len(entry["prototypes"])))
+    _unread.append(entry)
+    _headers.append((header, entry["functions"]))
+
+
+def _read_headers():
+    """Take in what the headers included since the last call declare, in order."""
+    from . import headers
+
+    for entry in _unread:
+        typedefs, encoded_prototypes, data = headers.contents(entry)
+        _encoded_typedefs.update(typedefs)
+        for encoded, exported_data in zip(encoded_prototypes, data):
+            name = encoded[0]
+            _prototypes.pop(name, None)
+            _encoded_prototypes[name] = (encoded, exported_data)
+    _unread.clear()
 
 
 def declare(text):
@@ -128,6 +141,7 @@ def declare(text):
 
     # The headers' typedefs replace those known before, and declare()'s
     # replace them in turn: decode them in that order.
+    _read_headers()
     for name, encoded in _encoded_typedefs.items():
         _typedefs[name] = cdecl.decode_type(encoded)
     _encoded_typedefs.clear()
@@ -145,6 +159,7 @@ def prototype(name):
     Raises :exc:`~ptap.errors.MissingPrototype` if no header included and
     no declaration declares it.
     """
+    _read_headers()
     try:
         return _prototypes[name]
     except KeyError:
@@ -171,6 +186,7 @@ def exported(model=None):
     The native runtime fetches this once, after the script's top level, if
     the script has function probes.
     """
+    _read_headers()
     native = model is None or model == cdecl.native_data_model()
     exported = {
         name: data if native else cdecl.decode_prototype(encoded).to_data(model)

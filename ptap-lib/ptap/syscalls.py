@@ -27,6 +27,8 @@ needed: the numbers when something asks for one (or for the count), the
 prototypes when something asks for one.
 """
 
+import os
+
 from . import cdecl
 
 __all__ = [
@@ -362,7 +364,7 @@ def syscall_prototype(name_or_number):
     else:
         name = syscall(name_or_number)
     if name not in _decoded:
-        encoded = _stored()["prototypes"].get(name)
+        encoded = _stored_prototypes().get(name)
         _decoded[name] = None if encoded is None else cdecl.decode_prototype(encoded)
     return _decoded[name]
 
@@ -375,10 +377,10 @@ def table_data(model=None):
     """
     by_name, _ = _table()
     if model is None or model == cdecl.native_data_model():
-        data = _stored()["data"]
+        data = _stored_data()
     else:
         data = {name: cdecl.decode_prototype(encoded).to_data(model)
-                for name, encoded in _stored()["prototypes"].items()}
+                for name, encoded in _stored_prototypes().items()}
     rows = [(number, name, data.get(name)) for name, number in by_name.items()]
     rows.sort(key=lambda row: row[0])
     return rows
@@ -391,9 +393,33 @@ def _table():
     """Return ``(number by name, name by number)`` from the kernel's headers, read once."""
     global _numbers
     if _numbers is None:
-        by_name = _parse_number_header(_read_number_header())
+        by_name = _load_numbers()
         _numbers = by_name, {number: name for name, number in by_name.items()}
     return _numbers
+
+
+def _load_numbers():
+    """Return the system calls' numbers by name, from the cache or the kernel's header.
+
+    The banner counts them in every traced process, and parsing the
+    header takes a third of a millisecond; the cache's entry, five times
+    less. It is keyed by the header's path, time and size.
+    """
+    from . import cache
+
+    path, status = _number_header()
+    key = ["numbers", path, status.st_mtime_ns, status.st_size]
+    entry = cache.entry_path("syscall-numbers", key)
+    by_name = cache.load(entry, key)
+    if isinstance(by_name, dict):
+        return by_name
+    with open(path, encoding="utf-8") as file:
+        by_name = _parse_number_header(file.read())
+    try:
+        cache.store(entry, key, by_name)
+    except OSError:
+        pass  # No cache: parse again next time.
+    return by_name
 
 
 def _parse_number_header(text):
@@ -414,13 +440,12 @@ def _parse_number_header(text):
     return by_name
 
 
-def _read_number_header():
-    """Return the text of the kernel header that numbers the system calls."""
+def _number_header():
+    """Return the path and ``os.stat()`` of the kernel header that numbers the system calls."""
     candidates = _NUMBER_HEADERS[cdecl.native_data_model().pointer_size]
     for path in candidates:
         try:
-            with open(path, encoding="utf-8") as file:
-                return file.read()
+            return path, os.stat(path)
         except FileNotFoundError:
             continue
     raise FileNotFoundError(
@@ -440,40 +465,70 @@ def _unknown_name_message(name, by_name):
     return message
 
 
-#: The cache entry's value, once read: ``{"prototypes": {name: encoded},
-#: "data": {name: to_data()}}``, for the interpreter's data model.
-_entry = None
+#: The to_data() of each system call's prototype for the interpreter's
+#: data model, by name, once read.
+_data = None
+#: Each system call's encoded prototype, by name, once read.
+_encoded = None
 #: The prototypes decoded so far, by name (None: no prototype).
 _decoded = {}
 
 
-def _stored():
-    """Return the system calls' prototypes as the cache keeps them, read or parsed once."""
-    global _entry
-    if _entry is None:
-        _entry = _load_entry()
-    return _entry
+def _stored_data():
+    """Return the to_data() of the system calls' prototypes by name, read or parsed once."""
+    global _data
+    if _data is None:
+        _data = _load("syscalls/data", "data")
+    return _data
 
 
-def _load_entry():
-    """Return the system calls' prototypes as the cache keeps them, from the cache or parsed afresh."""
+def _stored_prototypes():
+    """Return the encoded prototypes of the system calls by name, read or parsed once."""
+    global _encoded
+    if _encoded is None:
+        _encoded = _load("syscalls/prototypes", "prototypes")
+    return _encoded
+
+
+def _load(name, part):
+    """Return the *part* (``"data"`` or ``"prototypes"``) of the system calls' prototypes.
+
+    They are in two entries: the native runtime reads the data of every
+    system call when a script has a syscall probe, and a handler only
+    rarely asks for a prototype; the prototypes' entry is three times
+    larger and slower to read. Both are written whenever either is missing.
+    """
     from . import cache
 
-    key = [DECLARATIONS, BUFFERS, STRING_ARRAYS, cdecl.native_data_model().name]
-    path = cache.entry_path("syscalls", key)
-    stored = cache.load(path, key)
-    if isinstance(stored, dict) and stored.keys() == {"prototypes", "data"}:
+    stored = cache.load(cache.entry_path(name, _prototypes_key()), _prototypes_key())
+    if isinstance(stored, dict):
         return stored
     prototypes = _parse_declarations()
-    entry = {
-        "prototypes": {name: cdecl.encode_prototype(proto) for name, proto in prototypes.items()},
+    parts = {
         "data": {name: proto.to_data() for name, proto in prototypes.items()},
+        "prototypes": {name: cdecl.encode_prototype(proto) for name, proto in prototypes.items()},
     }
     try:
-        cache.store(path, key, entry)
+        for each in parts:
+            cache.store(cache.entry_path(f"syscalls/{each}", _prototypes_key()), _prototypes_key(), parts[each])
     except OSError:
         pass  # No cache: parse again next time.
-    return entry
+    return parts[part]
+
+
+def _prototypes_key():
+    """Return the cache key of the prototypes: what they are made of.
+
+    The declarations are in it by their checksum and length: as text, 15
+    kB would be written out, read back and compared at every start.
+    """
+    import zlib
+
+    declarations = DECLARATIONS.encode("utf-8")
+    return [
+        "prototypes", zlib.crc32(declarations), len(declarations), BUFFERS, STRING_ARRAYS,
+        cdecl.native_data_model().name,
+    ]
 
 
 def _parse_declarations():
