@@ -16,15 +16,17 @@ the bytes they point to: ``read``'s ``buf`` is the bytes the call read.
 Parsing the declarations needs pycparser, which would take tens of
 milliseconds at every start of the target, so the parsed prototypes are
 kept in the cache (see :mod:`ptap.cache`), keyed by the declarations and
-the data model: they are parsed once per version of this module. The entry
-holds each prototype encoded (:func:`~ptap.cdecl.encode_prototype`) and
-as its ``to_data()``, which is what the native runtime reads: a traced
-process decodes a prototype only when a handler asks for it.
+the data model: they are parsed once per version of this module. One entry
+holds each prototype's ``to_data()``, which is what the native runtime
+reads; another the prototypes encoded (:func:`~ptap.cdecl.encode_prototype`),
+read and decoded only when a handler asks for a system call's prototype.
+The numbers are cached too, keyed by the kernel header's path, time and
+size.
 
 The native runtime calls :func:`table_data` once, when a script has system
-call probes; the banner prints :func:`count`. Nothing is read before it is
-needed: the numbers when something asks for one (or for the count), the
-prototypes when something asks for one.
+call probes; the banner prints :func:`count` in every traced process.
+Nothing is read before it is needed: the numbers when something asks for
+one (or for the count), the prototypes when something asks for one.
 """
 
 import os
