@@ -46,7 +46,7 @@ default, that of the running interpreter.
 
 :func:`encode_prototype` and :func:`decode_prototype` (and their
 counterparts for types) turn prototypes into lists of strings, numbers and
-lists, and back: the form in which :mod:`ptap.cache` stores them as JSON.
+lists, and back: the form in which :mod:`ptap.cache` stores them.
 This module parses no C; :mod:`ptap.cparse` does, with pycparser.
 """
 
@@ -491,11 +491,11 @@ COMMON_TYPEDEFS = {
 
 
 # ---------------------------------------------------------------------------
-# Encoding as JSON-ready lists
+# Encoding as plain lists
 
 
 def encode_type(ctype):
-    """Return *ctype* as a list of strings, numbers and lists, for JSON."""
+    """Return *ctype* as a list of strings, numbers and lists, for the cache."""
     if isinstance(ctype, Basic):
         return ["basic", ctype.name, list(ctype.quals)]
     if isinstance(ctype, Typedef):
@@ -532,7 +532,7 @@ def decode_type(data):
 
 
 def encode_prototype(proto):
-    """Return *proto* as a list of strings, numbers and lists, for JSON."""
+    """Return *proto* as a list of strings, numbers and lists, for the cache."""
     params = [_encode_param(param) for param in proto.params]
     return [proto.name, encode_type(proto.restype), params, proto.variadic]
 

@@ -54,7 +54,7 @@ class Header(Record):
     def __init__(self, name, error, typedefs, prototypes):
         init(self, name, error, typedefs, prototypes)
 
-    # Its fields are a dict and a list: unhashable, as the dataclass was.
+    # Its fields are a dict and a list: it cannot be hashed.
     __hash__ = None
 
 
