@@ -354,3 +354,12 @@ def test_a_probe_that_never_matched_is_warned_about_once(trace):
         "[!] probe two_names never matched: no function named 'no_such_a', 'no_such_b'",
         "[!] probe past_the_table never matched: no system call matched (syscall.num == 4000)",
     ], str(result)
+
+
+def test_handler_traceback_of_a_piped_script_shows_its_lines(processtap):
+    # Python's own display reads the script's file again, which is a drained
+    # pipe here (and in the target /dev/stdin would be the target's stdin).
+    script = "@process_exit\\ndef done(ctx):\\n    raise ValueError('boom')\\n"
+    returncode, stdout, stderr = run_command(["/bin/bash", "-c", f"{processtap} -q <(printf \"{script}\") -- /bin/true"])
+    assert returncode == 0, stderr
+    assert re.search(r'File "/dev/fd/\d+", line 3, in done\n    raise ValueError\(.boom.\)\n', stderr), stderr

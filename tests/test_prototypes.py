@@ -69,15 +69,18 @@ def included_strlen(result):
 
 
 def test_second_run_reuses_the_header_cache(trace, ftarget, cache_env, tmp_path):
-    first = trace(INCLUDE_SCRIPT, ftarget("strlens"), "alpha", options=["-q"], env=cache_env)
+    script = tmp_path / "include.ptap"
+    script.write_text(INCLUDE_SCRIPT)
+    first = trace(script, ftarget("strlens"), "alpha", options=["-q"], env=cache_env)
     assert included_strlen(first), str(first)
     cache = tmp_path / "cache"
     before = cached_files(cache)
-    assert before, f"nothing cached in {cache}\n{first}"
-    second = trace(INCLUDE_SCRIPT, ftarget("strlens"), "alpha", options=["-q"], env=cache_env)
+    assert any(name.startswith("headers/") for name in before), f"no header cached in {cache}\n{first}"
+    assert any(name.startswith("scripts/") for name in before), f"no script cached in {cache}\n{first}"
+    second = trace(script, ftarget("strlens"), "alpha", options=["-q"], env=cache_env)
     assert second.returncode == 0, str(second)
     assert second.stdout == first.stdout and second.stderr == first.stderr == "", str(second)
-    # Reused as it was: not written again.
+    # The header's and the script's entries reused as they were: not written again.
     assert cached_files(cache) == before, str(second)
 
 

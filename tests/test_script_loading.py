@@ -170,3 +170,55 @@ def test_handler_with_wrong_signature_is_refused(trace, target):
     assert f'File "{result.script}", line 2' in result.stderr, str(result)
     assert "TypeError:" in result.stderr and "ctx" in result.stderr, str(result)
     assert_hello_did_not_run(result)
+
+
+# ---------------------------------------------------------------------------
+# The compiled script, kept between processes
+
+
+SHELL_LOOP = "for i in 1 2 3; do /bin/true; done"
+
+
+def test_a_shell_loop_compiles_the_script_once(trace, tmp_path):
+    # Every process of the loop runs the script; the first compiles it.
+    cache = tmp_path / "cache"
+    script = tmp_path / "loop.ptap"
+    script.write_text("@process_exit\ndef bye(ctx):\n    print('exit', ctx.pid)\n")
+    result = trace(script, "/bin/sh", "-c", SHELL_LOOP, options=["-q"], env={"PTAP_CACHE_DIR": str(cache)})
+    assert result.returncode == 0, str(result)
+    assert len(set(result.stdout.split())) == 1 + 4, str(result)  # "exit" and 4 pids.
+    entries = list((cache / "scripts").iterdir())
+    assert len(entries) == 1, entries
+    written = entries[0].stat().st_mtime_ns
+    again = trace(script, "/bin/sh", "-c", SHELL_LOOP, options=["-q"], env={"PTAP_CACHE_DIR": str(cache)})
+    assert again.stdout.count("exit") == 4, str(again)
+    assert entries[0].stat().st_mtime_ns == written, "the entry was written again"
+
+
+def test_a_changed_script_runs_its_new_text(trace, target, tmp_path):
+    # Same path, size and time: only the text tells the cached code is stale.
+    script = tmp_path / "changing.ptap"
+    script.write_text("print('version one')\n")
+    stat = script.stat()
+    first = trace(script, target("hello"), options=["-q"], env={"PTAP_CACHE_DIR": str(tmp_path / "cache")})
+    assert first.stdout.startswith("version one\n"), str(first)
+    script.write_text("print('version two')\n")
+    os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    second = trace(script, target("hello"), options=["-q"], env={"PTAP_CACHE_DIR": str(tmp_path / "cache")})
+    assert second.stdout.startswith("version two\n"), str(second)
+
+
+def test_a_script_runs_without_a_writable_cache(trace, target, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    script = (
+        "@syscall_entry(syscall_name == 'write')\n"
+        "def on_write(ctx):\n"
+        "    print('write', len(ctx.args[1]))\n"
+    )
+    for _ in range(2):
+        result = trace(script, target("hello"), options=["-q"], env={"PTAP_CACHE_DIR": str(blocker)})
+        assert result.returncode == 0, str(result)
+        written = [int(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("write ")]
+        assert sum(written) == len(HELLO_OUTPUT), str(result)
+        assert result.stderr == "", str(result)

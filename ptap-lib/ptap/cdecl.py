@@ -46,12 +46,13 @@ default, that of the running interpreter.
 
 :func:`encode_prototype` and :func:`decode_prototype` (and their
 counterparts for types) turn prototypes into lists of strings, numbers and
-lists, and back: the form in which :mod:`ptap.cache` stores them as JSON.
+lists, and back: the form in which :mod:`ptap.cache` stores them.
 This module parses no C; :mod:`ptap.cparse` does, with pycparser.
 """
 
-import struct
-from dataclasses import dataclass
+import sys
+
+from ._record import Record, init
 
 __all__ = [
     "DataModel",
@@ -81,16 +82,17 @@ __all__ = [
 # Data models
 
 
-@dataclass(frozen=True)
-class DataModel:
-    """The sizes of ``long`` and of pointers, which differ between ABIs."""
+class DataModel(Record):
+    """The sizes of ``long`` and of pointers, which differ between ABIs.
 
-    #: ``"LP64"`` or ``"ILP32"``.
-    name: str
-    #: Bytes in a ``long``.
-    long_size: int
-    #: Bytes in a pointer.
-    pointer_size: int
+    *name* is ``"LP64"`` or ``"ILP32"``; *long_size* and *pointer_size*
+    are the bytes in a ``long`` and in a pointer.
+    """
+
+    __slots__ = ("name", "long_size", "pointer_size")
+
+    def __init__(self, name, long_size, pointer_size):
+        init(self, name, long_size, pointer_size)
 
 
 #: x86-64 Linux: ``long`` and pointers are 8 bytes.
@@ -101,20 +103,22 @@ ILP32 = DataModel("ILP32", long_size=4, pointer_size=4)
 
 def native_data_model():
     """Return the data model of the running interpreter (and so of the target)."""
-    return LP64 if struct.calcsize("P") == 8 else ILP32
+    return LP64 if sys.maxsize > 2**32 else ILP32
 
 
 # ---------------------------------------------------------------------------
 # Types
 
 
-class CType:
+class CType(Record):
     """A C type, as a declaration wrote it.
 
-    Subclasses are immutable dataclasses. ``str()`` of a type is its C
+    Subclasses are immutable records (:class:`~ptap._record.Record`). ``str()`` of a type is its C
     spelling (``const char *``); :meth:`declare` spells a declaration of a
     name of that type.
     """
+
+    __slots__ = ()
 
     def declare(self, name=""):
         """Return C text declaring *name* with this type: ``char *name``."""
@@ -136,14 +140,17 @@ class CType:
         return self.declare()
 
 
-@dataclass(frozen=True)
 class Basic(CType):
-    """A type named by keywords: ``void``, ``int``, ``unsigned long``, ``double``."""
+    """A type named by keywords: ``void``, ``int``, ``unsigned long``, ``double``.
 
-    #: The keywords as written, such as ``"unsigned long int"``.
-    name: str
-    #: Qualifiers as written: ``("const",)``.
-    quals: tuple = ()
+    *name* is the keywords as written, such as ``"unsigned long int"``;
+    *quals* the qualifiers as written: ``("const",)``.
+    """
+
+    __slots__ = ("name", "quals")
+
+    def __init__(self, name, quals=()):
+        init(self, name, quals)
 
     def spelling(self):
         """The type's C text without a declarator."""
@@ -153,14 +160,17 @@ class Basic(CType):
         return _basic_data(self.name.split(), model)
 
 
-@dataclass(frozen=True)
 class Typedef(CType):
-    """A typedef name, such as ``size_t``, and the type it stands for."""
+    """A typedef name, such as ``size_t``, and the type it stands for.
 
-    name: str
-    #: The type the name stands for (itself perhaps a :class:`Typedef`).
-    target: CType
-    quals: tuple = ()
+    *target* is the type the name stands for (itself perhaps a
+    :class:`Typedef`).
+    """
+
+    __slots__ = ("name", "target", "quals")
+
+    def __init__(self, name, target, quals=()):
+        init(self, name, target, quals)
 
     def spelling(self):
         """The type's C text without a declarator."""
@@ -170,14 +180,16 @@ class Typedef(CType):
         return self.target.resolve()
 
 
-@dataclass(frozen=True)
 class Tagged(CType):
-    """A ``struct``, ``union`` or ``enum`` type, named by its tag (None if anonymous)."""
+    """A ``struct``, ``union`` or ``enum`` type, named by its tag (None if anonymous).
 
-    #: ``"struct"``, ``"union"`` or ``"enum"``.
-    keyword: str
-    tag: str = None
-    quals: tuple = ()
+    *keyword* is ``"struct"``, ``"union"`` or ``"enum"``.
+    """
+
+    __slots__ = ("keyword", "tag", "quals")
+
+    def __init__(self, keyword, tag=None, quals=()):
+        init(self, keyword, tag, quals)
 
     def spelling(self):
         """The type's C text without a declarator."""
@@ -189,13 +201,13 @@ class Tagged(CType):
         return ("unsupported", 0, False, f"{self.keyword} by value")
 
 
-@dataclass(frozen=True)
 class Pointer(CType):
-    """A pointer to *target*."""
+    """A pointer to *target*; *quals* qualify the pointer itself: ``char *const p``."""
 
-    target: CType
-    #: Qualifiers of the pointer itself: ``char *const p``.
-    quals: tuple = ()
+    __slots__ = ("target", "quals")
+
+    def __init__(self, target, quals=()):
+        init(self, target, quals)
 
     def _data(self, model):
         target = self.target.resolve()
@@ -204,28 +216,32 @@ class Pointer(CType):
         return ("pointer", model.pointer_size, False, None)
 
 
-@dataclass(frozen=True)
 class Array(CType):
-    """An array of *element*; as a parameter, it is a pointer to *element*."""
+    """An array of *element*; as a parameter, it is a pointer to *element*.
 
-    element: CType
-    #: The length as written (``"16"``), or None for ``[]``.
-    length: str = None
-    quals: tuple = ()
+    *length* is the length as written (``"16"``), or None for ``[]``.
+    """
+
+    __slots__ = ("element", "length", "quals")
+
+    def __init__(self, element, length=None, quals=()):
+        init(self, element, length, quals)
 
     def _data(self, model):
         return Pointer(self.element)._data(model)
 
 
-@dataclass(frozen=True)
 class Function(CType):
-    """A function type; as a parameter, it is a pointer to a function."""
+    """A function type; as a parameter, it is a pointer to a function.
 
-    restype: CType
-    #: The :class:`Param` objects.
-    params: tuple = ()
-    #: Whether the function takes more arguments (``...``).
-    variadic: bool = False
+    *params* are its :class:`Param` objects; *variadic* says whether it
+    takes more arguments (``...``).
+    """
+
+    __slots__ = ("restype", "params", "variadic")
+
+    def __init__(self, restype, params=(), variadic=False):
+        init(self, restype, params, variadic)
 
     def _data(self, model):
         return ("pointer", model.pointer_size, False, None)
@@ -313,20 +329,21 @@ def _integer_size(words, model):
 # Parameters and prototypes
 
 
-@dataclass(frozen=True)
-class Buffer:
+class Buffer(Record):
     """How a system call's pointer argument is decoded: as the bytes it points to.
 
-    Its TypeData is ``("buffer", pointer_size, False, (length_from,
-    direction))``.
+    *direction* is ``"in"`` if the call reads the bytes (decoded at entry,
+    and at exit) or ``"out"`` if it fills them (decoded at exit only).
+    *length_from* says where the number of bytes is: the index of a
+    parameter (from 0), or ``"retval"``, the value the call returned (for
+    ``"out"`` buffers). Its TypeData is ``("buffer", pointer_size, False,
+    (length_from, direction))``.
     """
 
-    #: ``"in"``: the call reads the bytes, decoded at entry (and at exit).
-    #: ``"out"``: the call fills them, decoded at exit only.
-    direction: str
-    #: Where the number of bytes is: the index of a parameter (from 0), or
-    #: ``"retval"``, the value the call returned (for ``"out"`` buffers).
-    length_from: object
+    __slots__ = ("direction", "length_from")
+
+    def __init__(self, direction, length_from):
+        init(self, direction, length_from)
 
     def to_data(self, model=None):
         """Return the TypeData of the argument."""
@@ -334,9 +351,10 @@ class Buffer:
         return ("buffer", model.pointer_size, False, (self.length_from, self.direction))
 
 
-@dataclass(frozen=True)
-class _Strings:
+class _Strings(Record):
     """A NULL-terminated array of strings, as ``execve``'s ``argv`` (system calls only)."""
+
+    __slots__ = ()
 
     def to_data(self, model=None):
         """Return the TypeData of the argument."""
@@ -348,15 +366,18 @@ class _Strings:
 STRINGS = _Strings()
 
 
-@dataclass(frozen=True)
-class Param:
-    """A parameter of a prototype: its name (None if the declaration gave none) and type."""
+class Param(Record):
+    """A parameter of a prototype: its name (None if the declaration gave none) and type.
 
-    name: object
-    type: CType
-    #: For system calls: a :class:`Buffer` or :data:`STRINGS` that decodes
-    #: the argument instead of its type; None to decode it by its type.
-    decoding: object = None
+    *decoding*, for system calls, is a :class:`Buffer` or :data:`STRINGS`
+    that decodes the argument instead of its type; None to decode it by
+    its type.
+    """
+
+    __slots__ = ("name", "type", "decoding")
+
+    def __init__(self, name, type, decoding=None):
+        init(self, name, type, decoding)
 
     def to_data(self, model=None):
         """Return how the argument is decoded: ``(kind, size, signed, detail)``."""
@@ -368,17 +389,18 @@ class Param:
         return self.type.declare(self.name or "")
 
 
-@dataclass(frozen=True)
-class Prototype:
-    """A function's C prototype: ``str()`` is its declaration, ``void *malloc(size_t size);``."""
+class Prototype(Record):
+    """A function's C prototype: ``str()`` is its declaration, ``void *malloc(size_t size);``.
 
-    name: str
-    #: The return type.
-    restype: CType
-    #: The :class:`Param` objects, in order.
-    params: tuple = ()
-    #: Whether the function takes more arguments than *params* (``...``).
-    variadic: bool = False
+    *restype* is the return type, *params* the :class:`Param` objects in
+    order, and *variadic* says whether the function takes more arguments
+    than *params* (``...``).
+    """
+
+    __slots__ = ("name", "restype", "params", "variadic")
+
+    def __init__(self, name, restype, params=(), variadic=False):
+        init(self, name, restype, params, variadic)
 
     def to_data(self, model=None):
         """Return ``(name, restype, params, variadic)`` for the native runtime.
@@ -469,11 +491,11 @@ COMMON_TYPEDEFS = {
 
 
 # ---------------------------------------------------------------------------
-# Encoding as JSON-ready lists
+# Encoding as plain lists
 
 
 def encode_type(ctype):
-    """Return *ctype* as a list of strings, numbers and lists, for JSON."""
+    """Return *ctype* as a list of strings, numbers and lists, for the cache."""
     if isinstance(ctype, Basic):
         return ["basic", ctype.name, list(ctype.quals)]
     if isinstance(ctype, Typedef):
@@ -510,7 +532,7 @@ def decode_type(data):
 
 
 def encode_prototype(proto):
-    """Return *proto* as a list of strings, numbers and lists, for JSON."""
+    """Return *proto* as a list of strings, numbers and lists, for the cache."""
     params = [_encode_param(param) for param in proto.params]
     return [proto.name, encode_type(proto.restype), params, proto.variadic]
 

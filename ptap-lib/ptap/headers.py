@@ -4,44 +4,58 @@
 needs the C preprocessor, which cannot run inside the traced program (it
 would fork the target). So :mod:`ptap.prepare` preprocesses and parses the
 header before the target starts and :func:`stores <store>` the result;
-inside the target, :func:`load` reads it back, after checking by ``stat``
-that no file the preprocessor read has changed since.
+inside the target, :func:`load_entry` reads it back, after checking by
+``stat`` that no file the preprocessor read has changed since.
 
 An entry (see :mod:`ptap.cache` for where it lives) is made for the key
 ``[header, include_dirs, data_model]``, the directories made absolute. Its
 value is::
 
     {"files": [["/usr/include/stdio.h", mtime_ns, size], ...],
-     "error": null,
-     "typedefs": [["size_t", TYPE], ...],
-     "prototypes": [PROTOTYPE, ...]}
+     "error": None,
+     "functions": 108,
+     "typedefs": marshal.dumps([["size_t", TYPE], ...]),
+     "prototypes": marshal.dumps([PROTOTYPE, ...]),
+     "data": marshal.dumps([PROTOTYPE_DATA, ...])}
 
-``TYPE`` and ``PROTOTYPE`` are encoded by :mod:`ptap.cdecl`. A header that
-is not found or does not parse has an entry too, whose ``error`` is the
-message ``include()`` raises; :mod:`ptap.prepare` tries it afresh at every
-run.
+``TYPE`` and ``PROTOTYPE`` are encoded by :mod:`ptap.cdecl`;
+``PROTOTYPE_DATA`` is the prototype's ``to_data()`` for the key's data
+model, in the order of ``"prototypes"``: what the native runtime reads.
+The last three are marshalled apart, to be read by :func:`contents` only
+when they are needed: a traced process that includes ``stdio.h`` only
+checks the entry's files, and reads what it declares only for a function
+probe, ``prototype()`` or ``declare()`` (see :mod:`ptap.prototypes`).
+A header that is not found or does not parse has an entry too, whose
+``error`` is the message ``include()`` raises; :mod:`ptap.prepare` tries
+it afresh at every run.
 """
 
+import marshal
 import os
-from dataclasses import dataclass
 
 from . import cache, cdecl
+from ._record import Record, init
 
-__all__ = ["Header", "entry_path", "load", "is_prepared", "store"]
+__all__ = ["Header", "entry_path", "load", "load_entry", "contents", "is_prepared", "store", "entry_of"]
 
 
-@dataclass
-class Header:
-    """What a header declares, or why it could not be had."""
+class Header(Record):
+    """What a header declares, or why it could not be had.
 
-    #: The name given to ``include()``, such as ``"sys/stat.h"``.
-    name: str
-    #: The message ``include()`` raises, or None if the header was parsed.
-    error: object
-    #: The typedefs the header (and what it includes) defines, by name.
-    typedefs: dict
-    #: The :class:`~ptap.cdecl.Prototype` of every function it declares.
-    prototypes: list
+    *name* is the name given to ``include()``, such as ``"sys/stat.h"``;
+    *error* the message ``include()`` raises, or None if the header was
+    parsed; *typedefs* the typedefs the header (and what it includes)
+    defines, by name; *prototypes* the :class:`~ptap.cdecl.Prototype` of
+    every function it declares.
+    """
+
+    __slots__ = ("name", "error", "typedefs", "prototypes")
+
+    def __init__(self, name, error, typedefs, prototypes):
+        init(self, name, error, typedefs, prototypes)
+
+    # Its fields are a dict and a list: it cannot be hashed.
+    __hash__ = None
 
 
 def entry_path(header, include_dirs, model=None):
@@ -52,17 +66,34 @@ def entry_path(header, include_dirs, model=None):
 
 def load(header, include_dirs, model=None):
     """Return the cached :class:`Header` for *header*, or None if there is none or it is stale."""
-    entry = _current_entry(header, include_dirs, model)
+    entry = load_entry(header, include_dirs, model)
     if entry is None:
         return None
-    typedefs = {name: cdecl.decode_type(ctype) for name, ctype in entry["typedefs"]}
-    prototypes = [cdecl.decode_prototype(proto) for proto in entry["prototypes"]]
+    encoded_typedefs, encoded_prototypes, _ = contents(entry)
+    typedefs = {name: cdecl.decode_type(ctype) for name, ctype in encoded_typedefs}
+    prototypes = [cdecl.decode_prototype(proto) for proto in encoded_prototypes]
     return Header(header, entry["error"], typedefs, prototypes)
+
+
+def load_entry(header, include_dirs, model=None):
+    """Return the value of *header*'s entry (see above), or None if there is none or it is stale."""
+    key = _key(header, include_dirs, model)
+    entry = cache.load(entry_path(header, include_dirs, model), key)
+    if not isinstance(entry, dict) or entry.keys() != _ENTRY_FIELDS:
+        return None  # None, or an entry of another layout.
+    if not _files_unchanged(entry["files"]):
+        return None
+    return entry
+
+
+def contents(entry):
+    """Return the typedefs, prototypes and data of an entry's value, as lists (see above)."""
+    return tuple(marshal.loads(entry[part]) for part in ("typedefs", "prototypes", "data"))
 
 
 def is_prepared(header, include_dirs, model=None):
     """Whether the cache has a current entry for *header* that holds no error."""
-    entry = _current_entry(header, include_dirs, model)
+    entry = load_entry(header, include_dirs, model)
     return entry is not None and entry["error"] is None
 
 
@@ -71,29 +102,29 @@ def store(header, include_dirs, files, model=None):
 
     Raises :exc:`OSError` if the entry cannot be written.
     """
-    value = {
+    key = _key(header.name, include_dirs, model)
+    cache.store(entry_path(header.name, include_dirs, model), key, entry_of(header, files, model))
+
+
+def entry_of(header, files=(), model=None):
+    """Return the value of the entry of *header* (a :class:`Header`) read from *files*."""
+    return {
         "files": [_stamp(path) for path in files],
         "error": header.error,
-        "typedefs": [[name, cdecl.encode_type(ctype)] for name, ctype in header.typedefs.items()],
-        "prototypes": [cdecl.encode_prototype(proto) for proto in header.prototypes],
+        "functions": len(header.prototypes),
+        "typedefs": marshal.dumps([[name, cdecl.encode_type(ctype)] for name, ctype in header.typedefs.items()]),
+        "prototypes": marshal.dumps([cdecl.encode_prototype(proto) for proto in header.prototypes]),
+        "data": marshal.dumps([proto.to_data(model) for proto in header.prototypes]),
     }
-    key = _key(header.name, include_dirs, model)
-    cache.store(entry_path(header.name, include_dirs, model), key, value)
+
+
+_ENTRY_FIELDS = {"files", "error", "functions", "typedefs", "prototypes", "data"}
 
 
 def _key(header, include_dirs, model):
     """Return the cache key of *header* found in *include_dirs* for *model*."""
     model = model or cdecl.native_data_model()
     return [header, [os.path.abspath(directory) for directory in include_dirs], model.name]
-
-
-def _current_entry(header, include_dirs, model):
-    """Return the value of *header*'s entry if no file it was made from has changed."""
-    key = _key(header, include_dirs, model)
-    entry = cache.load(entry_path(header, include_dirs, model), key)
-    if entry is None or not _files_unchanged(entry["files"]):
-        return None
-    return entry
 
 
 def _stamp(path):

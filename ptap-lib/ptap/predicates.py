@@ -42,10 +42,7 @@ string, kept as written; it can only be tested for equality (``==``, ``!=``,
 semantics know nothing of where modules are loaded.
 """
 
-import enum
-import fnmatch
-import operator
-from dataclasses import dataclass
+from ._record import Record, init
 
 __all__ = [
     "ValueKind",
@@ -79,12 +76,12 @@ __all__ = [
 INT_LIMIT = 2**64
 
 _OPERATORS = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
 }
 
 _NOT_A_BOOLEAN = (
@@ -93,8 +90,12 @@ _NOT_A_BOOLEAN = (
 )
 
 
-class ValueKind(enum.Enum):
-    """What values a :class:`Variable` takes, and how they print."""
+class ValueKind:
+    """What values a :class:`Variable` takes, and how they print: its ``kind``.
+
+    Plain string constants: an :class:`enum.Enum` would import ``enum``
+    (and ``re``, ``functools``) into every traced process.
+    """
 
     #: A name (``str``), printed in double quotes.
     STRING = "string"
@@ -113,13 +114,14 @@ class ValueKind(enum.Enum):
 # Predicate nodes
 
 
-class Predicate:
+class Predicate(Record):
     """A node of a predicate tree.
 
-    Subclasses are immutable dataclasses, so two trees built the same way
-    compare equal. A predicate cannot be used as a truth value: ``and``,
-    ``or``, ``not`` and chained comparisons such as ``a < x < b`` raise
-    :exc:`TypeError` instead of silently dropping half of the condition.
+    Subclasses are immutable records (:class:`~ptap._record.Record`), so
+    two trees built the same way compare equal. A predicate cannot be used
+    as a truth value: ``and``, ``or``, ``not`` and chained comparisons such
+    as ``a < x < b`` raise :exc:`TypeError` instead of silently dropping
+    half of the condition.
     """
 
     __slots__ = ()
@@ -159,11 +161,13 @@ class Predicate:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
 class Constant(Predicate):
     """A predicate that is always *value*: :data:`ALWAYS` is ``Constant(True)``."""
 
-    value: bool
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        init(self, value)
 
     def variables(self):
         return frozenset()
@@ -178,13 +182,13 @@ class Constant(Predicate):
         return "(true)" if self.value else "(false)"
 
 
-@dataclass(frozen=True)
 class Compare(Predicate):
     """``variable op value``, where *op* is one of ``== != < <= > >=``."""
 
-    variable: str
-    op: str
-    value: object
+    __slots__ = ("variable", "op", "value")
+
+    def __init__(self, variable, op, value):
+        init(self, variable, op, value)
 
     def variables(self):
         return frozenset([self.variable])
@@ -202,12 +206,13 @@ class Compare(Predicate):
         return f"({variable.banner_name} {self.op} {_format_value(variable, self.value)})"
 
 
-@dataclass(frozen=True)
 class OneOf(Predicate):
     """``variable >> [a, b, ...]``: the variable equals one of *values*."""
 
-    variable: str
-    values: tuple
+    __slots__ = ("variable", "values")
+
+    def __init__(self, variable, values):
+        init(self, variable, values)
 
     def variables(self):
         return frozenset([self.variable])
@@ -230,13 +235,13 @@ class OneOf(Predicate):
         return f"({variable.banner_name} in [{values}])"
 
 
-@dataclass(frozen=True)
 class InRange(Predicate):
     """``variable >> range(start, stop)``: ``start <= variable < stop``."""
 
-    variable: str
-    start: int
-    stop: int
+    __slots__ = ("variable", "start", "stop")
+
+    def __init__(self, variable, start, stop):
+        init(self, variable, start, stop)
 
     def variables(self):
         return frozenset([self.variable])
@@ -256,7 +261,6 @@ class InRange(Predicate):
         return f"({variable.banner_name} in [{start}, {stop}))"
 
 
-@dataclass(frozen=True)
 class Like(Predicate):
     """``variable.like(glob)``: the string variable matches a glob.
 
@@ -265,13 +269,17 @@ class Like(Predicate):
     :func:`fnmatch.fnmatchcase` does.
     """
 
-    variable: str
-    glob: str
+    __slots__ = ("variable", "glob")
+
+    def __init__(self, variable, glob):
+        init(self, variable, glob)
 
     def variables(self):
         return frozenset([self.variable])
 
     def evaluate(self, fields):
+        import fnmatch  # Imports re: only tests and documentation evaluate.
+
         return fnmatch.fnmatchcase(fields[self.variable], self.glob)
 
     def to_data(self):
@@ -282,15 +290,16 @@ class Like(Predicate):
         return f"({variable.banner_name} like {_quote(self.glob)})"
 
 
-@dataclass(frozen=True)
 class _Junction(Predicate):
     """Two predicates joined by ``&`` or ``|``; subclasses name the join."""
 
-    left: Predicate
-    right: Predicate
+    __slots__ = ("left", "right")
 
     _tag = ""
     _symbol = ""
+
+    def __init__(self, left, right):
+        init(self, left, right)
 
     def variables(self):
         return self.left.variables() | self.right.variables()
@@ -302,9 +311,10 @@ class _Junction(Predicate):
         return f"({self.left} {self._symbol} {self.right})"
 
 
-@dataclass(frozen=True)
 class And(_Junction):
     """``left & right``: both hold."""
+
+    __slots__ = ()
 
     _tag = "and"
     _symbol = "&"
@@ -316,9 +326,10 @@ class And(_Junction):
         return left and right
 
 
-@dataclass(frozen=True)
 class Or(_Junction):
     """``left | right``: at least one holds."""
+
+    __slots__ = ()
 
     _tag = "or"
     _symbol = "|"
@@ -329,11 +340,13 @@ class Or(_Junction):
         return left or right
 
 
-@dataclass(frozen=True)
 class Not(Predicate):
     """``~inner``: *inner* does not hold."""
 
-    inner: Predicate
+    __slots__ = ("inner",)
+
+    def __init__(self, inner):
+        init(self, inner)
 
     def variables(self):
         return self.inner.variables()
@@ -429,7 +442,7 @@ class Variable:
 
     def like(self, glob):
         """Build a :class:`Like` node: the variable matches the glob *glob*."""
-        if self.kind is not ValueKind.STRING:
+        if self.kind != ValueKind.STRING:
             raise TypeError(
                 f"{self.name}.like(): only string variables "
                 f"({', '.join(_string_variable_names())}) match globs"
@@ -536,15 +549,15 @@ VARIABLES = {
 def _check_value(variable, value):
     """Raise TypeError or ValueError unless *value* suits *variable*."""
     kind = variable.kind
-    if kind is ValueKind.STRING:
+    if kind == ValueKind.STRING:
         if not isinstance(value, str):
             raise TypeError(_wrong_type(variable, "a str", value))
-    elif kind is ValueKind.FLAG:
+    elif kind == ValueKind.FLAG:
         if not isinstance(value, bool):
             raise TypeError(_wrong_type(variable, "a bool (True or False)", value))
-    elif kind is ValueKind.ADDRESS and variable is function_address and isinstance(value, str):
+    elif kind == ValueKind.ADDRESS and variable is function_address and isinstance(value, str):
         _parse_module_offset(value)
-    elif kind is ValueKind.MEMORY and isinstance(value, bytes):
+    elif kind == ValueKind.MEMORY and isinstance(value, bytes):
         pass
     elif isinstance(value, int) and not isinstance(value, bool):
         if not 0 <= value < INT_LIMIT:
@@ -555,7 +568,7 @@ def _check_value(variable, value):
         raise TypeError(
             _wrong_type(variable, 'an int or a "module+0xoffset" str', value)
         )
-    elif kind is ValueKind.MEMORY:
+    elif kind == ValueKind.MEMORY:
         raise TypeError(_wrong_type(variable, "an int or bytes", value))
     else:
         raise TypeError(_wrong_type(variable, "an int", value))
@@ -594,7 +607,7 @@ def _operands(variable, event_value, value):
     little-endian unsigned int. Module-relative ``function_address`` values
     compare only with module-relative event values.
     """
-    if variable.kind is ValueKind.MEMORY:
+    if variable.kind == ValueKind.MEMORY:
         if isinstance(value, int) and isinstance(event_value, bytes):
             return int.from_bytes(event_value, "little"), value
         if isinstance(value, bytes) and not isinstance(event_value, bytes):
@@ -624,7 +637,7 @@ def _format_value(variable, value):
         return _quote(value)
     if isinstance(value, bytes):
         return repr(value)
-    if variable.kind is ValueKind.ADDRESS:
+    if variable.kind == ValueKind.ADDRESS:
         return hex(value)
     return str(value)
 
@@ -642,4 +655,4 @@ def _sort_key(value):
 
 def _string_variable_names():
     """Return the names of the variables whose values are strings."""
-    return [v.name for v in VARIABLES.values() if v.kind is ValueKind.STRING]
+    return [v.name for v in VARIABLES.values() if v.kind == ValueKind.STRING]

@@ -19,11 +19,7 @@ banner names it and what it offers the handler. A system call that a
 predicate names must exist (``syscall_name == "opnat"`` is an error).
 """
 
-import contextlib
-import inspect
-from dataclasses import dataclass
-
-from . import syscalls
+from ._record import Record, init
 from .predicates import ALWAYS, Predicate
 
 __all__ = [
@@ -48,18 +44,19 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class ProbeKind:
-    """One kind of probe: when it fires and what it provides."""
+class ProbeKind(Record):
+    """One kind of probe: when it fires and what it provides.
 
-    #: The decorator's name, such as ``"function_entry"``.
-    name: str
-    #: When the handler is called.
-    fires: str
-    #: Names of the predicate variables this kind provides.
-    variables: tuple
-    #: The ctx fields of this kind, beyond those every ctx has.
-    ctx_fields: tuple
+    *name* is the decorator's name, such as ``"function_entry"``; *fires*
+    says when the handler is called; *variables* are the names of the
+    predicate variables this kind provides, and *ctx_fields* the ctx
+    fields it has beyond those every ctx has.
+    """
+
+    __slots__ = ("name", "fires", "variables", "ctx_fields")
+
+    def __init__(self, name, fires, variables, ctx_fields):
+        init(self, name, fires, variables, ctx_fields)
 
     @property
     def banner_name(self):
@@ -151,19 +148,20 @@ PROBE_KINDS = {
     )
 }
 
-@dataclass(frozen=True)
-class Probe:
-    """A handler to call for the events of one kind that match a predicate."""
+class Probe(Record):
+    """A handler to call for the events of one kind that match a predicate.
 
-    #: The probe kind's name, such as ``"module_load"``.
-    kind: str
-    #: Which events the handler is called for (:data:`~ptap.predicates.ALWAYS`
-    #: when the probe was declared without a predicate).
-    predicate: Predicate
-    #: The function called with the ctx object.
-    handler: object
-    #: The handler's qualified name, as the banner prints it.
-    name: str
+    *kind* is the probe kind's name, such as ``"module_load"``;
+    *predicate* chooses the events the handler is called for
+    (:data:`~ptap.predicates.ALWAYS` when the probe was declared without
+    one); *handler* is the function called with the ctx object, and
+    *name* its qualified name, as the banner prints it.
+    """
+
+    __slots__ = ("kind", "predicate", "handler", "name")
+
+    def __init__(self, kind, predicate, handler, name):
+        init(self, kind, predicate, handler, name)
 
     @property
     def banner_kind(self):
@@ -208,21 +206,37 @@ def current_registry():
     return _current_registry
 
 
-@contextlib.contextmanager
 def use_registry(registry):
     """Make *registry* the current registry for the ``with`` block.
 
-    The previous registry is restored on leaving the block. The script
-    loader uses this to collect one script's probes; tests use it to keep
-    their probes apart.
+    The previous registry is restored on leaving the block, and ``as``
+    gives *registry*. The script loader uses this to collect one script's
+    probes; tests use it to keep their probes apart.
     """
-    global _current_registry
-    previous = _current_registry
-    _current_registry = registry
-    try:
-        yield registry
-    finally:
-        _current_registry = previous
+    return _RegistryInUse(registry)
+
+
+class _RegistryInUse:
+    """The context manager of :func:`use_registry`.
+
+    A class rather than :func:`contextlib.contextmanager`, which would
+    import ``contextlib`` (and ``functools``, ``collections``) into every
+    traced process.
+    """
+
+    def __init__(self, registry):
+        self._registry = registry
+        self._previous = None
+
+    def __enter__(self):
+        global _current_registry
+        self._previous = _current_registry
+        _current_registry = self._registry
+        return self._registry
+
+    def __exit__(self, *exception):
+        global _current_registry
+        _current_registry = self._previous
 
 
 # ---------------------------------------------------------------------------
@@ -331,6 +345,10 @@ def _register(kind, predicate, handler):
 
 def _check_handler(kind, name, handler):
     """Raise TypeError unless *handler* can be called with one argument (ctx)."""
+    if _takes_one_argument(handler):
+        return
+    import inspect  # Tens of milliseconds: only for handlers of other shapes.
+
     try:
         signature = inspect.signature(handler)
     except (TypeError, ValueError):
@@ -342,6 +360,33 @@ def _check_handler(kind, name, handler):
             f"{kind} probe {name!r}: the handler must take one argument (ctx), "
             f"but its signature is {signature}"
         ) from None
+
+
+def _takes_one_argument(handler):
+    """Whether *handler* is a plain function that surely takes one positional argument.
+
+    False means "ask :func:`inspect.signature`", which also knows builtins,
+    bound methods, ``functools.partial`` and the ``__wrapped__`` and
+    ``__signature__`` that decorators leave; a plain function is read from
+    its code object.
+    """
+    if type(handler) is not _FUNCTION or hasattr(handler, "__wrapped__") or hasattr(handler, "__signature__"):
+        return False
+    code = handler.__code__
+    positional = code.co_argcount  # Positional-only ones included.
+    required = positional - len(handler.__defaults__ or ())
+    keywords = code.co_varnames[positional:positional + code.co_kwonlyargcount]
+    defaults = handler.__kwdefaults__ or {}
+    if any(keyword not in defaults for keyword in keywords):
+        return False
+    takes_more = bool(code.co_flags & _VARARGS)
+    return required <= 1 and (positional >= 1 or takes_more)
+
+
+#: The type of functions written in Python (``types.FunctionType``).
+_FUNCTION = type(_takes_one_argument)
+#: ``inspect.CO_VARARGS``: the code takes ``*args``.
+_VARARGS = 0x04
 
 
 def _check_variables(kind, name, predicate):
@@ -359,6 +404,8 @@ def _check_syscall_names(kind, name, predicate):
     """Raise ValueError if *predicate* names a system call this machine does not have."""
     if "syscall_name" not in predicate.variables():
         return
+    from . import syscalls  # The system-call table: read only when a predicate names one.
+
     for value in _values_of("syscall_name", predicate.to_data()):
         try:
             syscalls.syscall(value)

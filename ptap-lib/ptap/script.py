@@ -11,13 +11,20 @@ A script that fails to compile or raises at its top level gets a traceback
 on ``sys.stderr`` that shows the script's own lines and none of ptap's, and
 :exc:`~ptap.errors.ScriptError` is raised. A script written for the original
 ProcessTap in Python 2 is translated (see :mod:`ptap.legacy`) with a warning.
+
+Every process the target starts runs the script, so its compiled code is
+kept in the cache (see :mod:`ptap.cache`), one entry per script path,
+holding the script's bytes, which must be those read now, and the code,
+for this version of the interpreter. The first ``compile()`` in a process
+costs a millisecond or more, however short the script, as CPython sets up
+its syntax-tree types; a Python 2 script's translation costs 300 ms (most
+of it importing ``lib2to3``). Reading the entry costs tens of
+microseconds.
 """
 
 import builtins
-import linecache
 import os
 import sys
-import traceback
 
 import ptap
 
@@ -25,7 +32,7 @@ from . import prototypes
 from .errors import ScriptError
 from .probes import Registry, use_registry
 
-__all__ = ["run_script", "include_dirs"]
+__all__ = ["run_script", "include_dirs", "print_handler_error"]
 
 _PTAP_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -81,32 +88,106 @@ def run_script(path, *, exe, argv, include_dirs=(), warn=_print_warning, name=No
     return registry.probes
 
 
-def _compile_script(source, name, warn):
-    """Compile the script's *source* bytes as *name*, translating it from
-    Python 2 if need be."""
-    source = source.decode("utf-8-sig")
+def _compile_script(data, name, warn):
+    """Compile the script's bytes *data* as *name*, translating it from
+    Python 2 if need be.
+
+    The code comes from the cache if the script is unchanged since it was
+    stored there.
+    """
+    code, translation = _cached_code(name, data)
+    if code is None:
+        code, translation = _compile_source(name, _decode(data))
+        _store_code(name, data, code, translation)
+    if translation is None:
+        _sources[name] = data
+    else:
+        warn(f"{name}: Python 2 script translated to Python 3")
+        _sources[name] = translation
+    return code
+
+
+def _decode(data):
+    """Return the script's bytes *data* as text, as ``open(path, encoding="utf-8-sig")`` reads it."""
+    return data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _compile_source(path, source):
+    """Compile *source*, translated from Python 2 if need be; return the code and translation.
+
+    The translation is None for a Python 3 script.
+    """
     try:
-        code = compile(source, name, "exec", dont_inherit=True)
+        return compile(source, path, "exec", dont_inherit=True), None
     except SyntaxError as error:
         original = error
-    else:
-        _remember_source(name, source)
-        return code
 
     from . import legacy  # Slow to import, and rarely needed.
 
     try:
-        translation = legacy.translate(source, name)
-        code = compile(translation, name, "exec", dont_inherit=True)
+        translation = legacy.translate(source, path)
+        return compile(translation, path, "exec", dont_inherit=True), translation
     except SyntaxError:
         raise original from None
-    warn(f"{name}: Python 2 script translated to Python 3")
-    _remember_source(name, translation)
-    return code
+
+
+def _code_key(path):
+    """Return the cache key of the script at *path*: what its code depends on but its text.
+
+    ``sys.hexversion`` changes with every release, including those that
+    change the bytecode's magic number (which importlib would take half a
+    millisecond to import to give).
+    """
+    return ["script", path, sys.implementation.cache_tag, sys.hexversion, sys.flags.optimize]
+
+
+def _cached_code(path, data):
+    """Return the cached code and translation of the script *data* read at *path*, or Nones."""
+    from . import cache
+
+    key = _code_key(path)
+    entry = cache.load(cache.entry_path("scripts/script", key), key)
+    if (
+        isinstance(entry, tuple)
+        and len(entry) == 3
+        and entry[0] == data
+        and type(entry[1]) is _CODE
+        and isinstance(entry[2], (str, type(None)))
+    ):
+        return entry[1], entry[2]
+    return None, None
+
+
+def _store_code(path, data, code, translation):
+    """Keep the code and translation of the script *data* at *path* for the next process."""
+    from . import cache
+
+    key = _code_key(path)
+    try:
+        cache.store(cache.entry_path("scripts/script", key), key, (data, code, translation))
+    except OSError:
+        pass  # An unwritable cache: compile again next time.
+
+
+#: The type of code objects (``types.CodeType``).
+_CODE = type(_compile_script.__code__)
+
+#: The source of each script run, by name (bytes as read, or a Python 2
+#: script's translation), for tracebacks: never read again from a file,
+#: which may have changed, or be a pipe (``/dev/stdin`` in the target is
+#: the target's own stdin).
+_sources = {}
 
 
 def _remember_source(path, source):
-    """Make tracebacks show *source* for *path*, whatever the file holds later."""
+    """Make tracebacks show *source* for *path*, whatever the file holds later.
+
+    *source* is text, or bytes as read from the script's file.
+    """
+    import linecache
+
+    if isinstance(source, bytes):
+        source = _decode(source)
     lines = source.splitlines(keepends=True)
     linecache.cache[path] = (len(source), None, lines, path)
 
@@ -122,8 +203,34 @@ def _script_globals(path, exe, argv):
     return namespace
 
 
+def print_handler_error(error, tb=None):
+    """Print the traceback *tb* of *error*, which a handler raised, to
+    ``sys.stderr`` (*tb* defaults to the exception's own).
+
+    The script's lines come from its source as compiled, never from its
+    file again: in the target the file may have changed, or be a pipe or
+    terminal (``/dev/stdin`` there is the target's own stdin).
+    """
+    import traceback
+
+    for path, source in _sources.items():
+        _remember_source(path, source)
+    tb = error.__traceback__ if tb is None else tb
+    sys.stderr.write("".join(traceback.format_exception(type(error), error, tb)))
+    sys.stderr.flush()
+
+
 def _print_traceback(error):
-    """Print *error*'s traceback to ``sys.stderr`` without ptap's own frames."""
+    """Print *error*'s traceback to ``sys.stderr`` without ptap's own frames.
+
+    The traceback shows the script's lines as they were compiled. Only
+    now are they given to :mod:`linecache`, which imports ``tokenize`` and
+    ``re``: a script that runs without error should not pay for them.
+    """
+    import traceback
+
+    for path, source in _sources.items():
+        _remember_source(path, source)
     report = traceback.TracebackException.from_exception(error)
     _drop_ptap_frames(report, seen=set())
     sys.stderr.write("".join(report.format()))
@@ -132,6 +239,8 @@ def _print_traceback(error):
 
 def _drop_ptap_frames(report, seen):
     """Remove ptap's frames from *report* and the exceptions chained to it."""
+    import traceback
+
     if report is None or id(report) in seen:
         return
     seen.add(id(report))

@@ -15,17 +15,23 @@ the bytes they point to: ``read``'s ``buf`` is the bytes the call read.
 
 Parsing the declarations needs pycparser, which would take tens of
 milliseconds at every start of the target, so the parsed prototypes are
-kept in the cache (see :mod:`ptap.cache`), keyed by a hash of the
-declarations: they are parsed once per version of this module.
+kept in the cache (see :mod:`ptap.cache`), keyed by the declarations and
+the data model: they are parsed once per version of this module. One entry
+holds each prototype's ``to_data()``, which is what the native runtime
+reads; another the prototypes encoded (:func:`~ptap.cdecl.encode_prototype`),
+read and decoded only when a handler asks for a system call's prototype.
+The numbers are cached too, keyed by the kernel header's path, time and
+size.
 
 The native runtime calls :func:`table_data` once, when a script has system
-call probes; the banner prints :func:`count`.
+call probes; the banner prints :func:`count` in every traced process.
+Nothing is read before it is needed: the numbers when something asks for
+one (or for the count), the prototypes when something asks for one.
 """
 
-import functools
-import re
+import os
 
-from . import cache, cdecl
+from . import cdecl
 
 __all__ = [
     "DECLARATIONS",
@@ -50,7 +56,8 @@ _NUMBER_HEADERS = {
     ),
 }
 
-_DEFINE = re.compile(r"^#define\s+__NR_(\w+)\s+(\d+)\s*$", re.MULTILINE)
+#: How the kernel's header defines a number: ``#define __NR_read 0``.
+_DEFINE = "#define __NR_"
 
 #: The prototypes of the system calls most traced, in the style of their
 #: manual pages, by family. Structures are passed by pointer, which
@@ -358,7 +365,10 @@ def syscall_prototype(name_or_number):
         name = name_or_number
     else:
         name = syscall(name_or_number)
-    return _prototypes().get(name)
+    if name not in _decoded:
+        encoded = _stored_prototypes().get(name)
+        _decoded[name] = None if encoded is None else cdecl.decode_prototype(encoded)
+    return _decoded[name]
 
 
 def table_data(model=None):
@@ -368,30 +378,76 @@ def table_data(model=None):
     None if it has no prototype. The native runtime calls this once.
     """
     by_name, _ = _table()
-    prototypes = _prototypes()
-    rows = []
-    for name, number in sorted(by_name.items(), key=lambda item: item[1]):
-        proto = prototypes.get(name)
-        rows.append((number, name, proto.to_data(model) if proto else None))
+    if model is None or model == cdecl.native_data_model():
+        data = _stored_data()
+    else:
+        data = {name: cdecl.decode_prototype(encoded).to_data(model)
+                for name, encoded in _stored_prototypes().items()}
+    rows = [(number, name, data.get(name)) for name, number in by_name.items()]
+    rows.sort(key=lambda row: row[0])
     return rows
 
 
-@functools.cache
+_numbers = None
+
+
 def _table():
-    """Return ``(number by name, name by number)`` from the kernel's headers."""
-    text = _read_number_header()
-    by_name = {name: int(number) for name, number in _DEFINE.findall(text)}
-    by_number = {number: name for name, number in by_name.items()}
-    return by_name, by_number
+    """Return ``(number by name, name by number)`` from the kernel's headers, read once."""
+    global _numbers
+    if _numbers is None:
+        by_name = _load_numbers()
+        _numbers = by_name, {number: name for name, number in by_name.items()}
+    return _numbers
 
 
-def _read_number_header():
-    """Return the text of the kernel header that numbers the system calls."""
+def _load_numbers():
+    """Return the system calls' numbers by name, from the cache or the kernel's header.
+
+    The banner counts them in every traced process, and parsing the
+    header takes a third of a millisecond; the cache's entry, five times
+    less. It is keyed by the header's path, time and size.
+    """
+    from . import cache
+
+    path, status = _number_header()
+    key = ["numbers", path, status.st_mtime_ns, status.st_size]
+    entry = cache.entry_path("syscall-numbers", key)
+    by_name = cache.load(entry, key)
+    if isinstance(by_name, dict):
+        return by_name
+    with open(path, encoding="utf-8") as file:
+        by_name = _parse_number_header(file.read())
+    try:
+        cache.store(entry, key, by_name)
+    except OSError:
+        pass  # No cache: parse again next time.
+    return by_name
+
+
+def _parse_number_header(text):
+    """Return the system calls' numbers by name that the header *text* defines.
+
+    Lines of the form ``#define __NR_name number`` count; others, and
+    definitions whose value is not a decimal number, do not. (String
+    methods, not a regular expression: ``re`` would be imported into every
+    traced process, for the count in the banner.)
+    """
+    by_name = {}
+    for line in text.splitlines():
+        if not line.startswith(_DEFINE):
+            continue
+        words = line[len(_DEFINE):].split()
+        if len(words) == 2 and words[1].isdecimal() and words[1].isascii():
+            by_name[words[0]] = int(words[1])
+    return by_name
+
+
+def _number_header():
+    """Return the path and ``os.stat()`` of the kernel header that numbers the system calls."""
     candidates = _NUMBER_HEADERS[cdecl.native_data_model().pointer_size]
     for path in candidates:
         try:
-            with open(path, encoding="utf-8") as file:
-                return file.read()
+            return path, os.stat(path)
         except FileNotFoundError:
             continue
     raise FileNotFoundError(
@@ -411,20 +467,70 @@ def _unknown_name_message(name, by_name):
     return message
 
 
-@functools.cache
-def _prototypes():
-    """Return the system calls' prototypes by name, from the cache or parsed afresh."""
-    key = [DECLARATIONS, BUFFERS, STRING_ARRAYS]
-    path = cache.entry_path("syscalls", key)
-    stored = cache.load(path, key)
-    if stored is not None:
-        return {data[0]: cdecl.decode_prototype(data) for data in stored}
+#: The to_data() of each system call's prototype for the interpreter's
+#: data model, by name, once read.
+_data = None
+#: Each system call's encoded prototype, by name, once read.
+_encoded = None
+#: The prototypes decoded so far, by name (None: no prototype).
+_decoded = {}
+
+
+def _stored_data():
+    """Return the to_data() of the system calls' prototypes by name, read or parsed once."""
+    global _data
+    if _data is None:
+        _data = _load("syscalls/data", "data")
+    return _data
+
+
+def _stored_prototypes():
+    """Return the encoded prototypes of the system calls by name, read or parsed once."""
+    global _encoded
+    if _encoded is None:
+        _encoded = _load("syscalls/prototypes", "prototypes")
+    return _encoded
+
+
+def _load(name, part):
+    """Return the *part* (``"data"`` or ``"prototypes"``) of the system calls' prototypes.
+
+    They are in two entries: the native runtime reads the data of every
+    system call when a script has a syscall probe, and a handler only
+    rarely asks for a prototype; the prototypes' entry is three times
+    larger and slower to read. Both are written whenever either is missing.
+    """
+    from . import cache
+
+    stored = cache.load(cache.entry_path(name, _prototypes_key()), _prototypes_key())
+    if isinstance(stored, dict):
+        return stored
     prototypes = _parse_declarations()
+    parts = {
+        "data": {name: proto.to_data() for name, proto in prototypes.items()},
+        "prototypes": {name: cdecl.encode_prototype(proto) for name, proto in prototypes.items()},
+    }
     try:
-        cache.store(path, key, [cdecl.encode_prototype(proto) for proto in prototypes.values()])
+        for each in parts:
+            cache.store(cache.entry_path(f"syscalls/{each}", _prototypes_key()), _prototypes_key(), parts[each])
     except OSError:
         pass  # No cache: parse again next time.
-    return prototypes
+    return parts[part]
+
+
+def _prototypes_key():
+    """Return the cache key of the prototypes: what they are made of.
+
+    The declarations are in it by their checksum and length: as text, 15
+    kB would be written out, read back and compared at every start.
+    """
+    import zlib
+
+    declarations = DECLARATIONS.encode("utf-8")
+    return [
+        "prototypes", zlib.crc32(declarations), len(declarations), BUFFERS, STRING_ARRAYS,
+        cdecl.native_data_model().name,
+    ]
 
 
 def _parse_declarations():

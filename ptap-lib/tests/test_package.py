@@ -65,6 +65,43 @@ def test_importing_ptap_imports_no_parser_or_preprocessor():
     assert result.stdout == "[]\n"
 
 
+#: Modules that cost a traced process milliseconds to import, and that a
+#: script which declares, includes and parses nothing must not bring in.
+SLOW_MODULES = (
+    "dataclasses", "inspect", "re", "enum", "functools", "collections", "contextlib",
+    "json", "traceback", "linecache", "tokenize", "typing", "difflib", "subprocess",
+    "pycparser", "lib2to3", "ptap.cparse", "ptap.prepare", "ptap.legacy", "ptap.headers",
+)
+
+LOAD_AN_EMPTY_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+before = set(sys.modules)
+import ptap.script
+for _ in range(2):  # Compiled, then from the cache.
+    ptap.script.run_script(sys.argv[2], exe="/bin/true", argv=["/bin/true"])
+print(sorted(set(sys.modules) - before))
+"""
+
+
+def test_loading_a_script_imports_nothing_slow(tmp_path):
+    # Every process the target starts imports ptap and runs the script:
+    # the start-up budget has a few milliseconds for all of it.
+    import subprocess
+    import sys
+
+    script = tmp_path / "empty.ptap"
+    script.write_text("@process_exit\ndef bye(ctx):\n    pass\n")
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", LOAD_AN_EMPTY_SCRIPT, str(PACKAGE_DIR.parent), str(script)],
+        capture_output=True, text=True, check=True,
+        env={"PTAP_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    imported = set(ast.literal_eval(result.stdout))
+    assert "ptap.probes" in imported  # It did load the package.
+    assert not imported & set(SLOW_MODULES), sorted(imported & set(SLOW_MODULES))
+
+
 def test_exception_bases():
     assert issubclass(ptap.MissingPrototype, LookupError)
     assert issubclass(ptap.MemoryFault, OSError)

@@ -247,6 +247,63 @@ def test_handlers_callable_with_one_argument_are_accepted(registry, handler):
     assert len(registry) == 1
 
 
+def _wrapped(handler):
+    """Return *handler* wrapped as decorators do, by a function taking anything."""
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        return handler(*args, **kwargs)
+
+    return wrapper
+
+
+#: Plain functions of every shape of signature, and decorated ones whose
+#: signature inspect takes from elsewhere (``__wrapped__``).
+HANDLER_SHAPES = [
+    lambda: None,
+    lambda ctx: None,
+    lambda ctx, /: None,
+    lambda ctx, extra: None,
+    lambda ctx, extra=1: None,
+    lambda ctx=None: None,
+    lambda ctx=None, /, extra=2: None,
+    lambda *args: None,
+    lambda ctx, *args: None,
+    lambda ctx, extra, *args: None,
+    lambda **kwargs: None,
+    lambda ctx, **kwargs: None,
+    lambda *, ctx: None,
+    lambda ctx, *, flag: None,
+    lambda ctx, *, flag=False: None,
+    lambda *args, flag: None,
+    lambda *args, flag=1, **kwargs: None,
+    _wrapped(lambda ctx: None),
+    _wrapped(lambda ctx, extra: None),
+]
+
+
+@pytest.mark.parametrize("handler", HANDLER_SHAPES)
+def test_handler_check_agrees_with_inspect(registry, handler):
+    # The check reads plain functions' code objects instead of asking
+    # inspect (too slow to import at every start): it must decide alike.
+    import inspect
+
+    try:
+        inspect.signature(handler).bind(None)
+    except TypeError:
+        accepted_by_inspect = False
+    else:
+        accepted_by_inspect = True
+    try:
+        process_exit(handler)
+    except TypeError:
+        accepted = False
+    else:
+        accepted = True
+    assert accepted == accepted_by_inspect
+    assert len(registry) == accepted
+
+
 def test_use_registry_isolates_and_restores():
     outer = current_registry()
     inner = Registry()

@@ -7,8 +7,8 @@ import types
 import pytest
 
 import ptap
-from ptap import cparse, headers, prepare, prototypes, script
-from ptap.cdecl import LP64
+from ptap import cdecl, cparse, headers, prepare, prototypes, script
+from ptap.cdecl import ILP32, LP64
 from ptap.errors import MissingPrototype, PrototypeError
 
 #: Each header the issue names, with a function it declares and that function's data.
@@ -187,11 +187,11 @@ def test_include_dirs_are_part_of_the_key(tmp_path, monkeypatch, preprocessor_ru
     assert len(preprocessor_runs) == 2
 
 
-def test_cache_entries_are_json_named_after_the_header(include_dir, tmp_path):
+def test_cache_entries_are_named_after_the_header(include_dir, tmp_path):
     (include_dir / "mylib.h").write_text("int one(int x);\n")
     ptap.include("mylib.h")
     [entry] = (tmp_path / "cache" / "headers").iterdir()
-    assert entry.name.startswith("mylib.h-") and entry.suffix == ".json"
+    assert entry.name.startswith("mylib.h-") and entry.suffix == ".marshal"
     assert not [path for path in entry.parent.iterdir() if ".tmp" in path.name]
 
 
@@ -228,6 +228,28 @@ def test_inside_the_target_a_prepared_header_loads(include_dir, preprocessor_run
     ptap.include("mylib.h")
     assert preprocessor_runs == ["mylib.h"]
     assert str(ptap.prototype("one")) == "int one(int x);"
+
+
+def test_inside_the_target_a_corrupt_entry_is_not_prepared(include_dir, preprocessor_runs, monkeypatch):
+    (include_dir / "mylib.h").write_text("int one(int x);\n")
+    prepare.prepare_header("mylib.h", script.include_dirs())
+    entry = headers.entry_path("mylib.h", script.include_dirs())
+    with open(entry, "r+b") as file:
+        file.truncate(os.path.getsize(entry) // 2)
+    monkeypatch.setitem(sys.modules, "_ptap", types.ModuleType("_ptap"))
+    with pytest.raises(PrototypeError, match="'mylib.h' was not prepared"):
+        ptap.include("mylib.h")
+
+
+def test_outside_the_target_a_corrupt_entry_is_prepared_again(include_dir, preprocessor_runs):
+    (include_dir / "mylib.h").write_text("int one(int x);\n")
+    prepare.prepare_header("mylib.h", script.include_dirs())
+    with open(headers.entry_path("mylib.h", script.include_dirs()), "wb") as file:
+        file.write(b"not an entry")
+    ptap.include("mylib.h")
+    assert preprocessor_runs == ["mylib.h", "mylib.h"]
+    assert str(ptap.prototype("one")) == "int one(int x);"
+    assert headers.is_prepared("mylib.h", script.include_dirs())
 
 
 def test_inside_the_target_a_stored_error_is_raised(include_dir, inside_target):
@@ -365,6 +387,58 @@ def test_exported_holds_included_functions():
     exported = prototypes.exported()
     assert exported["strlen"] == ptap.prototype("strlen").to_data()
     assert len(exported) == prototypes.parsed_headers()[0][1]
+
+
+def test_including_a_cached_header_decodes_nothing(include_dir, monkeypatch):
+    # A traced process that includes a header and has no function probe
+    # pays for reading the entry, not for a hundred prototypes.
+    (include_dir / "mylib.h").write_text("typedef long handle_t; int one(handle_t h);\n")
+    ptap.include("mylib.h")
+    prototypes.reset()
+
+    def no_decoding(*args):
+        raise AssertionError("decoded")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(cdecl, "decode_prototype", no_decoding)
+        patched.setattr(cdecl, "decode_type", no_decoding)
+        ptap.include("mylib.h")
+        assert prototypes.exported()["one"] == ("one", ("int", 4, True, None), (("int", 8, True, None),), False)
+    assert str(ptap.prototype("one")) == "int one(handle_t h);"
+    assert ptap.declare("handle_t two(void);").to_data(LP64)[1] == ("int", 8, True, None)
+
+
+def test_exported_header_functions_for_another_data_model(include_dir):
+    (include_dir / "mylib.h").write_text("long one(long x);\n")
+    ptap.include("mylib.h")
+    assert prototypes.exported(ILP32)["one"] == ("one", ("int", 4, True, None), (("int", 4, True, None),), False)
+
+
+def test_declare_after_include_replaces_the_header_prototype(include_dir):
+    (include_dir / "mylib.h").write_text("int one(int x);\n")
+    ptap.include("mylib.h")
+    ptap.declare("long one(const char *s);")
+    assert str(ptap.prototype("one")) == "long one(const char *s);"
+    assert prototypes.exported(LP64)["one"][2] == (("string", 8, False, None),)
+
+
+def test_include_after_declare_replaces_the_declared_prototype(include_dir):
+    (include_dir / "mylib.h").write_text("int one(int x);\n")
+    ptap.declare("long one(const char *s);")
+    ptap.include("mylib.h")
+    assert prototypes.exported(LP64)["one"][2] == (("int", 4, True, None),)
+    assert str(ptap.prototype("one")) == "int one(int x);"
+
+
+def test_typedefs_of_later_headers_and_declarations_replace_earlier_ones(include_dir):
+    (include_dir / "a.h").write_text("typedef short handle_t;\n")
+    (include_dir / "b.h").write_text("typedef long handle_t;\n")
+    ptap.include("a.h")
+    ptap.declare("typedef char handle_t;")
+    ptap.include("b.h")
+    assert ptap.declare("int f(handle_t h);").to_data(LP64)[2] == (("int", 8, True, None),)
+    ptap.declare("typedef short handle_t;")
+    assert ptap.declare("int g(handle_t h);").to_data(LP64)[2] == (("int", 2, True, None),)
 
 
 def test_reset_forgets_everything():

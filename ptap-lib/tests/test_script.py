@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 import ptap
+from ptap import cache
 from ptap.errors import ScriptError
 from ptap.probes import current_registry
 from ptap.prototypes import exported, parsed_headers
@@ -367,3 +368,103 @@ def test_script_broken_in_both_pythons_reports_the_python3_error(write_script, c
     err = capsys.readouterr().err
     assert f'File "{path}", line 1' in err
     assert "Missing parentheses in call to 'print'" in err
+
+
+# --- the compiled code, kept in the cache ------------------------------------------
+
+
+@pytest.fixture
+def compiles(monkeypatch):
+    """Count the loader's calls of compile()."""
+    calls = []
+
+    def counting(source, filename, *args, **kwargs):
+        calls.append(filename)
+        return compile(source, filename, *args, **kwargs)
+
+    monkeypatch.setattr(script_module, "compile", counting, raising=False)
+    return calls
+
+
+script_module = sys.modules["ptap.script"]
+
+
+def test_an_unchanged_script_is_compiled_once(write_script, compiles, capsys):
+    path = write_script('print("hello")\n')
+    run(path)
+    run(path)
+    assert compiles == [path]
+    assert capsys.readouterr().out == "hello\nhello\n"
+
+
+def test_a_changed_script_is_compiled_again(write_script, compiles, capsys):
+    path = write_script('print("one")\n')
+    stat = os.stat(path)
+    run(path)
+    write_script('print("two")\n')
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # Same size and time: only the text differs.
+    run(path)
+    assert capsys.readouterr().out == "one\ntwo\n"
+    assert compiles == [path, path]
+
+
+def test_a_translated_script_is_translated_once_and_still_warned_about(write_script, monkeypatch, capsys):
+    path = write_script('print "hello"\n')
+    run(path, warn=lambda message: None)
+    from ptap import legacy
+
+    def no_translation(*args):
+        raise AssertionError("translated again")
+
+    monkeypatch.setattr(legacy, "translate", no_translation)
+    warnings = []
+    run(path, warn=warnings.append)
+    assert warnings == [f"{path}: Python 2 script translated to Python 3"]
+    assert capsys.readouterr().out == "hello\nhello\n"
+
+
+def test_a_cached_script_traceback_shows_the_translated_lines(write_script, capsys):
+    path = write_script("""\
+        print "starting"
+        raise ValueError, "old style"
+    """)
+    for _ in range(2):  # Translated, then from the cache.
+        linecache.cache.pop(path, None)
+        with pytest.raises(ScriptError):
+            run(path, warn=lambda message: None)
+        assert '    raise ValueError("old style")' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.9])
+def test_a_damaged_cache_entry_is_compiled_again(write_script, compiles, capsys, where):
+    # Wherever the damage is, in the key, the script's text or its code.
+    path = write_script('print("hello")\n')
+    run(path)
+    entry = cache.entry_path("scripts/script", script_module._code_key(path))
+    with open(entry, "r+b") as file:
+        file.seek(int(os.path.getsize(entry) * where))
+        byte = file.read(1)
+        file.seek(-1, os.SEEK_CUR)
+        file.write(bytes([byte[0] ^ 0x20]))
+    run(path)
+    assert capsys.readouterr().out == "hello\nhello\n"
+    assert compiles == [path, path]
+
+
+def test_a_script_runs_with_an_unwritable_cache(write_script, tmp_path, monkeypatch, compiles, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("PTAP_CACHE_DIR", str(blocker))
+    path = write_script('print("hello")\n')
+    run(path)
+    run(path)
+    assert capsys.readouterr().out == "hello\nhello\n"
+    assert compiles == [path, path]
+
+
+def test_scripts_are_read_as_utf8_with_universal_newlines(write_script, tmp_path, capsys):
+    path = tmp_path / "crlf.ptap"
+    path.write_bytes('\ufeffprint("caf\u00e9")\r\nprint(2)\r'.encode("utf-8"))
+    for _ in range(2):
+        run(str(path))
+    assert capsys.readouterr().out == "caf\u00e9\n2\n" * 2

@@ -1,5 +1,6 @@
 """Tests for ptap.syscalls: system calls' numbers, names and prototypes."""
 
+import os
 import sys
 
 import pytest
@@ -11,13 +12,19 @@ from ptap.cdecl import LP64
 x86_64 = pytest.mark.skipif(sys.maxsize < 2**32, reason="numbers of x86-64")
 
 
+def _forget_prototypes(monkeypatch):
+    """Make syscalls read or parse its prototypes again."""
+    monkeypatch.setattr(syscalls, "_data", None)
+    monkeypatch.setattr(syscalls, "_encoded", None)
+    monkeypatch.setattr(syscalls, "_decoded", {})
+
+
 @pytest.fixture
 def fresh_prototypes(tmp_path, monkeypatch):
     """Forget the parsed system-call prototypes, and use a cache of the test's own."""
     monkeypatch.setenv("PTAP_CACHE_DIR", str(tmp_path / "cache"))
-    syscalls._prototypes.cache_clear()
+    _forget_prototypes(monkeypatch)
     yield tmp_path / "cache"
-    syscalls._prototypes.cache_clear()
 
 
 # --- numbers and names ---------------------------------------------------------
@@ -66,7 +73,7 @@ def test_missing_kernel_headers_say_what_to_install(monkeypatch):
     monkeypatch.setitem(syscalls._NUMBER_HEADERS, 8, ("/nonexistent/unistd_64.h",))
     monkeypatch.setitem(syscalls._NUMBER_HEADERS, 4, ("/nonexistent/unistd_32.h",))
     with pytest.raises(FileNotFoundError, match="linux-libc-dev"):
-        syscalls._read_number_header()
+        syscalls._number_header()
 
 
 # --- prototypes ----------------------------------------------------------------
@@ -166,35 +173,81 @@ def test_table_data_rows():
 
 def test_prototypes_are_parsed_once_then_cached(fresh_prototypes, monkeypatch):
     first = syscalls.syscall_prototype("read")
-    assert [path.name for path in fresh_prototypes.iterdir()][0].startswith("syscalls-")
-    syscalls._prototypes.cache_clear()
+    data = syscalls.table_data()
+    entries = sorted(path.name.split("-")[0] for path in (fresh_prototypes / "syscalls").iterdir())
+    assert entries == ["data", "prototypes"]
+    _forget_prototypes(monkeypatch)
 
     def no_parsing(*args, **kwargs):
         raise AssertionError("parsed again")
 
     monkeypatch.setattr(cparse, "parse", no_parsing)
+    assert syscalls.table_data() == data
     assert syscalls.syscall_prototype("read") == first
+
+
+def test_table_data_reads_no_prototype(fresh_prototypes, monkeypatch):
+    # The native runtime's table needs the data alone, not the larger
+    # entry of encoded prototypes.
+    syscalls.table_data()
+    _forget_prototypes(monkeypatch)
+    monkeypatch.setattr(syscalls, "_stored_prototypes", lambda: pytest.fail("prototypes read"))
+    assert len(syscalls.table_data()) == syscalls.count()
+
+
+@pytest.fixture
+def number_header(tmp_path, monkeypatch):
+    """A kernel header of our own that numbers three system calls, and a cache of our own."""
+    header = tmp_path / "unistd.h"
+    header.write_text("#define __NR_read 0\n#define __NR_write 1\n#define __NR_open 2\n")
+    monkeypatch.setitem(syscalls._NUMBER_HEADERS, 8, (str(header),))
+    monkeypatch.setitem(syscalls._NUMBER_HEADERS, 4, (str(header),))
+    monkeypatch.setenv("PTAP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(syscalls, "_numbers", None)
+    return header
+
+
+def test_numbers_are_parsed_once_then_cached(number_header, monkeypatch):
+    assert syscalls.count() == 3
+    monkeypatch.setattr(syscalls, "_numbers", None)
+    monkeypatch.setattr(syscalls, "_parse_number_header", lambda text: pytest.fail("parsed again"))
+    assert syscalls.count() == 3
+    assert syscalls.syscall("open") == 2
+
+
+def test_a_changed_number_header_is_parsed_again(number_header, monkeypatch):
+    assert syscalls.count() == 3
+    number_header.write_text("#define __NR_read 0\n#define __NR_write 1\n")
+    os.utime(number_header, ns=(0, 10**9))
+    monkeypatch.setattr(syscalls, "_numbers", None)
+    assert syscalls.count() == 2
+    assert syscalls.syscall(1) == "write"
+
+
+def test_number_header_lines_that_define_no_number_are_left_out():
+    text = (
+        "#ifndef _ASM_UNISTD_64_H\n#define _ASM_UNISTD_64_H\n"
+        "#define __NR_read 0\n#define __NR_write  1 \n"
+        "#define __NR_syscalls (__NR_write + 1)\n#define __NR_x32 0x10\n#endif\n"
+    )
+    assert syscalls._parse_number_header(text) == {"read": 0, "write": 1}
 
 
 def test_changed_declarations_are_parsed_again(fresh_prototypes, monkeypatch):
     syscalls.syscall_prototype("read")
-    syscalls._prototypes.cache_clear()
+    _forget_prototypes(monkeypatch)
     monkeypatch.setattr(syscalls, "DECLARATIONS", "long read(int fd, char *buf, size_t n);")
     monkeypatch.setattr(syscalls, "BUFFERS", {})
     assert str(syscalls.syscall_prototype("read")) == "long read(int fd, char *buf, size_t n);"
     assert syscalls.syscall_prototype("write") is None
-    syscalls._prototypes.cache_clear()
 
 
 def test_prototypes_without_a_writable_cache(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("PTAP_CACHE_DIR", str(blocker))
-    syscalls._prototypes.cache_clear()
-    try:
-        assert syscalls.syscall_prototype("read") is not None
-    finally:
-        syscalls._prototypes.cache_clear()
+    _forget_prototypes(monkeypatch)
+    assert syscalls.syscall_prototype("read") is not None
 
 
 def test_a_decoding_of_a_missing_parameter_is_an_error(monkeypatch):

@@ -208,7 +208,15 @@ fn report_handler_error(py: Python<'_>, probe: &Probe, error: PyErr) {
     if let Ok(stderr) = py.import("sys").and_then(|s| s.getattr("stderr")) {
         let _ = stderr.call_method1("write", (header,));
     }
-    error.display(py);
+    // Printed by ptap, which shows the script's lines as compiled: Python's
+    // own display reads them from the script's file again, which may be a
+    // pipe or a terminal (a script given as /dev/stdin).
+    let printed = py
+        .import("ptap.script")
+        .and_then(|m| m.call_method1("print_handler_error", (error.value(py), error.traceback(py))));
+    if printed.is_err() {
+        error.display(py);
+    }
     flush_streams(py);
 }
 

@@ -135,9 +135,14 @@ pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
         for p in registered.try_iter().map_err(internal)? {
             probes.push(Probe::from_python(&p.map_err(internal)?).map_err(internal)?);
         }
-        prototype::load_functions(py).map_err(internal)?;
-        let syscall_probes = probes.iter().any(|p| matches!(p.kind, probe::ProbeKind::SyscallEntry | probe::ProbeKind::SyscallExit));
-        if syscall_probes {
+        // Only probes of their kind read the tables: a script that
+        // includes stdio.h without a function probe exports none of its
+        // hundred prototypes.
+        let any_of = |kinds: [probe::ProbeKind; 2]| probes.iter().any(|p| kinds.contains(&p.kind));
+        if any_of([probe::ProbeKind::FunctionEntry, probe::ProbeKind::FunctionExit]) {
+            prototype::load_functions(py).map_err(internal)?;
+        }
+        if any_of([probe::ProbeKind::SyscallEntry, probe::ProbeKind::SyscallExit]) {
             prototype::load_syscalls(py).map_err(internal)?;
         }
         let headers = py

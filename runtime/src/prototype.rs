@@ -6,11 +6,13 @@
 //! The prototypes come from the script's `include()` and `declare()` and
 //! from the built-in system-call table (`ptap.prototypes` and
 //! `ptap.syscalls`), as the plain tuples of their `to_data()`, read once
-//! after the script's top level ran ([`load`]).
+//! after the script's top level ran, and only if a probe of their kind
+//! exists ([`load_functions`], [`load_syscalls`]).
 
 use once_cell::sync::OnceCell;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 use std::collections::HashMap;
 
 /// How a value of one C type is decoded.
@@ -71,8 +73,10 @@ impl CType {
 
     /// From `(kind, size, signed, detail)`, as `ptap.prototypes` makes it.
     fn from_data(data: &Bound<'_, PyAny>) -> PyResult<CType> {
-        let (kind, size, signed, detail): (String, usize, bool, Bound<'_, PyAny>) = data.extract()?;
-        Ok(match kind.as_str() {
+        // The kind as a borrowed str: a String for each of the ~850 types
+        // of the system-call table cost half a millisecond at each start.
+        let (kind, size, signed, detail): (Bound<'_, PyString>, usize, bool, Bound<'_, PyAny>) = data.extract()?;
+        Ok(match kind.to_str()? {
             "void" => CType::Void,
             "int" => CType::Int { size: size as u8, signed },
             "bool" => CType::Bool,
@@ -224,7 +228,8 @@ static FUNCTIONS: OnceCell<HashMap<String, Signature>> = OnceCell::new();
 static SYSCALLS: OnceCell<Vec<Option<SyscallEntry>>> = OnceCell::new();
 
 /// Reads the prototypes of `include()`/`declare()` from the ptap package
-/// (after the script's top level ran).
+/// (after the script's top level ran, if it has function probes: nothing
+/// else asks [`function`]).
 pub fn load_functions(py: Python<'_>) -> PyResult<()> {
     let exported = py.import("ptap.prototypes")?.call_method0("exported")?;
     let mut functions = HashMap::new();
