@@ -167,6 +167,20 @@ def done(ctx):
     ], str(result)
 
 
+def test_text_files_are_utf8(trace, target, tmp_path):
+    # The private libc's locale is "C": without UTF-8 mode the tracer's
+    # Python read text and file names as ASCII.
+    text = tmp_path / "caf\u00e9.txt"
+    text.write_text("na\u00efve \u2713\n", encoding="utf-8")
+    script = f"""\
+import sys
+print("[enc]", sys.getfilesystemencoding(), open({str(text)!r}).read().strip())
+"""
+    result = trace(script, target("hello"), options=["-q"], env={"LANG": "C.UTF-8"})
+    assert result.returncode == 0, str(result)
+    assert script_lines(result.stdout, "[enc] ") == ["utf-8 na\u00efve \u2713"], str(result)
+
+
 def test_python_version_is_3(trace, target):
     script = "import sys\nprint('[version]', sys.version_info[0])\n"
     result = trace(script, target("hello"), options=["-q"])

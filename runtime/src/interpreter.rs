@@ -26,6 +26,14 @@ pub fn initialize() -> Result<(), String> {
     // SAFETY: the PyConfig API used as CPython's "Python Initialization
     // Configuration" documents it: init, set, initialize, clear.
     unsafe {
+        // UTF-8 mode: the private libc's locale is "C" (its setlocale never
+        // sees the target's LANG), which made the tracer's Python read and
+        // name files as ASCII; the tracer's own streams are UTF-8 already.
+        let mut preconfig = MaybeUninit::<ffi::PyPreConfig>::uninit();
+        ffi::PyPreConfig_InitIsolatedConfig(preconfig.as_mut_ptr());
+        let mut preconfig = preconfig.assume_init();
+        preconfig.utf8_mode = 1;
+        check(ffi::Py_PreInitialize(&preconfig))?;
         let mut config = MaybeUninit::<ffi::PyConfig>::uninit();
         ffi::PyConfig_InitIsolatedConfig(config.as_mut_ptr());
         let mut config = config.assume_init();
