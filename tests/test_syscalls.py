@@ -533,6 +533,7 @@ NO_PROTOTYPE_SCRIPT = """\
 def enter(ctx):
     if ctx.syscall == {number}:
         print("[entry]", ctx.syscall, ctx.args.raw(0), ctx.args[0])
+        print("[prototype]", ctx.prototype)
         try:
             print("[len]", len(ctx.args))
         except MissingPrototype:
@@ -567,6 +568,7 @@ def test_syscall_without_a_prototype_has_raw_arguments(trace, case):
     assert result.returncode == 0, str(result)
     assert script_lines(result.stdout, "[entry] ") == [entry], str(result)
     assert script_lines(result.stdout, "[len] ") == ["MissingPrototype"], str(result)
+    assert script_lines(result.stdout, "[prototype] ") == ["None"], str(result)
     assert script_lines(result.stdout, "[exit] ") == [exit_], str(result)
     assert script_lines(result.stdout, "returned ") == [returned], str(result)
 

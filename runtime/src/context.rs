@@ -74,6 +74,9 @@ impl SyscallFields {
                 Some(n) => PyString::new(py, n).into_any(),
                 None => PyString::new(py, &format!("syscall_{}", self.number)).into_any(),
             },
+            // A number outside the table has no prototype (nor a name to
+            // look one up by).
+            "prototype" if self.name.is_none() => py.None().into_bound(py),
             "prototype" => return Some(python_prototype(py, "ptap.syscalls", "syscall_prototype", self.number.into_pyobject(py).ok()?.into_any())),
             _ => return None,
         }))
