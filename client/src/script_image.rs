@@ -11,13 +11,7 @@ pub fn load(fds: &InheritedFds, options: &Options) -> Result<ScriptImage, String
     if let Some(image) = read_inherited(fds.script) {
         return Ok(image);
     }
-    let absolute = |path: &str| {
-        std::path::absolute(path).map(|p| p.to_string_lossy().into_owned()).map_err(|e| format!("{path}: {e}"))
-    };
-    let path = absolute(&options.script)?;
-    let source = std::fs::read(&path).map_err(|e| format!("{}: cannot read script: {e}", options.script))?;
-    let include_dirs = options.include_dirs.iter().map(|d| absolute(d)).collect::<Result<Vec<_>, _>>()?;
-    let image = ScriptImage { path, name: options.script.clone(), include_dirs, source };
+    let image = ScriptImage::read(&options.script, &options.include_dirs)?;
     leave_for_children(fds.script, &image);
     Ok(image)
 }
@@ -47,17 +41,9 @@ fn read_inherited(fd: i32) -> Option<ScriptImage> {
 /// Puts `image` in a memfd at `fd`, inheritable. Best effort: without it,
 /// processes to come read the script file themselves.
 fn leave_for_children(fd: i32, image: &ScriptImage) {
-    let bytes = image.encode();
-    // SAFETY: memfd_create with a constant name, writes from a live
-    // buffer, dup2 to an fd of DynamoRIO's range no one else uses.
-    unsafe {
-        let memfd = libc::memfd_create(c"processtap-script".as_ptr(), libc::MFD_CLOEXEC);
-        if memfd < 0 {
-            return;
-        }
-        if libc::pwrite(memfd, bytes.as_ptr() as *const _, bytes.len(), 0) == bytes.len() as isize {
-            libc::dup2(memfd, fd);
-        }
-        libc::close(memfd);
+    if let Ok(memfd) = image.to_memfd() {
+        // SAFETY: dup2 to an fd of DynamoRIO's range no one else uses; the
+        // copy is not close-on-exec.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&memfd), fd) };
     }
 }

@@ -19,7 +19,6 @@ mod headers;
 mod locate;
 mod reports;
 mod run;
-mod script;
 mod stdio;
 
 use ptap_options::inherited::ScriptImage;
@@ -61,17 +60,6 @@ pub(crate) fn write_line(fd: i32, text: &str) {
         }
         bytes = &bytes[n as usize..];
     }
-}
-
-/// The script, read once, with its path and the `-I` directories made
-/// absolute: every process of the trace (children that `chdir` first
-/// included) runs the same.
-fn script_image(options: &ptap_options::Options) -> Result<ScriptImage, String> {
-    let absolute = |path: &str| {
-        std::path::absolute(path).map(|p| p.to_string_lossy().into_owned()).map_err(|e| format!("{path}: {e}"))
-    };
-    let include_dirs = options.include_dirs.iter().map(|d| absolute(d)).collect::<Result<Vec<_>, _>>()?;
-    script::read(&absolute(&options.script)?, &options.script, &include_dirs)
 }
 
 /// Where the tracer's streams go: copies of the launcher's stdout (or the
@@ -121,7 +109,9 @@ fn launch(args: &[String]) -> Result<i32, String> {
         }
         Request::Trace(options) => options,
     };
-    let image = script_image(&options)?;
+    // Read once, with its path and the -I directories made absolute: every
+    // process of the trace (children that `chdir` first included) runs the same.
+    let image = ScriptImage::read(&options.script, &options.include_dirs)?;
     let command = &args[command_start..];
     let Some(program) = command.first() else {
         return Err(format!("no command to trace after '{}'", options.script));
@@ -130,6 +120,6 @@ fn launch(args: &[String]) -> Result<i32, String> {
     let dynamorio = locate::dynamorio_library()?;
     let client = locate::client_library()?;
     headers::prepare(&image, &client);
-    let inherited = run::Inherited { streams: streams(&options)?, script: script::memfd(&image)? };
+    let inherited = run::Inherited { streams: streams(&options)?, script: image.to_memfd().map_err(|e| format!("cannot keep the script in memory: {e}"))? };
     run::run_under_dynamorio(&dynamorio, &client, &options, &executable, &argv, &inherited)
 }

@@ -78,6 +78,60 @@ pub struct ScriptImage {
     pub source: Vec<u8>,
 }
 
+impl ScriptImage {
+    /// Reads the script the user named `script` (relative to the working
+    /// directory), with its path and `include_dirs` made absolute.
+    pub fn read(script: &str, include_dirs: &[String]) -> Result<ScriptImage, String> {
+        let absolute = |path: &str| {
+            std::path::absolute(path).map(|p| p.to_string_lossy().into_owned()).map_err(|e| format!("{path}: {e}"))
+        };
+        let reason = |e: std::io::Error| {
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                _ => e.to_string(),
+            };
+            format!("{script}: cannot read script: {why}")
+        };
+        let path = absolute(script)?;
+        if std::fs::metadata(&path).map_err(reason)?.is_dir() {
+            return Err(format!("{script}: is a directory, not a script"));
+        }
+        let source = std::fs::read(&path).map_err(reason)?;
+        let include_dirs = include_dirs.iter().map(|d| absolute(d)).collect::<Result<Vec<_>, _>>()?;
+        Ok(ScriptImage { path, name: script.to_string(), include_dirs, source })
+    }
+}
+
+impl ScriptImage {
+    /// A new memfd holding the image, close-on-exec. Written with `pwrite`,
+    /// a system call DynamoRIO's loader leaves alone (a client's `write` is
+    /// DynamoRIO's, which reports errors its own way).
+    pub fn to_memfd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::FromRawFd;
+        let bytes = self.encode();
+        // SAFETY: memfd_create with a constant name; the fd is ours alone.
+        let fd = unsafe { libc::memfd_create(c"processtap-script".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just made and is owned by no one else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mut done = 0;
+        while done < bytes.len() {
+            // SAFETY: writes from a live buffer into our fd.
+            let n = unsafe {
+                libc::pwrite(std::os::fd::AsRawFd::as_raw_fd(&fd), bytes[done..].as_ptr() as *const _, bytes.len() - done, done as libc::off_t)
+            };
+            if n <= 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            done += n as usize;
+        }
+        Ok(fd)
+    }
+}
+
 /// What a [`ScriptImage`] starts with, for a check that the fd is one.
 const IMAGE_MAGIC: &[u8] = b"processtap script image 1\0";
 
