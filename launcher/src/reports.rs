@@ -12,6 +12,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 pub struct ReportReader {
     read: OwnedFd,
     write: OwnedFd,
+    /// Closing `stop` tells the reading thread the target has ended.
+    stop_read: OwnedFd,
+    stop: OwnedFd,
 }
 
 /// The pipe being read by a thread of the launcher.
@@ -49,7 +52,8 @@ impl ReportReader {
             // Room for many processes' reports (64 KiB by default).
             libc::fcntl(read.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
         }
-        Ok(ReportReader { read, write })
+        let (stop_read, stop) = pipe()?;
+        Ok(ReportReader { read, write, stop_read, stop })
     }
 
     /// The fd the target inherits.
@@ -60,9 +64,8 @@ impl ReportReader {
     /// Closes the launcher's write end and reads in a thread until
     /// [`ReportsInBackground::finish`].
     pub fn read_in_background(self) -> ReportsInBackground {
-        let ReportReader { read, write } = self;
+        let ReportReader { read, write, stop_read, stop } = self;
         drop(write);
-        let (stop_read, stop) = pipe().expect("cannot make a pipe");
         let thread = std::thread::spawn(move || read_until_stopped(read, stop_read));
         ReportsInBackground { stop, thread }
     }
