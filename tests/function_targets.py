@@ -16,6 +16,7 @@ import pytest
 #: Executables (and the one library) the function-probe and system-call tests use.
 FUNCTION_TARGETS = (
     "malloc_sizes",
+    "malloc_loop",
     "password",
     "recurse",
     "longjmp_out",

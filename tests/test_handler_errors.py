@@ -1,10 +1,12 @@
 """Handlers that raise: the target is unaffected, the traceback shown once, the count at exit."""
 
 import re
+import subprocess
 
 import pytest
 
-from conftest import HELLO_OUTPUT, script_lines
+from conftest import HELLO_OUTPUT, PYTHON, script_lines
+from function_targets import ftarget  # noqa: F401
 
 
 def first_report(name, kind):
@@ -126,3 +128,54 @@ def test_no_report_when_no_handler_raises(trace, target):
     result = trace(script, target("threads"), "2", options=["-q"])
     assert result.returncode == 0, str(result)
     assert result.stderr == "", str(result)
+
+
+# ---------------------------------------------------------------------------
+# Exceptions that escape handlers are freed
+
+MAX_RSS = """\
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def max_rss_kb(*command):
+    """The largest resident set of *command* and the processes it waited for, in KiB."""
+    completed = subprocess.run([PYTHON, "-c", MAX_RSS, *map(str, command)], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    return int(completed.stdout)
+
+
+def test_a_raising_handler_does_not_grow_the_target(processtap, ftarget, tmp_path):
+    # Each exception, with its traceback's frames and a 1 MB local, was kept
+    # alive: 2 million raises took the target past a gigabyte.
+    calm = tmp_path / "calm.ptap"
+    calm.write_text('@function_entry(function_name == "malloc")\ndef m(ctx):\n    big = bytearray(1000)\n')
+    raising = tmp_path / "raising.ptap"
+    raising.write_text('@function_entry(function_name == "malloc")\ndef m(ctx):\n    big = bytearray(1000)\n    raise ValueError("leak")\n')
+    command = [ftarget("malloc_loop"), "2000000"]
+    calm_kb = max_rss_kb(processtap, "-q", calm, "--", *command)
+    raising_kb = max_rss_kb(processtap, "-q", raising, "--", *command)
+    assert raising_kb <= calm_kb * 1.10, (calm_kb, raising_kb)
+
+
+def test_escaped_exceptions_are_not_kept(trace, ftarget):
+    script = """\
+import gc
+@function_entry(function_name == "malloc")
+def m(ctx):
+    raise ValueError("counted")
+
+@process_exit
+def done(ctx):
+    gc.collect()
+    live = sum(1 for o in gc.get_objects() if type(o) is ValueError)
+    print("[live]", live < 10)
+"""
+    result = trace(script, ftarget("malloc_loop"), "5000", options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert script_lines(result.stdout, "[live] ") == ["True"], str(result)
+    # The program's own 5000 calls, and libc's (printf's buffer).
+    count = re.search(r"raised (\d+) exception\(s\)", result.stderr)
+    assert count and int(count[1]) >= 5000, str(result)
