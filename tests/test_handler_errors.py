@@ -179,3 +179,77 @@ def done(ctx):
     # The program's own 5000 calls, and libc's (printf's buffer).
     count = re.search(r"raised (\d+) exception\(s\)", result.stderr)
     assert count and int(count[1]) >= 5000, str(result)
+
+
+# ---------------------------------------------------------------------------
+# What a handler cannot do is refused clearly
+
+
+def test_os_fork_in_a_handler_raises_and_subprocess_works(trace, target):
+    script = """\
+import os, subprocess
+@process_exit
+def done(ctx):
+    try:
+        os.fork()
+    except RuntimeError as error:
+        print("[ptap] refused:", error)
+    print("[ptap] started:", subprocess.run(["/bin/echo", "sub"], capture_output=True).stdout)
+"""
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert script_lines(result.stdout, "[ptap] ") == [
+        "refused: the script runs inside the target and cannot fork it (use subprocess or os.posix_spawn to start a program)",
+        "started: b'sub\\n'",
+    ], str(result)
+    assert "Tool internal crash" not in result.stderr, str(result)
+
+
+def test_a_probe_declared_in_a_handler_is_an_error(trace, target):
+    script = """\
+@process_exit
+def done(ctx):
+    @function_entry(function_name == "puts")
+    def late(ctx):
+        pass
+"""
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert "RuntimeError: probe done.<locals>.late (function_entry) declared after the script's top level" in result.stderr, str(result)
+    assert f'File "{result.script}", line 3, in done' in result.stderr, str(result)
+    assert "ptap/probes.py" not in result.stderr, str(result)
+
+
+@pytest.mark.parametrize(
+    "line, error",
+    [("import no_such_module_ptap", "ModuleNotFoundError"), ('json.loads("{")', "json.decoder.JSONDecodeError")],
+    ids=["import", "json"],
+)
+def test_a_traceback_from_library_code_shows_the_handlers_line(trace, target, line, error):
+    script = f"import json\n@process_exit\ndef done(ctx):\n    {line}\n"
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert f'File "{result.script}", line 4, in done\n    {line}\n' in result.stderr, str(result)
+    assert re.search(rf"^{re.escape(error)}: ", result.stderr, re.M), str(result)
+
+
+def test_bad_values_name_the_field_being_set(trace, target):
+    script = """\
+@syscall_entry(syscall_name == "write")
+def w(ctx):
+    print("[ptap]", repr(ctx))
+    for name, change in [("skip", lambda: ctx.skip(2 ** 80)), ("reg", lambda: setattr(ctx.regs, "RAX", None))]:
+        try:
+            change()
+        except Exception as error:
+            print("[ptap]", type(error).__name__, error)
+"""
+    result = trace(script, "/bin/echo", "hi", options=["-q"])
+    assert result.returncode == 0, str(result)
+    lines = script_lines(result.stdout, "[ptap] ")
+    assert re.fullmatch(r"<syscall_entry pid=\d+ tid=\d+ syscall=1 syscall_name='write'>", lines[0]), str(result)
+    assert lines[1:] == [
+        "TypeError ctx.skip(): a machine word must be an int that fits in 64 bits",
+        "TypeError ctx.regs.RAX: a machine word must be an int that fits in 64 bits",
+    ], str(result)
+    assert "hi" in result.stdout.splitlines(), str(result)

@@ -222,3 +222,63 @@ def test_a_script_runs_without_a_writable_cache(trace, target, tmp_path):
         written = [int(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("write ")]
         assert sum(written) == len(HELLO_OUTPUT), str(result)
         assert result.stderr == "", str(result)
+
+
+# ---------------------------------------------------------------------------
+# Sources as CPython reads them (PEP 263), and what no compiler takes
+
+
+def test_a_latin1_script_with_its_coding_line_runs(trace, target, tmp_path):
+    script = tmp_path / "latin1.ptap"
+    script.write_bytes(b"# -*- coding: latin-1 -*-\nprint('[ptap] caf\xe9', len('caf\xe9'))\n")
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert result.stdout.splitlines()[0] == "[ptap] caf\u00e9 4", str(result)
+
+
+def test_a_non_utf8_script_without_a_coding_line_is_refused_as_cpython_does(trace, target, tmp_path):
+    script = tmp_path / "latin1.ptap"
+    script.write_bytes(b"x = 1\ny = 'caf\xe9'\n")
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 2, str(result)
+    assert_hello_did_not_run(result)
+    assert (
+        f"SyntaxError: Non-UTF-8 code starting with '\\xe9' in file {script} on line 2, but no encoding declared"
+        in result.stderr
+    ), str(result)
+    assert "codecs" not in result.stderr and "UnicodeDecodeError" not in result.stderr, str(result)
+
+
+def test_too_deep_nesting_is_pythons_own_syntax_error(trace, target):
+    # Not lib2to3's RecursionError: the Python 2 translation is tried, and
+    # its failure is not the one to show.
+    script = "p = " + "(" * 1000 + "1" + ")" * 1000 + "\n"
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 2, str(result)
+    assert "SyntaxError: too many nested parentheses" in result.stderr, str(result)
+    assert "lib2to3" not in result.stderr and "RecursionError" not in result.stderr, str(result)
+
+
+def test_a_predicate_of_hundreds_of_terms_works(trace, target):
+    # The client decides predicates by recursion, on DynamoRIO's 56 KiB
+    # stack at module load: a 600-term chain overflowed it.
+    terms = " | ".join(f'(function_name == "no_such_{i}")' for i in range(600))
+    script = f'@function_entry({terms} | (function_name == "puts"))\ndef seen(ctx):\n    print("[ptap] puts")\n'
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert "[ptap] puts" in result.stdout and "hello, world" in result.stdout, str(result)
+
+
+def test_a_predicate_nested_too_deep_is_refused(trace, target):
+    script = 'p = function_name == "puts"\nfor i in range(150):\n    p = ~p if i % 2 else (p & (thread_id > 0))\n@function_entry(p)\ndef f(ctx):\n    pass\n'
+    result = trace(script, target("hello"), options=["-q"])
+    assert result.returncode == 2, str(result)
+    assert "predicate nested more than 100 levels deep" in result.stderr, str(result)
+    assert_hello_did_not_run(result)
+
+
+def test_os_fork_at_the_top_level_is_a_clear_error(trace, target):
+    result = trace("import os\nos.fork()\n", target("hello"), options=["-q"])
+    assert result.returncode == 2, str(result)
+    assert "RuntimeError: the script runs inside the target and cannot fork it" in result.stderr, str(result)
+    assert "Tool internal crash" not in result.stderr and "signal" not in result.stderr, str(result)

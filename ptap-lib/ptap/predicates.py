@@ -301,14 +301,41 @@ class _Junction(Predicate):
     def __init__(self, left, right):
         init(self, left, right)
 
+    def _chain(self):
+        """The operands of the chain of this join that ``a & b & c`` builds
+        (Python groups it to the left: ``(a & b) & c``), in order.
+
+        The methods below walk a chain in a loop, not by recursion: a
+        predicate of hundreds of terms would exhaust Python's stack.
+        """
+        rights = []
+        node = self
+        while type(node) is type(self):
+            rights.append(node.right)
+            node = node.left
+        rights.append(node)
+        rights.reverse()
+        return rights
+
     def variables(self):
-        return self.left.variables() | self.right.variables()
+        names = set()
+        for operand in self._chain():
+            names |= operand.variables()
+        return names
 
     def to_data(self):
-        return (self._tag, self.left.to_data(), self.right.to_data())
+        first, *rest = self._chain()
+        data = first.to_data()
+        for operand in rest:
+            data = (self._tag, data, operand.to_data())
+        return data
 
     def __str__(self):
-        return f"({self.left} {self._symbol} {self.right})"
+        first, *rest = self._chain()
+        text = str(first)
+        for operand in rest:
+            text = f"({text} {self._symbol} {operand})"
+        return text
 
 
 class And(_Junction):
@@ -320,10 +347,8 @@ class And(_Junction):
     _symbol = "&"
 
     def evaluate(self, fields):
-        # Both sides are decided, so a missing variable always raises.
-        left = self.left.evaluate(fields)
-        right = self.right.evaluate(fields)
-        return left and right
+        # Every operand is decided, so a missing variable always raises.
+        return all([operand.evaluate(fields) for operand in self._chain()])
 
 
 class Or(_Junction):
@@ -335,9 +360,7 @@ class Or(_Junction):
     _symbol = "|"
 
     def evaluate(self, fields):
-        left = self.left.evaluate(fields)
-        right = self.right.evaluate(fields)
-        return left or right
+        return any([operand.evaluate(fields) for operand in self._chain()])
 
 
 class Not(Predicate):

@@ -20,7 +20,7 @@ predicate names must exist (``syscall_name == "opnat"`` is an error).
 """
 
 from ._record import Record, init
-from .predicates import ALWAYS, Predicate
+from .predicates import ALWAYS, Not, Predicate, _Junction
 
 __all__ = [
     "ProbeKind",
@@ -198,12 +198,33 @@ class Registry:
         return f"<Registry of {len(self._probes)} probes>"
 
 
+class _ClosedRegistry(Registry):
+    """The registry once a script's top level has run: the client has
+    instrumented the target for the probes it had, and takes no more."""
+
+    def add(self, probe):
+        raise RuntimeError(
+            f"probe {probe.name} ({probe.kind}) declared after the script's top level: "
+            "probes are declared at the top level, before the target runs"
+        )
+
+
 _current_registry = Registry()
 
 
 def current_registry():
     """Return the registry that the decorators add probes to."""
     return _current_registry
+
+
+def close_registration():
+    """Make declaring a probe from now on raise ``RuntimeError``.
+
+    The script loader calls this once a script's top level has run: a
+    probe declared later (in a handler) would never fire.
+    """
+    global _current_registry
+    _current_registry = _ClosedRegistry()
 
 
 def use_registry(registry):
@@ -336,6 +357,7 @@ def _register(kind, predicate, handler):
         )
     name = getattr(handler, "__qualname__", repr(handler))
     _check_handler(kind, name, handler)
+    _check_depth(kind, name, predicate)
     _check_variables(kind, name, predicate)
     _check_syscall_names(kind, name, predicate)
     probe = Probe(kind=kind, predicate=predicate, handler=handler, name=name)
@@ -387,6 +409,29 @@ def _takes_one_argument(handler):
 _FUNCTION = type(_takes_one_argument)
 #: ``inspect.CO_VARARGS``: the code takes ``*args``.
 _VARARGS = 0x04
+
+
+#: How deeply a predicate may nest ``&``, ``|`` and ``~`` (a chain
+#: ``a & b & c ...`` of any length is one level). The client decides
+#: predicates by recursion, some of it on DynamoRIO's small stacks.
+MAX_PREDICATE_DEPTH = 100
+
+
+def _check_depth(kind, name, predicate):
+    """Raise ValueError if *predicate* nests deeper than MAX_PREDICATE_DEPTH."""
+
+    pending = [(predicate, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > MAX_PREDICATE_DEPTH:
+            raise ValueError(
+                f"{kind} probe {name!r}: predicate nested more than {MAX_PREDICATE_DEPTH} "
+                "levels deep (chains such as a & b & c ... count as one level)"
+            )
+        if isinstance(node, _Junction):
+            pending.extend((operand, depth + 1) for operand in node._chain())
+        elif isinstance(node, Not):
+            pending.append((node.inner, depth + 1))
 
 
 def _check_variables(kind, name, predicate):

@@ -30,7 +30,7 @@ import ptap
 
 from . import prototypes
 from .errors import ScriptError
-from .probes import Registry, use_registry
+from .probes import Registry, close_registration, use_registry
 
 __all__ = ["run_script", "include_dirs", "print_handler_error"]
 
@@ -82,6 +82,7 @@ def run_script(path, *, exe, argv, include_dirs=(), warn=_print_warning, name=No
         sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
         with use_registry(Registry()) as registry:
             exec(code, namespace)
+        close_registration()
     except (Exception, SystemExit) as error:
         _print_traceback(error)
         raise ScriptError(path, f"{type(error).__name__} while loading the script") from error
@@ -97,7 +98,7 @@ def _compile_script(data, name, warn):
     """
     code, translation = _cached_code(name, data)
     if code is None:
-        code, translation = _compile_source(name, _decode(data))
+        code, translation = _compile_source(name, data)
         _store_code(name, data, code, translation)
     if translation is None:
         _sources[name] = data
@@ -108,27 +109,65 @@ def _compile_script(data, name, warn):
 
 
 def _decode(data):
-    """Return the script's bytes *data* as text, as ``open(path, encoding="utf-8-sig")`` reads it."""
-    return data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
+    """Return the script's bytes *data* as text, decoded as CPython decodes
+    a source file (PEP 263: a ``coding`` line, else UTF-8, a BOM allowed).
+
+    Needed only for tracebacks and Python 2 translation: ``compile()``
+    takes the bytes themselves.
+    """
+    import io
+    import tokenize
+
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        text = data.decode(encoding)
+    except (SyntaxError, LookupError, UnicodeDecodeError):
+        text = data.decode("utf-8", "replace")
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _compile_source(path, source):
-    """Compile *source*, translated from Python 2 if need be; return the code and translation.
+def _compile_source(path, data):
+    """Compile the script's bytes *data*, translated from Python 2 if need
+    be; return the code and the translation (None for a Python 3 script).
 
-    The translation is None for a Python 3 script.
+    When the script is Python 2 neither, the error is Python 3's own: the
+    translation's (lib2to3 may even run out of stack on deep nesting)
+    would only confuse.
     """
     try:
-        return compile(source, path, "exec", dont_inherit=True), None
+        return compile(data, path, "exec", dont_inherit=True), None
     except SyntaxError as error:
         original = error
+    if _is_decoding_error(original):
+        raise _undecodable(path, data) from None
 
     from . import legacy  # Slow to import, and rarely needed.
 
     try:
-        translation = legacy.translate(source, path)
+        translation = legacy.translate(_decode(data), path)
         return compile(translation, path, "exec", dont_inherit=True), translation
-    except SyntaxError:
+    except Exception:
         raise original from None
+
+
+def _is_decoding_error(error):
+    """Whether *error* is ``compile()``'s for source bytes it cannot decode."""
+    return str(error.msg).startswith("(unicode error)")
+
+
+def _undecodable(path, data):
+    """The SyntaxError CPython gives for a file it cannot decode as the
+    source's encoding (for the UTF-8 default, its own words)."""
+    for number, line in enumerate(data.splitlines(keepends=True), 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            byte = line[error.start]
+            return SyntaxError(
+                f"Non-UTF-8 code starting with '\\x{byte:02x}' in file {path} on line {number}, "
+                "but no encoding declared; see https://peps.python.org/pep-0263/ for details"
+            )
+    return SyntaxError(f"{path}: cannot decode the script's source as its declared encoding")
 
 
 def _code_key(path):
@@ -205,7 +244,8 @@ def _script_globals(path, exe, argv):
 
 def print_handler_error(error, tb=None):
     """Print the traceback *tb* of *error*, which a handler raised, to
-    ``sys.stderr`` (*tb* defaults to the exception's own).
+    ``sys.stderr`` (*tb* defaults to the exception's own), without ptap's
+    own frames, as for the top level.
 
     The script's lines come from its source as compiled, never from its
     file again: in the target the file may have changed, or be a pipe or
@@ -216,7 +256,9 @@ def print_handler_error(error, tb=None):
     for path, source in _sources.items():
         _remember_source(path, source)
     tb = error.__traceback__ if tb is None else tb
-    sys.stderr.write("".join(traceback.format_exception(type(error), error, tb)))
+    report = traceback.TracebackException(type(error), error, tb)
+    _drop_ptap_frames(report, seen=set())
+    sys.stderr.write("".join(report.format()))
     sys.stderr.flush()
 
 

@@ -118,6 +118,13 @@ pub fn encode(ty: Option<&CType>, value: &Bound<'_, PyAny>) -> PyResult<u64> {
     }
 }
 
+/// `error`, raised while converting a value to set `field` (`ctx.retval`,
+/// `ctx.args[2]`, ...), with the field named first: "ctx.retval: can't
+/// convert negative int to unsigned". Same exception type.
+pub fn naming_field(py: Python<'_>, field: &str, error: PyErr) -> PyErr {
+    PyErr::from_type(error.get_type(py), format!("{field}: {}", error.value(py)))
+}
+
 /// A Python int (negative ones as two's complement) as a machine word.
 pub fn to_word(value: &Bound<'_, PyAny>) -> PyResult<usize> {
     if let Ok(w) = value.extract::<usize>() {
@@ -209,7 +216,8 @@ impl Arguments {
     fn __setitem__(&self, index: usize, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let call = self.call();
         let ty = call.signature.as_ref().and_then(|s| s.param(index));
-        call.set_word(index, encode(ty, value)?)
+        let word = encode(ty, value).map_err(|e| naming_field(value.py(), &format!("ctx.args[{index}]"), e))?;
+        call.set_word(index, word)
     }
 
     /// The prototype's number of arguments; without one, it is unknown.

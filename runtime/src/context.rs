@@ -156,7 +156,8 @@ impl Registers {
 
     fn __setattr__(&self, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let reg = register_named(name)?;
-        self.call().set_register(name, reg, to_word(value)?)
+        let word = to_word(value).map_err(|e| crate::args::naming_field(value.py(), &format!("ctx.regs.{name}"), e))?;
+        self.call().set_register(name, reg, word)
     }
 
     fn __dir__(&self) -> Vec<&'static str> {
@@ -277,7 +278,7 @@ impl HitContext {
     fn set_retval(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let call = self.exit_call("retval")?;
         let ty = self.return_type();
-        let word = encode(ty, value)?;
+        let word = encode(ty, value).map_err(|e| crate::args::naming_field(value.py(), "ctx.retval", e))?;
         match ty {
             Some(CType::Double | CType::Float) => call.set_retval_vector(word),
             _ => call.set_retval_word(word as usize),
@@ -299,7 +300,9 @@ impl HitContext {
     /// (a negative errno to fail: `ctx.skip(-errno.ENOENT)`).
     fn skip(&self, retval: &Bound<'_, PyAny>) -> PyResult<()> {
         match &self.call {
-            Some(call) if call.kind == CallKind::Syscall && !call.is_exit => call.skip(to_word(retval)?),
+            Some(call) if call.kind == CallKind::Syscall && !call.is_exit => {
+                call.skip(to_word(retval).map_err(|e| crate::args::naming_field(retval.py(), "ctx.skip()", e))?)
+            }
             _ => Err(self.missing("skip")),
         }
     }
@@ -316,10 +319,19 @@ impl HitContext {
     fn __repr__(&self) -> String {
         let mut parts = vec![format!("pid={}", self.pid), format!("tid={}", self.tid)];
         match &self.fields {
-            Fields::Function(f) => {
-                parts.push(format!("function={:#x} function_name={:?} module={:?} caller={:#x}", f.function, f.name, f.module, f.caller))
-            }
-            Fields::Syscall(f) => parts.push(format!("syscall={} syscall_name={:?}", f.number, f.name)),
+            // Names as Python shows them: 'malloc', or None.
+            Fields::Function(f) => parts.push(format!(
+                "function={:#x} function_name={} module='{}' caller={:#x}",
+                f.function,
+                f.name.map_or("None".to_string(), |n| format!("'{n}'")),
+                f.module,
+                f.caller
+            )),
+            Fields::Syscall(f) => parts.push(format!(
+                "syscall={} syscall_name='{}'",
+                f.number,
+                f.name.map_or(format!("syscall_{}", f.number), str::to_string)
+            )),
             Fields::Lifecycle(_) => {}
         }
         let lifecycle: &[(&str, FieldValue)] = match &self.fields {

@@ -108,12 +108,14 @@ pub fn find_ptap_lib(client_path: &str) -> Option<PathBuf> {
 }
 
 /// Makes `ptap` importable, the tracer's streams Python's stdout/stderr,
-/// and starting a thread an error (see `ptap/threads.py`).
+/// and starting a thread or forking an error (see `ptap/threads.py`,
+/// `ptap/forks.py`).
 pub fn prepare(py: Python<'_>, ptap_lib: &Path) -> PyResult<()> {
     let sys = py.import("sys")?;
     sys.getattr("path")?.call_method1("insert", (0, ptap_lib.to_string_lossy().as_ref()))?;
     py.import("ptap.output")?.call_method0("install_streams")?;
     py.import("ptap.threads")?.call_method0("refuse_new_threads")?;
+    py.import("ptap.forks")?.call_method0("refuse_forks")?;
     Ok(())
 }
 

@@ -64,12 +64,16 @@ pub enum CompareOp {
     Ge,
 }
 
-/// A predicate tree.
+/// A predicate tree. `&` and `|` are n-ary: `a & b & c` is one `And` of
+/// three, not two nested ones, so that a predicate of hundreds of terms
+/// is a flat list rather than a deep tree (deciding one recurses, and
+/// DynamoRIO's module-load events run on a 56 KiB stack; ptap-lib refuses
+/// predicates nested deeper than it allows).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Predicate {
     Const(bool),
-    And(Box<Predicate>, Box<Predicate>),
-    Or(Box<Predicate>, Box<Predicate>),
+    And(Vec<Predicate>),
+    Or(Vec<Predicate>),
     Not(Box<Predicate>),
     Compare(Variable, CompareOp, Value),
     OneOf(Variable, Vec<Value>),
@@ -89,8 +93,8 @@ impl Predicate {
     pub fn matches(&self, fields: &dyn EventFields) -> bool {
         match self {
             Predicate::Const(b) => *b,
-            Predicate::And(a, b) => a.matches(fields) && b.matches(fields),
-            Predicate::Or(a, b) => a.matches(fields) || b.matches(fields),
+            Predicate::And(all) => all.iter().all(|p| p.matches(fields)),
+            Predicate::Or(any) => any.iter().any(|p| p.matches(fields)),
             Predicate::Not(a) => !a.matches(fields),
             Predicate::Compare(var, op, constant) => fields.value(*var).is_some_and(|v| compare(&v, *op, constant)),
             Predicate::OneOf(var, values) => fields.value(*var).is_some_and(|v| values.contains(&v)),
@@ -120,16 +124,8 @@ impl Predicate {
         use Predicate::*;
         match self {
             Const(b) => Const(*b),
-            And(a, b) => match (a.residual(fields, runtime), b.residual(fields, runtime)) {
-                (Const(false), _) | (_, Const(false)) => Const(false),
-                (Const(true), x) | (x, Const(true)) => x,
-                (x, y) => And(Box::new(x), Box::new(y)),
-            },
-            Or(a, b) => match (a.residual(fields, runtime), b.residual(fields, runtime)) {
-                (Const(true), _) | (_, Const(true)) => Const(true),
-                (Const(false), x) | (x, Const(false)) => x,
-                (x, y) => Or(Box::new(x), Box::new(y)),
-            },
+            And(all) => junction_residual(all, fields, runtime, false).map_or(Const(false), |rest| join(rest, And, true)),
+            Or(any) => junction_residual(any, fields, runtime, true).map_or(Const(true), |rest| join(rest, Or, false)),
             Not(a) => match a.residual(fields, runtime) {
                 Const(b) => Const(!b),
                 x => Not(Box::new(x)),
@@ -153,8 +149,8 @@ impl Predicate {
             _ => v.clone(),
         };
         match self {
-            Predicate::And(a, b) => Predicate::And(Box::new(a.resolve_module_offsets(resolve)), Box::new(b.resolve_module_offsets(resolve))),
-            Predicate::Or(a, b) => Predicate::Or(Box::new(a.resolve_module_offsets(resolve)), Box::new(b.resolve_module_offsets(resolve))),
+            Predicate::And(all) => Predicate::And(all.iter().map(|p| p.resolve_module_offsets(resolve)).collect()),
+            Predicate::Or(any) => Predicate::Or(any.iter().map(|p| p.resolve_module_offsets(resolve)).collect()),
             Predicate::Not(a) => Predicate::Not(Box::new(a.resolve_module_offsets(resolve))),
             Predicate::Compare(var, op, v) => Predicate::Compare(*var, *op, value(var, v)),
             Predicate::OneOf(var, vs) => Predicate::OneOf(*var, vs.iter().map(|v| value(var, v)).collect()),
@@ -177,9 +173,10 @@ impl Predicate {
             _ => None,
         };
         match self {
-            Predicate::And(a, b) | Predicate::Or(a, b) => {
-                a.collect_addresses(out);
-                b.collect_addresses(out);
+            Predicate::And(terms) | Predicate::Or(terms) => {
+                for p in terms {
+                    p.collect_addresses(out);
+                }
             }
             Predicate::Compare(Variable::FunctionAddress, CompareOp::Eq, v) => out.extend(int(v)),
             Predicate::OneOf(Variable::FunctionAddress, vs) => out.extend(vs.iter().filter_map(int)),
@@ -197,8 +194,8 @@ impl Predicate {
         };
         Ok(match tag.as_str() {
             "const" => Predicate::Const(t.get_item(1)?.extract()?),
-            "and" => Predicate::And(Box::new(Self::from_data(&t.get_item(1)?)?), Box::new(Self::from_data(&t.get_item(2)?)?)),
-            "or" => Predicate::Or(Box::new(Self::from_data(&t.get_item(1)?)?), Box::new(Self::from_data(&t.get_item(2)?)?)),
+            "and" => Predicate::And(Self::junction_from_data(t, "and")?),
+            "or" => Predicate::Or(Self::junction_from_data(t, "or")?),
             "not" => Predicate::Not(Box::new(Self::from_data(&t.get_item(1)?)?)),
             "cmp" => {
                 let op: String = t.get_item(2)?.extract()?;
@@ -221,6 +218,50 @@ impl Predicate {
             "like" => Predicate::Like(var(1)?, t.get_item(2)?.extract()?),
             _ => return Err(bad(format!("unknown predicate node {tag}"))),
         })
+    }
+}
+
+impl Predicate {
+    /// The terms of the chain of `tag` tuples starting at `t`: Python's
+    /// `a & b & c` is `(and, (and, a, b), c)`, walked here in a loop.
+    fn junction_from_data(t: &Bound<'_, PyTuple>, tag: &str) -> PyResult<Vec<Predicate>> {
+        let mut rights = Vec::new();
+        let mut node = t.clone();
+        loop {
+            rights.push(node.get_item(2)?);
+            let left = node.get_item(1)?;
+            let left = left.cast::<PyTuple>()?;
+            if left.get_item(0)?.extract::<String>()? != tag {
+                rights.push(left.clone().into_any());
+                break;
+            }
+            node = left.clone();
+        }
+        rights.iter().rev().map(Self::from_data).collect()
+    }
+}
+
+/// The residuals of a junction's terms with the constants that do not
+/// decide it dropped, or `None` when one decides it (`decisive`: false
+/// for `&`, true for `|`).
+fn junction_residual(terms: &[Predicate], fields: &dyn EventFields, runtime: &[Variable], decisive: bool) -> Option<Vec<Predicate>> {
+    let mut rest = Vec::new();
+    for term in terms {
+        match term.residual(fields, runtime) {
+            Predicate::Const(b) if b == decisive => return None,
+            Predicate::Const(_) => {}
+            other => rest.push(other),
+        }
+    }
+    Some(rest)
+}
+
+/// A junction of `terms`: its identity (`empty`) for none, the term for one.
+fn join(mut terms: Vec<Predicate>, junction: fn(Vec<Predicate>) -> Predicate, empty: bool) -> Predicate {
+    match terms.len() {
+        0 => Predicate::Const(empty),
+        1 => terms.pop().unwrap(),
+        _ => junction(terms),
     }
 }
 
@@ -366,11 +407,11 @@ mod tests {
         let tid = Predicate::Compare(Variable::ThreadId, CompareOp::Eq, Value::Int(1));
         let rt = [Variable::ThreadId, Variable::ProcessId];
         assert_eq!(name.decide_static(&f, &rt), Some(true));
-        assert_eq!(Predicate::And(Box::new(other.clone()), Box::new(tid.clone())).decide_static(&f, &rt), Some(false));
-        assert_eq!(Predicate::And(Box::new(name.clone()), Box::new(tid.clone())).decide_static(&f, &rt), None);
-        assert_eq!(Predicate::Or(Box::new(name), Box::new(tid.clone())).decide_static(&f, &rt), Some(true));
+        assert_eq!(Predicate::And(vec![other.clone(), tid.clone()]).decide_static(&f, &rt), Some(false));
+        assert_eq!(Predicate::And(vec![name.clone(), tid.clone()]).decide_static(&f, &rt), None);
+        assert_eq!(Predicate::Or(vec![name, tid.clone()]).decide_static(&f, &rt), Some(true));
         assert_eq!(Predicate::Not(Box::new(tid.clone())).decide_static(&f, &rt), None);
-        let both = Predicate::And(Box::new(Predicate::Compare(Variable::FunctionName, CompareOp::Eq, Value::Str("malloc".into()))), Box::new(tid.clone()));
+        let both = Predicate::And(vec![Predicate::Compare(Variable::FunctionName, CompareOp::Eq, Value::Str("malloc".into())), tid.clone()]);
         assert_eq!(both.residual(&f, &rt), tid);
     }
 
@@ -387,7 +428,7 @@ mod tests {
         let f = Fields(vec![(Variable::ModuleName, Value::Str("libc.so.6".into())), (Variable::ThreadId, Value::Int(7))]);
         let libc = Predicate::Like(Variable::ModuleName, "libc*".into());
         let tid = Predicate::Compare(Variable::ThreadId, CompareOp::Gt, Value::Int(5));
-        assert!(Predicate::And(Box::new(libc.clone()), Box::new(tid.clone())).matches(&f));
+        assert!(Predicate::And(vec![libc.clone(), tid.clone()]).matches(&f));
         assert!(!Predicate::Not(Box::new(libc)).matches(&f));
         assert!(Predicate::InRange(Variable::ThreadId, 7, 8).matches(&f));
         assert!(!Predicate::InRange(Variable::ThreadId, 0, 7).matches(&f));
