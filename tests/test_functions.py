@@ -6,6 +6,7 @@ Handler output is unbuffered while a C target's stdout (a pipe) is flushed at
 exit, so tests compare the order of handler lines among themselves only.
 """
 
+import ast
 import math
 import subprocess
 
@@ -824,3 +825,63 @@ def on_load(ctx):
     assert without_handler_lines(result.stdout) == native.stdout.splitlines(), str(result)
     assert fields_of(result.stdout, "[plugin] ") == [["6", "7", "49"], ["7", "7", "56"], ["8", "7", "63"]], str(result)
     assert len(fields_of(result.stdout, "[load] ")) == 3, str(result)
+
+
+# ---------------------------------------------------------------------------
+# Many probes at one site
+
+MANY_PROBES_SCRIPT = """\
+N = {n}
+order = []
+
+def make(kind, i):
+    def handler(ctx):
+        order.append((kind, i))
+    return handler
+
+for i in range(N):
+    # Alternate probes that always fire with probes whose predicate is left
+    # to the event (the thread id), and one that never fires.
+    rest = (thread_id != 0) if i % 2 else None
+    never = i == N // 2
+    for kind, probe in (("entry", function_entry), ("exit", function_exit)):
+        predicate = {site}
+        if rest is not None:
+            predicate = predicate & rest
+        if never:
+            predicate = predicate & (thread_id == 0)
+        probe(predicate)(make(kind, i))
+
+@process_exit
+def done(ctx):
+    print("[order]", order)
+"""
+
+
+@pytest.mark.parametrize("site, command", [
+    ('function_name == "factorial"', ["recurse", "4"]),
+    ('syscall_name == "getppid"', ["forks"]),
+], ids=["function", "syscall"])
+def test_every_probe_of_a_crowded_site_fires_in_order(trace, ftarget, site, command):
+    """A site with far more probes than fit a machine word loses none."""
+    n = 150
+    script = MANY_PROBES_SCRIPT.format(n=n, site=site)
+    if "syscall" in site:
+        script = script.replace("function_entry", "syscall_entry").replace("function_exit", "syscall_exit")
+    result = trace(script, ftarget(command[0]), *command[1:], options=["-q"])
+    assert result.returncode == 0, str(result)
+    fired = [i for i in range(n) if i != n // 2]
+    orders = [ast.literal_eval(line) for line in script_lines(result.stdout, "[order] ")]
+    # forks: the child makes 3 getppid calls, the parent 2; recurse 4: 4 calls.
+    events = sorted(len(o) // (2 * len(fired)) for o in orders)
+    assert events == ([2, 3] if "syscall" in site else [4]), str(result)
+    for order in orders:
+        calls = len(order) // (2 * len(fired))
+        if "syscall" in site:
+            # Each call's entry handlers, then its exit handlers.
+            expected = [(kind, i) for _ in range(calls) for kind in ("entry", "exit") for i in fired]
+        else:
+            # The recursion enters 4 times, then returns 4 times.
+            expected = [("entry", i) for _ in range(calls) for i in fired]
+            expected += [("exit", i) for _ in range(calls) for i in fired]
+        assert order == expected, str(result)

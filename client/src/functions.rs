@@ -317,18 +317,18 @@ unsafe extern "C" fn on_entry(wc: WrapContext, user_data: *mut *mut c_void) {
     }
     let entry = matching(&site.entry, tid, pid);
     let exit = matching(&site.exit, tid, pid);
-    if entry == 0 && exit == 0 {
+    if entry.is_empty() && exit.is_empty() {
         return;
     }
     // The exit event needs the entry values; an entry handler alone reads
     // arguments only if it asks.
-    let mut args = (exit != 0).then(|| EntryValues::capture(wc, site.signature.as_deref()));
+    let mut args = (!exit.is_empty()).then(|| EntryValues::capture(wc, site.signature.as_deref()));
     let caller = dr_sys::wrap::return_address(wc);
-    if entry != 0 {
+    if !entry.is_empty() {
         let call = || CallState::function(wc, false, site.signature, args.take());
         args = fire(ProbeKind::FunctionEntry, &site.entry, entry, site, call, caller, tid, None);
     }
-    if let Some(args) = args.filter(|_| exit != 0) {
+    if let Some(args) = args.filter(|_| !exit.is_empty()) {
         Arc::increment_strong_count(site_ptr);
         let record = CallRecord { site: Arc::from_raw(site_ptr), exit, args, caller, tid, sp, reported: Cell::new(false) };
         let record = Box::into_raw(Box::new(record));

@@ -19,9 +19,30 @@ pub struct SiteProbe {
     pub predicate: Option<Predicate>,
 }
 
-/// A set of indices into a site's probe list (sites have few probes; a
-/// site with more than 64 on one side keeps the first 64).
-pub type ProbeSet = u64;
+/// The probes of a site's list that an event chose. The first 63 are
+/// bits; the rest (a site rarely has more) are re-tested, when the set is
+/// read, with the thread and process ids the event had, which is all a
+/// residual predicate asks for. Plain data, so that it can be kept per
+/// thread without a destructor and copied into a pending call.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ProbeSet {
+    /// Bit i: probe i matched, for i < 63; bit 63: some probe from 63 on did.
+    bits: u64,
+    tid: u32,
+    pid: u32,
+}
+
+/// How many probes of a list have a bit of their own.
+const BITS: usize = 63;
+const TAIL: u64 = 1 << BITS;
+
+impl ProbeSet {
+    pub const EMPTY: ProbeSet = ProbeSet { bits: 0, tid: 0, pid: 0 };
+
+    pub fn is_empty(&self) -> bool {
+        self.bits == 0
+    }
+}
 
 /// What a predicate decided at set-up leaves to the event: `None` when it
 /// cannot match, `Some(None)` when it always does, `Some(Some(rest))` when
@@ -35,6 +56,7 @@ pub fn residual(predicate: &Predicate, fields: &dyn EventFields) -> Option<Optio
 }
 
 /// The run-time fields of one event: all a residual predicate asks for.
+#[derive(Clone, Copy)]
 struct RunTimeFields {
     tid: u32,
     pid: u32,
@@ -50,20 +72,30 @@ impl EventFields for RunTimeFields {
     }
 }
 
+fn accepts(sp: &SiteProbe, fields: &RunTimeFields) -> bool {
+    sp.predicate.as_ref().is_none_or(|p| p.matches(fields))
+}
+
 /// The probes of `list` whose predicates accept an event of thread `tid`
 /// in process `pid`.
 pub fn matching(list: &[SiteProbe], tid: u32, pid: u32) -> ProbeSet {
     let fields = RunTimeFields { tid, pid };
-    let mut set: ProbeSet = 0;
-    for (i, sp) in list.iter().enumerate().take(64) {
-        if sp.predicate.as_ref().is_none_or(|p| p.matches(&fields)) {
-            set |= 1 << i;
+    let mut bits = 0;
+    for (i, sp) in list.iter().enumerate().take(BITS) {
+        if accepts(sp, &fields) {
+            bits |= 1 << i;
         }
     }
-    set
+    if list.iter().skip(BITS).any(|sp| accepts(sp, &fields)) {
+        bits |= TAIL;
+    }
+    ProbeSet { bits, tid, pid }
 }
 
-/// The members of `set`, as indices into `list`.
+/// The members of `set`, in `list`'s order.
 pub fn chosen(list: &[SiteProbe], set: ProbeSet) -> impl Iterator<Item = &SiteProbe> + Clone {
-    list.iter().take(64).enumerate().filter(move |(i, _)| set & (1 << i) != 0).map(|(_, sp)| sp)
+    let fields = RunTimeFields { tid: set.tid, pid: set.pid };
+    let head = list.iter().take(BITS).enumerate().filter(move |(i, _)| set.bits & (1 << i) != 0).map(|(_, sp)| sp);
+    let tail = list.iter().skip(if set.bits & TAIL != 0 { BITS } else { list.len() });
+    head.chain(tail.filter(move |sp| accepts(sp, &fields)))
 }

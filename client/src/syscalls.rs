@@ -104,7 +104,7 @@ struct Pending {
     params: [usize; PARAMS],
 }
 
-const NO_PENDING: Pending = Pending { number: 0, return_pc: 0, rsp: 0, exit: 0, params: [0; PARAMS] };
+const NO_PENDING: Pending = Pending { number: 0, return_pc: 0, rsp: 0, exit: ProbeSet::EMPTY, params: [0; PARAMS] };
 
 /// How many system calls one thread may have waiting for their exit: more
 /// than one while a signal handler makes system calls of its own.
@@ -361,7 +361,7 @@ unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize,
     let pid = dr_sys::process::pid();
     let entry = matching(&site.entry, tid, pid);
     let exit = matching(&site.exit, tid, pid);
-    if entry == 0 && exit == 0 {
+    if entry.is_empty() && exit.is_empty() {
         return;
     }
     let mut regs = SyscallRegisters::new(dc, syscall_pc, rax);
@@ -380,11 +380,11 @@ unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize,
 /// the call, if it is skipped.
 fn run_entry(tracer: &Tracer, site: &SyscallSite, number: i32, tid: u32, (entry, exit): (ProbeSet, ProbeSet), regs: &mut SyscallRegisters, (return_pc, rsp): (usize, usize)) -> Option<usize> {
     let mut skip = None;
-    if entry != 0 {
+    if !entry.is_empty() {
         let call = || CallState::syscall(regs, false, site.signature(), None);
         skip = fire(tracer, ProbeKind::SyscallEntry, site, entry, number, tid, call).and_then(|f| f.skip);
     }
-    if exit == 0 {
+    if exit.is_empty() {
         return skip;
     }
     // The parameters as the entry handlers left them.
