@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use std::{env, fs};
 
 /// Extensions `dr-sys` enables in `dynamorio-sys`; keep in step with Cargo.toml.
-const STATIC_EXTENSIONS: &[&str] = &["drmgr", "drwrap"];
+const STATIC_EXTENSIONS: &[&str] = &["drmgr", "drwrap", "drreg", "drutil", "drx"];
 
 fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());

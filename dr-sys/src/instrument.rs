@@ -115,7 +115,11 @@ impl Arg {
 /// `where_` must belong to `bb`, being built by the thread of `dc`;
 /// `callee` must be an `extern "C"` function taking `args.len()` words.
 pub unsafe fn insert_clean_call(dc: DrContext, bb: InstrList, where_: Instr, callee: *mut c_void, args: &[Arg]) {
-    let flags = ffi::dr_cleancall_save_t_DR_CLEANCALL_READS_APP_CONTEXT | ffi::dr_cleancall_save_t_DR_CLEANCALL_WRITES_APP_CONTEXT;
+    insert_clean_call_with(dc, bb, where_, callee, args, 0);
+}
+
+unsafe fn insert_clean_call_with(dc: DrContext, bb: InstrList, where_: Instr, callee: *mut c_void, args: &[Arg], extra: ffi::dr_cleancall_save_t) {
+    let flags = ffi::dr_cleancall_save_t_DR_CLEANCALL_READS_APP_CONTEXT | ffi::dr_cleancall_save_t_DR_CLEANCALL_WRITES_APP_CONTEXT | extra;
     match *args {
         [a] => ffi::dr_insert_clean_call_ex(dc, bb, where_, callee, flags, 1, a.operand()),
         [a, b] => ffi::dr_insert_clean_call_ex(dc, bb, where_, callee, flags, 2, a.operand(), b.operand()),
@@ -144,6 +148,34 @@ impl RawTlsWord {
         let ok = unsafe { ffi::dr_raw_tls_calloc(&mut segment, &mut offset, 1, 0) != 0 };
         let in_gs = cfg!(target_arch = "x86_64") && segment == ffi::DR_SEG_GS as ffi::reg_id_t;
         (ok && in_gs).then_some(RawTlsWord { segment, offset })
+    }
+
+    /// Inserts before `where_` a store of `reg` into the running thread's word.
+    ///
+    /// # Safety
+    /// In an insertion callback of thread `dc`, `where_` in `bb`.
+    pub unsafe fn insert_write(self, dc: DrContext, bb: InstrList, where_: Instr, reg: ffi::reg_id_t) {
+        ffi::dr_insert_write_raw_tls(dc, bb, where_, self.segment, self.offset, reg);
+    }
+
+    /// Inserts before `where_` a load of the running thread's word into `reg`.
+    ///
+    /// # Safety
+    /// As for [`Self::insert_write`].
+    pub unsafe fn insert_read(self, dc: DrContext, bb: InstrList, where_: Instr, reg: ffi::reg_id_t) {
+        ffi::dr_insert_read_raw_tls(dc, bb, where_, self.segment, self.offset, reg);
+    }
+
+    /// The calling thread's word.
+    ///
+    /// # Safety
+    /// As for [`Self::set`].
+    pub unsafe fn get(self) -> usize {
+        let value: usize;
+        #[cfg(target_arch = "x86_64")]
+        std::arch::asm!("mov {value}, qword ptr gs:[{offset}]", offset = in(reg) self.offset as usize, value = out(reg) value,
+            options(nostack, preserves_flags, readonly));
+        value
     }
 
     /// Sets the calling thread's word.

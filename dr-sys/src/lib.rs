@@ -7,14 +7,17 @@
 //! DynamoRIO's private loader ([`loader`]), memory DynamoRIO hands out
 //! ([`memory`]), the modules of the target ([`module`]), the machine
 //! context ([`mcontext`]), the vector-register state ([`simd`]), system
-//! calls ([`syscall`]), function wrapping ([`wrap`]) and the clean calls
-//! inserted while blocks are built ([`instrument`]).
+//! calls ([`syscall`]), function wrapping ([`wrap`]), the clean calls
+//! inserted while blocks are built ([`instrument`]) and the
+//! instruction-level layer of memory accesses ([`access`]: drreg, drutil,
+//! drx).
 //!
 //! The DynamoRIO extensions (drmgr, ...) are linked statically: see
 //! `build.rs`.
 
 pub use dynamorio_sys as ffi;
 
+pub mod access;
 pub mod instrument;
 pub mod loader;
 pub mod mcontext;

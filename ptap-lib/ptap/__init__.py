@@ -27,6 +27,7 @@ native client (``libptap.so``). This package is the pure-Python side:
 Every name in ``__all__`` is also in a script's globals without an import.
 """
 
+from .addresses import AddressSet, symbol_range
 from .cdecl import Prototype
 from .errors import MemoryFault, MissingPrototype, PrototypeError
 from .helpers import module, symbol
@@ -97,6 +98,8 @@ __all__ = [
     "include",
     "declare",
     "prototype",
+    "AddressSet",
+    "symbol_range",
     # Types.
     "Predicate",
     "Probe",

@@ -17,11 +17,11 @@ def _native():
 
 
 def symbol(name_or_address):
-    """Look a function up in the loaded modules.
+    """Look a function or data object up in the loaded modules.
 
-    ``symbol("malloc")`` is the set of addresses where a function of that
-    name starts (empty if none); ``symbol(0x7f...)`` is the list of names
-    of the function starting at that address.
+    ``symbol("malloc")`` is the set of addresses where a function or data
+    object of that name starts (empty if none); ``symbol(0x7f...)`` is the
+    list of names of the function starting at that address.
     """
     if isinstance(name_or_address, str):
         return set(_native().addresses_of(name_or_address))

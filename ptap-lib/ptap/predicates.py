@@ -31,7 +31,18 @@ node                                   data
 ``var >> [a, b]``                      ``("in", "var", (a, b))``
 ``var >> range(a, b)``                 ``("range", "var", a, b)``
 ``var.like("glob*")``                  ``("like", "var", "glob*")``
+``memory_address >> heap``             ``("set", "memory_address", heap.id)``
 =====================================  ==========================================
+
+``memory_address`` is the whole access, the bytes ``[address, address +
+size)``, and a test on it holds when any of those bytes passes it: ``==``,
+``>>`` a list, a range or an :class:`~ptap.addresses.AddressSet` ask
+whether some byte is there (so a 16-byte store that covers a watched
+``int`` matches it); ``<`` and ``<=`` test the first byte, ``>`` and ``>=``
+the last (so ``(memory_address >= a) & (memory_address < b)`` is
+``memory_address >> range(a, b)``); ``!=`` is the negation of ``==``. For
+:meth:`~Predicate.evaluate` the event's ``memory_address`` is an
+``(address, size)`` pair, or an int for a one-byte access.
 
 Values are ``int`` (always in ``0 <= v < 2**64``), ``str``, ``bytes`` (only
 for ``memory_value``) or ``bool`` (only for ``branch_taken``).
@@ -54,6 +65,7 @@ __all__ = [
     "OneOf",
     "InRange",
     "Like",
+    "InSet",
     "And",
     "Or",
     "Not",
@@ -195,6 +207,12 @@ class Compare(Predicate):
 
     def evaluate(self, fields):
         variable = VARIABLES[self.variable]
+        if variable is memory_address:
+            first, last = _span(fields[self.variable])
+            if self.op in ("==", "!="):
+                return (first <= self.value <= last) == (self.op == "==")
+            bound = first if self.op in ("<", "<=") else last
+            return _OPERATORS[self.op](bound, self.value)
         event_value, value = _operands(variable, fields[self.variable], self.value)
         return _OPERATORS[self.op](event_value, value)
 
@@ -220,6 +238,9 @@ class OneOf(Predicate):
     def evaluate(self, fields):
         variable = VARIABLES[self.variable]
         field = fields[self.variable]
+        if variable is memory_address:
+            first, last = _span(field)
+            return any(first <= value <= last for value in self.values)
         for value in self.values:
             event_value, value = _operands(variable, field, value)
             if event_value == value:
@@ -248,6 +269,9 @@ class InRange(Predicate):
 
     def evaluate(self, fields):
         variable = VARIABLES[self.variable]
+        if variable is memory_address:
+            first, last = _span(fields[self.variable])
+            return first < self.stop and last >= self.start
         event_value, start = _operands(variable, fields[self.variable], self.start)
         return start <= event_value < self.stop
 
@@ -288,6 +312,31 @@ class Like(Predicate):
     def __str__(self):
         variable = VARIABLES[self.variable]
         return f"({variable.banner_name} like {_quote(self.glob)})"
+
+
+class InSet(Predicate):
+    """``memory_address >> heap``: some byte of the access is in one of
+    the ranges of *address_set*, an :class:`~ptap.addresses.AddressSet`,
+    as it is when the access happens (the set may change at run time)."""
+
+    __slots__ = ("variable", "address_set")
+
+    def __init__(self, variable, address_set):
+        init(self, variable, address_set)
+
+    def variables(self):
+        return frozenset([self.variable])
+
+    def evaluate(self, fields):
+        first, last = _span(fields[self.variable])
+        return self.address_set.overlaps(first, last - first + 1)
+
+    def to_data(self):
+        return ("set", self.variable, self.address_set.id)
+
+    def __str__(self):
+        variable = VARIABLES[self.variable]
+        return f"({variable.banner_name} in {self.address_set!r})"
 
 
 class _Junction(Predicate):
@@ -442,6 +491,15 @@ class Variable:
         """``variable >> values``: membership in a list of values or a range."""
         if isinstance(values, range):
             return self._in_range(values)
+        from .addresses import AddressSet
+
+        if isinstance(values, AddressSet):
+            if self is not memory_address:
+                raise TypeError(
+                    f"{self.name} >> AddressSet: only memory_address is tested "
+                    f"against an AddressSet"
+                )
+            return InSet(self.name, values)
         if isinstance(values, (str, bytes)):
             raise TypeError(
                 f"{self.name} >> {values!r}: '>>' takes a list of values; "
@@ -648,6 +706,15 @@ def _operands(variable, event_value, value):
             "with a module-relative event value"
         )
     return event_value, value
+
+
+def _span(event_value):
+    """The first and last byte of a ``memory_address`` event value: an
+    ``(address, size)`` pair, or an int for one byte."""
+    if isinstance(event_value, tuple):
+        address, size = event_value
+        return address, address + max(size, 1) - 1
+    return event_value, event_value
 
 
 def _format_value(variable, value):

@@ -70,8 +70,12 @@ _FUNCTION_VARIABLES = (
 )
 _SYSCALL_VARIABLES = ("process_id", "thread_id", "syscall_num", "syscall_name")
 _MEMORY_VARIABLES = (
-    "process_id", "thread_id", "module_name", "memory_address",
-    "memory_size", "memory_value", "instruction_address",
+    "process_id", "thread_id", "module_name", "function_name",
+    "instruction_address", "memory_address", "memory_size", "memory_value",
+)
+_MEMORY_FIELDS = (
+    "address", "size", "access", "pc", "instruction", "function_name",
+    "module", "value", "regs", "backtrace",
 )
 _LIFECYCLE_VARIABLES = ("process_id", "thread_id")
 
@@ -106,18 +110,18 @@ PROBE_KINDS = {
         ProbeKind(
             "memory_read", "before an instruction reads memory",
             _MEMORY_VARIABLES,
-            ("address", "size", "value"),
+            _MEMORY_FIELDS,
         ),
         ProbeKind(
             "memory_write", "after an instruction writes memory",
             _MEMORY_VARIABLES,
-            ("address", "size", "value"),
+            _MEMORY_FIELDS + ("old_value",),
         ),
         ProbeKind(
             "memory_execute", "before the instruction at an address runs",
-            ("process_id", "thread_id", "module_name", "memory_address",
-             "instruction_address"),
-            ("address",),
+            ("process_id", "thread_id", "module_name", "function_name",
+             "instruction_address", "memory_address", "memory_size"),
+            _MEMORY_FIELDS,
         ),
         ProbeKind(
             "branch", "at a conditional branch",

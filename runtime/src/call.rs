@@ -26,6 +26,9 @@ pub enum CallKind {
     /// A system call: `live` points to the registers of the clean call at
     /// it.
     Syscall,
+    /// One instruction (a memory access): `live` points to the registers
+    /// of the clean call before or after it; there are no arguments.
+    Instruction,
 }
 
 /// The arguments a call was entered with, after the entry handlers
@@ -89,6 +92,7 @@ unsafe fn function_word(wc: WrapContext, location: &Location) -> Option<u64> {
 /// `live` must be the live context of a `CallKind::Syscall` state: the
 /// registers of a clean call still running, which nothing else touches
 /// while its handlers run (they run one at a time, holding the GIL).
+/// (The same holds of a `CallKind::Instruction` state.)
 unsafe fn syscall_registers<'a>(live: usize) -> &'a mut SyscallRegisters {
     &mut *(live as *mut SyscallRegisters)
 }
@@ -162,6 +166,11 @@ impl CallState {
     /// handlers, which reach it through this state alone while they run.
     pub fn syscall(regs: &mut SyscallRegisters, is_exit: bool, signature: Option<&'static Signature>, entry: Option<EntryValues>) -> CallState {
         CallState::new(CallKind::Syscall, regs as *mut SyscallRegisters as usize, is_exit, signature, entry)
+    }
+
+    /// One instruction's event, with the registers of its clean call.
+    pub fn instruction(regs: &mut SyscallRegisters) -> CallState {
+        CallState::new(CallKind::Instruction, regs as *mut SyscallRegisters as usize, false, None, None)
     }
 
     /// The exit of a system call an entry handler skipped, returning
@@ -241,6 +250,7 @@ impl CallState {
                     Location::Word(n) => syscall_registers(live).param(n).map(|w| w as u64),
                     _ => None,
                 },
+                CallKind::Instruction => None,
             }
         };
         word.ok_or_else(|| match location {
@@ -298,7 +308,7 @@ impl CallState {
         Ok(unsafe {
             match self.kind {
                 CallKind::Function => dr_sys::wrap::retval(live as WrapContext),
-                CallKind::Syscall => syscall_registers(live).result(),
+                CallKind::Syscall | CallKind::Instruction => syscall_registers(live).result(),
             }
         })
     }
@@ -315,7 +325,7 @@ impl CallState {
                 CallKind::Function => {
                     dr_sys::wrap::set_retval(live as WrapContext, word);
                 }
-                CallKind::Syscall => syscall_registers(live).set_result(word),
+                CallKind::Syscall | CallKind::Instruction => syscall_registers(live).set_result(word),
             }
         }
         Ok(())
@@ -345,7 +355,7 @@ impl CallState {
         let value = unsafe {
             match self.kind {
                 CallKind::Function => dr_sys::wrap::register(live as WrapContext, reg),
-                CallKind::Syscall => Some(syscall_registers(live).register(reg)),
+                CallKind::Syscall | CallKind::Instruction => Some(syscall_registers(live).register(reg)),
             }
         };
         value.ok_or_else(|| PyRuntimeError::new_err("registers are not available here"))
@@ -357,6 +367,7 @@ impl CallState {
         if reg == Register::Rip {
             match self.kind {
                 CallKind::Syscall => return Err(PyTypeError::new_err("RIP cannot be written at a system call")),
+                CallKind::Instruction => return Err(PyTypeError::new_err("RIP cannot be written at a memory event")),
                 CallKind::Function if !self.is_exit => {
                     return Err(PyTypeError::new_err("RIP can be written at function_exit only (drwrap cannot redirect at entry)"))
                 }
@@ -368,7 +379,7 @@ impl CallState {
         let done = unsafe {
             match self.kind {
                 CallKind::Function => dr_sys::wrap::set_register(live as WrapContext, reg, value),
-                CallKind::Syscall => syscall_registers(live).set_register(reg, value),
+                CallKind::Syscall | CallKind::Instruction => syscall_registers(live).set_register(reg, value),
             }
         };
         if !done {

@@ -55,6 +55,64 @@ pub enum Fields {
     Function(FunctionFields),
     /// System-call entry and exit.
     Syscall(SyscallFields),
+    /// A memory read, write or execute.
+    Memory(MemoryFields),
+}
+
+/// How an instruction touched memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Execute,
+}
+
+impl Access {
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::Execute => "execute",
+        }
+    }
+}
+
+/// What a memory event knows: the access and the instruction making it.
+pub struct MemoryFields {
+    pub access: Access,
+    pub address: usize,
+    pub size: usize,
+    /// The instruction's address.
+    pub pc: usize,
+    pub function_name: Option<&'static str>,
+    pub module: &'static str,
+    /// At a write: the bytes before the instruction wrote them.
+    pub old_value: Option<Vec<u8>>,
+}
+
+impl MemoryFields {
+    const NAMES: [&'static str; 9] = ["address", "size", "access", "pc", "instruction", "function_name", "module", "value", "old_value"];
+
+    fn get<'py>(&self, py: Python<'py>, name: &str) -> Option<PyResult<Bound<'py, PyAny>>> {
+        use pyo3::types::{PyBytes, PyInt, PyString};
+        Some(Ok(match name {
+            "address" => PyInt::new(py, self.address).into_any(),
+            "size" => PyInt::new(py, self.size).into_any(),
+            "access" => PyString::new(py, self.access.name()).into_any(),
+            "pc" => PyInt::new(py, self.pc).into_any(),
+            "instruction" => PyString::new(py, &dr_sys::access::disassemble(self.pc)).into_any(),
+            "function_name" => match self.function_name {
+                Some(n) => PyString::new(py, n).into_any(),
+                None => py.None().into_bound(py),
+            },
+            "module" => PyString::new(py, self.module).into_any(),
+            // The bytes there now: what the instruction is about to read,
+            // or wrote, as a handler may have changed them.
+            "value" => return Some(crate::memory::read_exact(py, self.address, self.size).map(|b| PyBytes::new(py, &b).into_any())),
+            "old_value" => PyBytes::new(py, self.old_value.as_deref()?).into_any(),
+            _ => return None,
+        }))
+    }
 }
 
 /// What a system-call event knows besides its parameters.
@@ -224,8 +282,8 @@ impl HitContext {
     #[getter]
     fn args(slf: Py<Self>) -> PyResult<Arguments> {
         match &slf.get().call {
-            Some(_) => Ok(Arguments::new(slf)),
-            None => Err(slf.get().missing("args")),
+            Some(call) if call.kind != CallKind::Instruction => Ok(Arguments::new(slf)),
+            _ => Err(slf.get().missing("args")),
         }
     }
 
@@ -296,6 +354,26 @@ impl HitContext {
         Ok(if (-4095..0).contains(&value) { -value as i64 } else { 0 })
     }
 
+    /// At a memory read or write: the bytes of the access, changed
+    /// (exactly `ctx.size` of them): what the instruction reads, or what
+    /// stays in memory after it wrote.
+    #[setter]
+    fn set_value(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let Fields::Memory(f) = &self.fields else { return Err(self.missing("value")) };
+        if f.access == Access::Execute {
+            return Err(pyo3::exceptions::PyTypeError::new_err("ctx.value: an instruction's bytes cannot be changed at memory_execute"));
+        }
+        let data: Vec<u8> = value
+            .cast::<pyo3::types::PyBytes>()
+            .map(|b| b.as_bytes().to_vec())
+            .or_else(|_| value.cast::<pyo3::types::PyByteArray>().map(|b| b.to_vec()))
+            .map_err(|_| pyo3::exceptions::PyTypeError::new_err(format!("ctx.value: takes bytes, not {}", value.get_type().name().map(|n| n.to_string()).unwrap_or_default())))?;
+        if data.len() != f.size {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!("ctx.value: the access is {} bytes, not {}", f.size, data.len())));
+        }
+        crate::memory::write_all(value.py(), f.address, &data)
+    }
+
     /// At a system call's entry: do not make it; it returns `retval`
     /// (a negative errno to fail: `ctx.skip(-errno.ENOENT)`).
     fn skip(&self, retval: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -312,6 +390,7 @@ impl HitContext {
             Fields::Lifecycle(fields) => fields.iter().find(|(n, _)| *n == name).map(|(_, v)| Ok(v.into_pyobject(py)?)),
             Fields::Function(fields) => fields.get(py, name),
             Fields::Syscall(fields) => fields.get(py, name),
+            Fields::Memory(fields) => fields.get(py, name),
         };
         found.unwrap_or_else(|| Err(self.missing(name)))
     }
@@ -331,6 +410,15 @@ impl HitContext {
                 "syscall={} syscall_name='{}'",
                 f.number,
                 f.name.map_or(format!("syscall_{}", f.number), str::to_string)
+            )),
+            Fields::Memory(f) => parts.push(format!(
+                "access='{}' address={:#x} size={} pc={:#x} function_name={} module='{}'",
+                f.access.name(),
+                f.address,
+                f.size,
+                f.pc,
+                f.function_name.map_or("None".to_string(), |n| format!("'{n}'")),
+                f.module
             )),
             Fields::Lifecycle(_) => {}
         }
@@ -357,7 +445,10 @@ impl HitContext {
     /// The names a handler can read on this event.
     fn field_names(&self) -> Vec<&'static str> {
         let mut names = vec!["event", "pid", "tid", "mem", "symbolize"];
-        if let Some(call) = &self.call {
+        if let Some(call) = self.call.as_ref().filter(|c| c.kind == CallKind::Instruction) {
+            let _ = call;
+            names.extend(["regs", "backtrace"]);
+        } else if let Some(call) = &self.call {
             names.extend(["args", "regs", "backtrace"]);
             if call.is_exit {
                 names.push("retval");
@@ -375,6 +466,12 @@ impl HitContext {
                 }
             }
             Fields::Syscall(_) => names.extend(SyscallFields::NAMES),
+            Fields::Memory(f) => {
+                names.extend(MemoryFields::NAMES);
+                if f.old_value.is_none() {
+                    names.retain(|n| *n != "old_value");
+                }
+            }
         }
         names
     }
@@ -394,6 +491,7 @@ impl HitContext {
             // prototype says.
             CallKind::Syscall => Some(&CType::Int { size: 8, signed: true }),
             CallKind::Function => call.signature.as_ref().map(|s| &s.prototype.ret),
+            CallKind::Instruction => None,
         }
     }
 

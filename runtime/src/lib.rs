@@ -12,6 +12,7 @@
 //! ([`stack`]), with a [`context::HitContext`] as `ctx`; the target's
 //! modules and their symbols are in [`modules`].
 
+pub mod address_sets;
 pub mod args;
 pub mod call;
 pub mod context;

@@ -39,6 +39,15 @@ pub fn read_exact(py: Python<'_>, address: usize, len: usize) -> PyResult<Vec<u8
     Ok(buf)
 }
 
+/// Writes `data` at `address` or raises MemoryFault.
+pub fn write_all(py: Python<'_>, address: usize, data: &[u8]) -> PyResult<()> {
+    if dr_sys::memory::safe_write(address, data) {
+        Ok(())
+    } else {
+        Err(memory_fault(py, address, format!("cannot write {} bytes at {address:#x}", data.len())))
+    }
+}
+
 /// `ctx.mem`.
 #[pyclass(name = "Memory", module = "_ptap", frozen)]
 pub struct Memory;
@@ -82,11 +91,7 @@ impl Memory {
 
     /// Writes `data` at `address`.
     fn write(&self, py: Python<'_>, address: usize, data: Vec<u8>) -> PyResult<()> {
-        if dr_sys::memory::safe_write(address, &data) {
-            Ok(())
-        } else {
-            Err(memory_fault(py, address, format!("cannot write {} bytes at {address:#x}", data.len())))
-        }
+        write_all(py, address, &data)
     }
 
     /// The NUL-terminated string at `address` (at most `max` bytes): str,

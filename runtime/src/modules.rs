@@ -54,13 +54,29 @@ pub fn symbolize(address: usize) -> String {
     }
 }
 
-/// Every address where a function of that name starts, in any module.
+/// Every address where a function or data object of that name starts, in any module.
 pub fn addresses_of(name: &str) -> Vec<usize> {
     let modules = MODULES.read().clone();
     let mut out: Vec<usize> = Vec::new();
     for m in &modules {
         let symbols = m.symbols();
         out.extend(symbols.functions.iter().filter(|f| f.names.iter().any(|n| n == name)).map(|f| m.start + f.offset));
+        out.extend(symbols.objects.iter().filter(|o| o.names.iter().any(|n| n == name)).map(|o| m.start + o.offset));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// `(start, size)` of every data object or function of that name, in any module.
+pub fn ranges_of(name: &str) -> Vec<(usize, usize)> {
+    let modules = MODULES.read().clone();
+    let mut out = Vec::new();
+    for m in &modules {
+        let symbols = m.symbols();
+        let named = |names: &[String]| names.iter().any(|n| n == name);
+        out.extend(symbols.objects.iter().filter(|o| named(&o.names)).map(|o| (m.start + o.offset, o.size)));
+        out.extend(symbols.functions.iter().filter(|f| named(&f.names)).map(|f| (m.start + f.offset, f.size)));
     }
     out.sort_unstable();
     out.dedup();

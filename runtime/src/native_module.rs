@@ -61,6 +61,33 @@ pub mod _ptap {
         crate::modules::addresses_of(name)
     }
 
+    /// `(start, size)` of every data object or function of that name.
+    #[pyfunction]
+    fn ranges_of(name: &str) -> Vec<(usize, usize)> {
+        crate::modules::ranges_of(name)
+    }
+
+    /// A new `AddressSet`'s id.
+    #[pyfunction]
+    fn address_set_new() -> u64 {
+        crate::address_sets::new_set()
+    }
+
+    #[pyfunction]
+    fn address_set_add(id: u64, start: usize, size: usize) {
+        crate::address_sets::add(id, start, size)
+    }
+
+    #[pyfunction]
+    fn address_set_discard(id: u64, start: usize) {
+        crate::address_sets::discard(id, start)
+    }
+
+    #[pyfunction]
+    fn address_set_clear(id: u64) {
+        crate::address_sets::clear(id)
+    }
+
     /// Names of the function starting at `address`.
     #[pyfunction]
     fn names_at(address: usize) -> Vec<String> {

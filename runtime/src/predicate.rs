@@ -52,6 +52,9 @@ pub enum Value {
     Str(String),
     Bytes(Vec<u8>),
     Bool(bool),
+    /// The bytes `first..=last` of a memory access: the value of
+    /// `memory_address`, which a test matches when any of them passes it.
+    Span(i128, i128),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +83,9 @@ pub enum Predicate {
     /// Half-open interval `[start, stop)`.
     InRange(Variable, i128, i128),
     Like(Variable, String),
+    /// Some byte of the access is in one of the ranges of an
+    /// [`crate::address_sets`] set, as it is at the event.
+    InSet(Variable, u64),
 }
 
 /// The values of the variables at one event; `None` for a variable the
@@ -97,11 +103,19 @@ impl Predicate {
             Predicate::Or(any) => any.iter().any(|p| p.matches(fields)),
             Predicate::Not(a) => !a.matches(fields),
             Predicate::Compare(var, op, constant) => fields.value(*var).is_some_and(|v| compare(&v, *op, constant)),
-            Predicate::OneOf(var, values) => fields.value(*var).is_some_and(|v| values.contains(&v)),
-            Predicate::InRange(var, start, stop) => {
-                matches!(fields.value(*var), Some(Value::Int(v)) if *start <= v && v < *stop)
-            }
+            Predicate::OneOf(var, values) => fields.value(*var).is_some_and(|v| values.iter().any(|c| compare(&v, CompareOp::Eq, c))),
+            Predicate::InRange(var, start, stop) => match fields.value(*var) {
+                Some(Value::Int(v)) => *start <= v && v < *stop,
+                Some(Value::Span(first, last)) => first < *stop && last >= *start,
+                Some(Value::Bytes(b)) => little_endian(&b).is_some_and(|v| *start <= v && v < *stop),
+                _ => false,
+            },
             Predicate::Like(var, glob) => matches!(fields.value(*var), Some(Value::Str(s)) if glob_match(glob.as_bytes(), s.as_bytes())),
+            Predicate::InSet(var, set) => match fields.value(*var) {
+                Some(Value::Span(first, last)) => crate::address_sets::overlaps(*set, first as usize, last as usize),
+                Some(Value::Int(v)) => crate::address_sets::overlaps(*set, v as usize, v as usize),
+                _ => false,
+            },
         }
     }
 
@@ -130,6 +144,8 @@ impl Predicate {
                 Const(b) => Const(!b),
                 x => Not(Box::new(x)),
             },
+            // A set changes while the program runs: never decided early.
+            InSet(..) => self.clone(),
             Compare(var, ..) | OneOf(var, _) | InRange(var, ..) | Like(var, _) => {
                 if runtime.contains(var) {
                     self.clone()
@@ -216,8 +232,88 @@ impl Predicate {
             }
             "range" => Predicate::InRange(var(1)?, t.get_item(2)?.extract()?, t.get_item(3)?.extract()?),
             "like" => Predicate::Like(var(1)?, t.get_item(2)?.extract()?),
+            "set" => Predicate::InSet(var(1)?, t.get_item(2)?.extract()?),
             _ => return Err(bad(format!("unknown predicate node {tag}"))),
         })
+    }
+}
+
+/// Where the accesses a predicate accepts can be: `memory_address` must
+/// meet one of `ranges` (`[start, end)`) or a range of one of `sets`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Footprint {
+    pub ranges: Vec<(usize, usize)>,
+    pub sets: Vec<u64>,
+}
+
+impl Footprint {
+    fn range(start: i128, end: i128) -> Footprint {
+        let clamp = |v: i128| v.clamp(0, usize::MAX as i128) as usize;
+        Footprint { ranges: vec![(clamp(start), clamp(end))], sets: Vec::new() }
+    }
+
+    /// Bytes its constant ranges span.
+    pub fn constant_bytes(&self) -> u128 {
+        self.ranges.iter().map(|&(s, e)| e.saturating_sub(s) as u128).sum()
+    }
+
+    fn intersect(self, other: Footprint) -> Footprint {
+        if !self.sets.is_empty() || !other.sets.is_empty() {
+            // Keep the side with sets only, else the smaller: both are sound.
+            return if other.ranges.is_empty() || (self.constant_bytes() > other.constant_bytes() && self.sets.is_empty()) { other } else { self };
+        }
+        let mut ranges = Vec::new();
+        for &(a, b) in &self.ranges {
+            for &(c, d) in &other.ranges {
+                let (start, end) = (a.max(c), b.min(d));
+                if start < end {
+                    ranges.push((start, end));
+                }
+            }
+        }
+        Footprint { ranges, sets: Vec::new() }
+    }
+}
+
+impl Predicate {
+    /// Where `memory_address` must lie for the predicate to hold (sound,
+    /// not always tight), or `None` when anywhere: what the code cache may
+    /// test before it calls the client.
+    pub fn address_footprint(&self) -> Option<Footprint> {
+        use Predicate::*;
+        const A: Variable = Variable::MemoryAddress;
+        match self {
+            Const(false) => Some(Footprint::default()),
+            Compare(A, op, Value::Int(v)) => match op {
+                CompareOp::Eq => Some(Footprint::range(*v, *v + 1)),
+                CompareOp::Lt => Some(Footprint::range(0, *v)),
+                CompareOp::Le => Some(Footprint::range(0, *v + 1)),
+                CompareOp::Gt => Some(Footprint::range(*v + 1, u64::MAX as i128)),
+                CompareOp::Ge => Some(Footprint::range(*v, u64::MAX as i128)),
+                CompareOp::Ne => None,
+            },
+            OneOf(A, values) => {
+                let mut all = Footprint::default();
+                for v in values {
+                    let Value::Int(v) = v else { return None };
+                    all.ranges.extend(Footprint::range(*v, *v + 1).ranges);
+                }
+                Some(all)
+            }
+            InRange(A, start, stop) => Some(Footprint::range(*start, *stop)),
+            InSet(A, id) => Some(Footprint { ranges: Vec::new(), sets: vec![*id] }),
+            And(terms) => terms.iter().filter_map(|t| t.address_footprint()).reduce(Footprint::intersect),
+            Or(terms) => {
+                let mut all = Footprint::default();
+                for t in terms {
+                    let f = t.address_footprint()?;
+                    all.ranges.extend(f.ranges);
+                    all.sets.extend(f.sets);
+                }
+                Some(all)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -284,7 +380,39 @@ fn value_from(v: &Bound<'_, PyAny>) -> PyResult<Value> {
     }
 }
 
+/// Bytes read as a little-endian unsigned integer; `None` past 2**127,
+/// which is more than any predicate constant.
+fn little_endian(bytes: &[u8]) -> Option<i128> {
+    let (low, high) = bytes.split_at(bytes.len().min(15));
+    if high.iter().any(|&b| b != 0) {
+        return None;
+    }
+    Some(low.iter().rev().fold(0i128, |v, &b| (v << 8) | b as i128))
+}
+
 fn compare(value: &Value, op: CompareOp, constant: &Value) -> bool {
+    match (value, constant) {
+        // Some byte of the access passes: the first is the lowest, the
+        // last the highest; != is the negation of ==.
+        (Value::Span(first, last), Value::Int(c)) => {
+            return match op {
+                CompareOp::Eq => first <= c && c <= last,
+                CompareOp::Ne => !(first <= c && c <= last),
+                CompareOp::Lt => first < c,
+                CompareOp::Le => first <= c,
+                CompareOp::Gt => last > c,
+                CompareOp::Ge => last >= c,
+            }
+        }
+        // memory_value compared with an int: the bytes as an unsigned number.
+        (Value::Bytes(b), Value::Int(_)) => {
+            return match little_endian(b) {
+                Some(v) => compare(&Value::Int(v), op, constant),
+                None => matches!(op, CompareOp::Ne | CompareOp::Gt | CompareOp::Ge),
+            }
+        }
+        _ => {}
+    }
     if std::mem::discriminant(value) != std::mem::discriminant(constant) {
         return op == CompareOp::Ne;
     }

@@ -19,12 +19,24 @@ pub struct FunctionSymbol {
     pub offset: usize,
     /// The symbol is an IFUNC: `offset` is its resolver's.
     pub ifunc: bool,
+    /// Its size in bytes, as the symbol table gives it (0 when unknown).
+    pub size: usize,
+}
+
+/// A data object (`STT_OBJECT`): a global variable or array.
+#[derive(Debug, Clone)]
+pub struct DataSymbol {
+    pub names: Vec<String>,
+    pub offset: usize,
+    pub size: usize,
 }
 
 /// The functions of one file, sorted by offset.
 #[derive(Debug, Default)]
 pub struct SymbolTable {
     pub functions: Vec<FunctionSymbol>,
+    /// Data objects, sorted by offset.
+    pub objects: Vec<DataSymbol>,
 }
 
 static CACHE: Lazy<Mutex<HashMap<String, Arc<SymbolTable>>>> = Lazy::new(|| Mutex::new(HashMap::new()));
@@ -51,27 +63,40 @@ impl SymbolTable {
             .filter(|p| p.p_type == PT_LOAD)
             .map(|p| p.p_vaddr as usize & !0xfff)
             .min()?;
-        let mut by_offset: HashMap<usize, (Vec<String>, bool)> = HashMap::new();
+        let mut by_offset: HashMap<usize, (Vec<String>, bool, usize)> = HashMap::new();
+        let mut objects: HashMap<usize, DataSymbol> = HashMap::new();
         let tables = [(&elf.dynsyms, &elf.dynstrtab), (&elf.syms, &elf.strtab)];
         for (symbols, strings) in tables {
             for s in symbols.iter() {
                 let is_function = matches!(s.st_type(), sym::STT_FUNC | sym::STT_GNU_IFUNC);
-                if !is_function || s.st_shndx == goblin::elf::section_header::SHN_UNDEF as usize || s.st_value == 0 {
+                let is_object = s.st_type() == sym::STT_OBJECT;
+                if !(is_function || is_object) || s.st_shndx == goblin::elf::section_header::SHN_UNDEF as usize || s.st_value == 0 {
                     continue;
                 }
                 let Some(name) = strings.get_at(s.st_name).filter(|n| !n.is_empty()) else { continue };
                 let Some(offset) = (s.st_value as usize).checked_sub(link_base) else { continue };
-                let (names, ifunc) = by_offset.entry(offset).or_default();
+                if is_object {
+                    let object = objects.entry(offset).or_insert_with(|| DataSymbol { names: Vec::new(), offset, size: 0 });
+                    object.size = object.size.max(s.st_size as usize);
+                    if !object.names.iter().any(|n| n == name) {
+                        object.names.push(name.to_string());
+                    }
+                    continue;
+                }
+                let (names, ifunc, size) = by_offset.entry(offset).or_default();
                 *ifunc |= s.st_type() == sym::STT_GNU_IFUNC;
+                *size = (*size).max(s.st_size as usize);
                 if !names.iter().any(|n| n == name) {
                     names.push(name.to_string());
                 }
             }
         }
         let mut functions: Vec<FunctionSymbol> =
-            by_offset.into_iter().map(|(offset, (names, ifunc))| FunctionSymbol { names, offset, ifunc }).collect();
+            by_offset.into_iter().map(|(offset, (names, ifunc, size))| FunctionSymbol { names, offset, ifunc, size }).collect();
         functions.sort_by_key(|f| f.offset);
-        Some(SymbolTable { functions })
+        let mut objects: Vec<DataSymbol> = objects.into_values().collect();
+        objects.sort_by_key(|o| o.offset);
+        Some(SymbolTable { functions, objects })
     }
 
     /// The function containing `offset`, with the distance into it (the
