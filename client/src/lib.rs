@@ -8,14 +8,17 @@
 //! DynamoRIO events and instrumentation that feed the probes: [`lifecycle`]
 //! for process exit, threads and module loads, [`functions`] for function
 //! entry and exit (drwrap), [`syscalls`] for system-call entry and exit
-//! (clean calls at `syscall` instructions).
+//! (clean calls at `syscall` instructions), [`memory`] for memory reads,
+//! writes and executes, on the instruction-level layer [`instructions`].
 
 mod banner;
 mod environment;
 mod fd_guard;
 mod functions;
+mod instructions;
 mod lifecycle;
 mod match_reports;
+mod memory;
 mod script_image;
 mod site_probes;
 mod start;

@@ -69,6 +69,9 @@ pub fn install(runtime: Runtime, banner: Banner) {
         ffi::dr_register_fork_init_event(Some(on_fork));
     }
     crate::syscalls::install(&tracer.runtime.probes);
+    if let Err(message) = crate::memory::install(&tracer.runtime.probes) {
+        tracer.banner.message(&format!("[!] {message}: memory probes are off"));
+    }
 }
 
 /// Variables of lifecycle events, for predicates.
@@ -239,6 +242,9 @@ unsafe extern "C" fn on_exit() {
             ]
         });
         ptap_runtime::flush();
+        if let Some(n) = crate::memory::instrumented_instructions() {
+            tracer.banner.verbose(&format!("memory: {n} instructions instrumented"));
+        }
         crate::match_reports::warn_at_exit();
         for p in tracer.runtime.probes.iter().filter(|p| p.error_count() > 0) {
             tracer.banner.message(&format!(

@@ -41,6 +41,11 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
         Ok(script) => script,
         Err(message) => return give_up(first_program, &message, &exe),
     };
+    // The kernel mapped the executable before the script runs: its
+    // symbols are there for symbol() and symbol_range() at the top level.
+    if let Some(main) = dr_sys::module::main_module() {
+        ptap_runtime::modules::add(&main.name, &main.path, main.start, main.end);
+    }
     let config = StartConfig { client_path: &client_path, script: &script, exe: &exe, argv: &argv };
     let runtime = match ptap_runtime::start(&config) {
         Ok(runtime) => runtime,
@@ -52,7 +57,7 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
     let unsupported: Vec<String> = runtime
         .probes
         .iter()
-        .filter(|p| !lifecycle::handles(p.kind) && !crate::functions::handles(p.kind) && !crate::syscalls::handles(p.kind))
+        .filter(|p| !lifecycle::handles(p.kind) && !crate::functions::handles(p.kind) && !crate::syscalls::handles(p.kind) && !crate::memory::handles(p.kind))
         .map(|p| format!("{} ({})", p.kind.name(), p.name))
         .collect();
     if !unsupported.is_empty() {

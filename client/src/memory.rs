@@ -1,0 +1,409 @@
+//! Memory probes: `memory_read`, `memory_write` and `memory_execute`.
+//!
+//! Each memory operand of each instruction is decided when its block is
+//! built, from what is known then: module, function, instruction address,
+//! the access's size, and its address where the operand names it
+//! (RIP-relative and absolute operands). What is left of a predicate is
+//! tested per access, in two steps: inline in the code cache, the page of
+//! the access's first byte in the page map of watched ranges
+//! (`ptap_runtime::address_sets`), when every probe left there restricts
+//! `memory_address`; then natively in the clean call, the whole predicate
+//! (exact ranges, sets, size, value, thread). Python runs only for
+//! accesses that match.
+//!
+//! A read's handlers run before the instruction. A write is seen twice:
+//! before the instruction the clean call keeps its address and the bytes
+//! there (`old_value`) and raises the thread's pending flag; after it
+//! (before the next instruction, or at the start of the next block when
+//! the instruction ends its block, as a `call` does) an inline test of the
+//! flag calls the handlers. A store that faults never reaches the second
+//! clean call, and the signal clears what it left pending.
+
+use crate::instructions::Instruction;
+use crate::site_probes::SiteProbe;
+use dr_sys::access::{Filter, MemoryOperand, PageMap, Scratch};
+use dr_sys::ffi;
+use dr_sys::instrument::{Instr, InstrList, RawTlsWord};
+use dr_sys::process::DrContext;
+use dr_sys::syscall::SyscallRegisters;
+use once_cell::sync::OnceCell;
+use ptap_runtime::address_sets;
+use ptap_runtime::call::CallState;
+use ptap_runtime::context::{Access, Fields, HitContext, MemoryFields};
+use ptap_runtime::dispatch::call_handlers_with;
+use ptap_runtime::predicate::{EventFields, Predicate, Value, Variable};
+use ptap_runtime::probe::{Probe, ProbeKind};
+use std::cell::{Cell, RefCell};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub fn handles(kind: ProbeKind) -> bool {
+    matches!(kind, ProbeKind::MemoryRead | ProbeKind::MemoryWrite | ProbeKind::MemoryExecute)
+}
+
+/// Variables known only when the access happens.
+const RUN_TIME_VARIABLES: [Variable; 4] = [Variable::ThreadId, Variable::ProcessId, Variable::MemoryAddress, Variable::MemoryValue];
+/// The same once the address is known at translation.
+const RUN_TIME_WITH_ADDRESS: [Variable; 3] = [Variable::ThreadId, Variable::ProcessId, Variable::MemoryValue];
+
+struct Tracer {
+    probes: &'static [Probe],
+    any: [bool; 3],
+    /// The running thread's access address, stored by the inline code.
+    address: RawTlsWord,
+    /// Non-zero while a write waits for its after-instruction clean call.
+    pending: RawTlsWord,
+    page_map: PageMap,
+    instrumented: AtomicU64,
+}
+
+static TRACER: OnceCell<Tracer> = OnceCell::new();
+
+/// The probes that may fire at one access of one instruction.
+struct AccessSite {
+    access: Access,
+    pc: usize,
+    size: usize,
+    /// The address, when the operand names it.
+    known_address: Option<usize>,
+    module: &'static str,
+    function: Option<&'static str>,
+    probes: Vec<SiteProbe>,
+}
+
+const KINDS: [(ProbeKind, Access); 3] =
+    [(ProbeKind::MemoryRead, Access::Read), (ProbeKind::MemoryWrite, Access::Write), (ProbeKind::MemoryExecute, Access::Execute)];
+
+/// Sets up memory probes, if the script has any; false when DynamoRIO
+/// could not give what they need.
+pub fn install(probes: &'static [Probe]) -> Result<(), String> {
+    let any = KINDS.map(|(kind, _)| probes.iter().any(|p| p.kind == kind));
+    if !any.iter().any(|&a| a) {
+        return Ok(());
+    }
+    let (Some(address), Some(pending)) = (RawTlsWord::allocate(), RawTlsWord::allocate()) else {
+        return Err("memory probes need two of DynamoRIO's thread-local slots, and none are left".into());
+    };
+    // Constant ranges in the predicates join the page map once.
+    let constants: Vec<(usize, usize)> = probes
+        .iter()
+        .filter(|p| handles(p.kind))
+        .filter_map(|p| p.predicate.address_footprint())
+        .filter(|f| f.constant_bytes() <= MAX_MARKED_BYTES)
+        .flat_map(|f| f.ranges)
+        .collect();
+    address_sets::watch_constant_ranges(&constants);
+    let page_map = PageMap {
+        table: address_sets::page_map_table(),
+        chunks: address_sets::CHUNKS,
+        chunk_shift: address_sets::CHUNK_SHIFT as u8,
+        page_shift: address_sets::PAGE_SHIFT as u8,
+    };
+    let tracer = Tracer { probes, any, address, pending, page_map, instrumented: AtomicU64::new(0) };
+    if TRACER.set(tracer).is_err() || !crate::instructions::install() {
+        return Err("memory probes need DynamoRIO's drreg, drutil and drx, which could not start".into());
+    }
+    // SAFETY: a plain extern "C" callback with the signature drmgr expects.
+    unsafe { ffi::drmgr_register_signal_event(Some(on_signal)) };
+    Ok(())
+}
+
+/// Constant ranges wider than this are not marked in the page map (it
+/// would take too long): accesses their probes may match always reach
+/// the clean call.
+const MAX_MARKED_BYTES: u128 = 1 << 32;
+
+/// How many instructions carry memory-probe instrumentation so far.
+pub fn instrumented_instructions() -> Option<u64> {
+    TRACER.get().map(|t| t.instrumented.load(Ordering::Relaxed))
+}
+
+/// What a predicate can know of an access when its block is built.
+struct StaticFields<'a> {
+    instruction: &'a Instruction,
+    size: usize,
+    known_address: Option<usize>,
+}
+
+impl EventFields for StaticFields<'_> {
+    fn value(&self, var: Variable) -> Option<Value> {
+        match var {
+            Variable::ModuleName => Some(Value::Str(self.instruction.module.to_string())),
+            Variable::FunctionName => self.instruction.function.map(|f| Value::Str(f.to_string())),
+            Variable::InstructionAddress => Some(Value::Int(self.instruction.pc as i128)),
+            Variable::MemorySize => Some(Value::Int(self.size as i128)),
+            Variable::MemoryAddress => self.known_address.map(|a| span(a, self.size)),
+            _ => None,
+        }
+    }
+}
+
+fn span(address: usize, size: usize) -> Value {
+    Value::Span(address as i128, address as i128 + size.max(1) as i128 - 1)
+}
+
+/// The site of one access, or `None` when no probe can match it.
+fn decide_site(tracer: &Tracer, access: Access, instruction: &Instruction, size: usize, known_address: Option<usize>) -> Option<&'static AccessSite> {
+    let kind = KINDS.iter().find(|(_, a)| *a == access).unwrap().0;
+    let fields = StaticFields { instruction, size, known_address };
+    let runtime: &[Variable] = if known_address.is_some() { &RUN_TIME_WITH_ADDRESS } else { &RUN_TIME_VARIABLES };
+    let mut probes = Vec::new();
+    for (i, p) in tracer.probes.iter().enumerate().filter(|(_, p)| p.kind == kind) {
+        let rest = match p.predicate.residual(&fields, runtime) {
+            Predicate::Const(false) => continue,
+            Predicate::Const(true) => None,
+            rest => Some(rest),
+        };
+        probes.push(SiteProbe { probe: i, name: None, predicate: rest });
+        crate::match_reports::matched(i);
+    }
+    if probes.is_empty() {
+        return None;
+    }
+    let site = AccessSite { access, pc: instruction.pc, size, known_address, module: instruction.module, function: instruction.function, probes };
+    Some(Box::leak(Box::new(site)))
+}
+
+/// Whether the inline page-map test may stand before the site's clean
+/// call: every probe there restricts the address, and the access is short.
+fn filter_for(tracer: &Tracer, site: &AccessSite) -> Filter {
+    let filtered = (1..=address_sets::MAX_FILTERED_ACCESS).contains(&site.size)
+        && site.probes.iter().all(|sp| {
+            sp.predicate.as_ref().and_then(|p| p.address_footprint()).is_some_and(|f| f.constant_bytes() <= MAX_MARKED_BYTES)
+        });
+    if filtered {
+        Filter::PageMap(tracer.page_map)
+    } else {
+        Filter::None
+    }
+}
+
+thread_local! {
+    /// While a block is built: the previous instruction left a write
+    /// whose after-instruction test goes before this one.
+    static AFTER_PENDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Instruments one application instruction (`instr`, the insertion point)
+/// whose memory operands are those of `operands` (the string instruction
+/// inside an expanded `rep` loop) and whose execution is `fetched`'s.
+///
+/// # Safety
+/// From drmgr's insertion callback on thread `dc`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn instrument(
+    dc: DrContext,
+    bb: InstrList,
+    instr: Instr,
+    first: bool,
+    operands: Instr,
+    operands_at: Option<Instruction>,
+    fetched: Instr,
+    fetched_at: Option<Instruction>,
+) {
+    let Some(tracer) = TRACER.get() else { return };
+    let after_previous = tracer.any[1] && (first || AFTER_PENDING.replace(false));
+    let mut reads: Vec<(MemoryOperand, &'static AccessSite)> = Vec::new();
+    let mut writes: Vec<(MemoryOperand, &'static AccessSite)> = Vec::new();
+    if let Some(at) = operands_at.filter(|_| !operands.is_null() && (tracer.any[0] || tracer.any[1])) {
+        for op in dr_sys::access::memory_operands(operands) {
+            let access = if op.is_write { Access::Write } else { Access::Read };
+            let wanted = if op.is_write { tracer.any[1] } else { tracer.any[0] };
+            if !wanted {
+                continue;
+            }
+            if let Some(site) = decide_site(tracer, access, &at, op.size, op.known_address) {
+                if op.is_write { writes.push((op, site)) } else { reads.push((op, site)) }
+            }
+        }
+    }
+    let execute = fetched_at.filter(|_| tracer.any[2]).and_then(|at| {
+        let size = dr_sys::ffi::instr_length(dc, fetched) as usize;
+        decide_site(tracer, Access::Execute, &at, size, Some(at.pc))
+    });
+    if !after_previous && reads.is_empty() && writes.is_empty() && execute.is_none() {
+        return;
+    }
+    if after_previous {
+        dr_sys::instrument::insert_clean_call_if(dc, bb, instr, tracer.pending, after_write as *mut c_void, &[dr_sys::instrument::Arg::Word(0)]);
+    }
+    let Some(scratch) = Scratch::choose(if operands.is_null() { instr } else { operands }, instr) else { return };
+    if let Some(site) = execute {
+        dr_sys::instrument::insert_clean_call(dc, bb, instr, on_execute as *mut c_void, &[dr_sys::instrument::Arg::Word(site as *const _ as usize)]);
+    }
+    for (op, site) in &reads {
+        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, &filter_for(tracer, site), on_read as *mut c_void, *site as *const _ as usize);
+    }
+    for (op, site) in &writes {
+        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, &filter_for(tracer, site), before_write as *mut c_void, *site as *const _ as usize);
+    }
+    if !writes.is_empty() {
+        AFTER_PENDING.set(true);
+    }
+    if !reads.is_empty() || !writes.is_empty() || execute.is_some() {
+        tracer.instrumented.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// At run time
+
+/// The fields of one access, for what is left of its predicates.
+struct AccessFields<'a> {
+    site: &'a AccessSite,
+    address: usize,
+    tid: u32,
+    pid: u32,
+    /// The bytes there, read when a predicate first asks.
+    value: RefCell<Option<Vec<u8>>>,
+}
+
+impl EventFields for AccessFields<'_> {
+    fn value(&self, var: Variable) -> Option<Value> {
+        match var {
+            Variable::ThreadId => Some(Value::Int(self.tid as i128)),
+            Variable::ProcessId => Some(Value::Int(self.pid as i128)),
+            Variable::MemoryAddress => Some(span(self.address, self.site.size)),
+            Variable::MemorySize => Some(Value::Int(self.site.size as i128)),
+            Variable::MemoryValue => {
+                let mut value = self.value.borrow_mut();
+                let bytes = value.get_or_insert_with(|| {
+                    let mut buf = vec![0u8; self.site.size];
+                    let got = dr_sys::memory::safe_read(self.address, &mut buf);
+                    buf.truncate(got);
+                    buf
+                });
+                Some(Value::Bytes(bytes.clone()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Runs the handlers of the site's probes that accept the access at
+/// `address`; `old_value` is a write's bytes before it.
+fn fire(site: &AccessSite, address: usize, old_value: Option<Vec<u8>>) {
+    let Some(tracer) = TRACER.get() else { return };
+    // SAFETY: in a clean call of a thread DynamoRIO runs.
+    let dc = unsafe { ffi::dr_get_current_drcontext() };
+    // SAFETY: dc is the running thread's, in its clean call.
+    let tid = unsafe { dr_sys::process::tid_of(dc) };
+    let pid = dr_sys::process::pid();
+    let fields = AccessFields { site, address, tid, pid, value: RefCell::new(None) };
+    let chosen: Vec<&SiteProbe> = site.probes.iter().filter(|sp| sp.predicate.as_ref().is_none_or(|p| p.matches(&fields))).collect();
+    if chosen.is_empty() {
+        return;
+    }
+    let kind = KINDS.iter().find(|(_, a)| *a == site.access).unwrap().0;
+    // SAFETY: in the thread's clean call; no other register view of it lives.
+    let mut regs = unsafe { SyscallRegisters::new(dc, site.pc, 0) };
+    call_handlers_with(chosen.iter().map(|sp| &tracer.probes[sp.probe]), || {
+        let fields = MemoryFields {
+            access: site.access,
+            address,
+            size: site.size,
+            pc: site.pc,
+            function_name: site.function,
+            module: site.module,
+            old_value,
+        };
+        HitContext { event: kind.name(), pid, tid, fields: Fields::Memory(fields), call: Some(CallState::instruction(&mut regs)) }
+    });
+    // SAFETY: the clean call that captured them is running.
+    unsafe { regs.commit() };
+}
+
+/// The running thread's access address, as the inline code stored it.
+fn stored_address(site: &AccessSite) -> usize {
+    match (site.known_address, TRACER.get()) {
+        (Some(a), _) => a,
+        // SAFETY: a clean call of a thread DynamoRIO runs.
+        (None, Some(t)) => unsafe { t.address.get() },
+        (None, None) => 0,
+    }
+}
+
+unsafe extern "C" fn on_read(site: usize) {
+    // SAFETY: a clean call: the app's vector registers are saved.
+    dr_sys::simd::clear_upper_halves();
+    // SAFETY: sites are leaked at translation and live for the process.
+    let site = &*(site as *const AccessSite);
+    fire(site, stored_address(site), None);
+}
+
+unsafe extern "C" fn on_execute(site: usize) {
+    dr_sys::simd::clear_upper_halves();
+    // SAFETY: as for on_read.
+    let site = &*(site as *const AccessSite);
+    fire(site, site.pc, None);
+}
+
+/// A write the thread is making, between its two clean calls. (Plain data:
+/// no destructor, which would crash under DynamoRIO's private libc.)
+#[derive(Clone, Copy)]
+struct PendingWrite {
+    site: usize,
+    address: usize,
+    old: [u8; address_sets::MAX_FILTERED_ACCESS],
+    /// Bytes kept in `old`; an access longer than `old` keeps none.
+    old_len: usize,
+}
+
+/// Writes one instruction makes at most (`movs`, `push [mem]`, ...).
+const MAX_PENDING: usize = 4;
+
+struct Pending {
+    writes: [PendingWrite; MAX_PENDING],
+    len: usize,
+}
+
+const NO_WRITE: PendingWrite = PendingWrite { site: 0, address: 0, old: [0; address_sets::MAX_FILTERED_ACCESS], old_len: 0 };
+
+thread_local! {
+    static PENDING: RefCell<Pending> = const { RefCell::new(Pending { writes: [NO_WRITE; MAX_PENDING], len: 0 }) };
+}
+
+unsafe extern "C" fn before_write(site_word: usize) {
+    let Some(tracer) = TRACER.get() else { return };
+    // SAFETY: as for on_read.
+    let site = &*(site_word as *const AccessSite);
+    let address = stored_address(site);
+    let mut write = PendingWrite { site: site_word, address, ..NO_WRITE };
+    if site.size <= write.old.len() {
+        write.old_len = dr_sys::memory::safe_read(address, &mut write.old[..site.size]);
+    }
+    PENDING.with_borrow_mut(|p| {
+        if p.len == MAX_PENDING {
+            p.len = 0;
+        }
+        p.writes[p.len] = write;
+        p.len += 1;
+    });
+    tracer.pending.set(1);
+}
+
+unsafe extern "C" fn after_write(_: usize) {
+    let Some(tracer) = TRACER.get() else { return };
+    dr_sys::simd::clear_upper_halves();
+    tracer.pending.set(0);
+    let pending = PENDING.with_borrow_mut(|p| std::mem::replace(&mut p.len, 0).min(MAX_PENDING));
+    for i in 0..pending {
+        let write = PENDING.with_borrow(|p| p.writes[i]);
+        // SAFETY: as for on_read.
+        let site = &*(write.site as *const AccessSite);
+        let old = (write.old_len == site.size).then(|| write.old[..write.old_len].to_vec());
+        fire(site, write.address, old);
+    }
+}
+
+/// A fault interrupts the thread: the store that faulted wrote nothing.
+unsafe extern "C" fn on_signal(_dc: *mut c_void, info: *mut ffi::dr_siginfo_t) -> ffi::dr_signal_action_t {
+    let fault = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGTRAP].contains(&(*info).sig);
+    if let Some(tracer) = TRACER.get().filter(|_| fault) {
+        if tracer.pending.get() != 0 {
+            tracer.pending.set(0);
+            PENDING.with_borrow_mut(|p| p.len = 0);
+        }
+    }
+    ffi::dr_signal_action_t_DR_SIGNAL_DELIVER
+}
