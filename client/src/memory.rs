@@ -14,10 +14,11 @@
 //! A read's handlers run before the instruction. A write is seen twice:
 //! before the instruction the clean call keeps its address and the bytes
 //! there (`old_value`) and raises the thread's pending flag; after it
-//! (before the next instruction, or at the start of the next block when
-//! the instruction ends its block, as a `call` does) an inline test of the
-//! flag calls the handlers. A store that faults never reaches the second
-//! clean call, and the signal clears what it left pending.
+//! (before the next instruction of the block, or after the instruction
+//! when it ends the block) an inline test of the flag calls the handlers.
+//! A store that faults never reaches the second clean call, and the
+//! signal clears what it left pending. A `call`, after which the callee
+//! runs, is the exception: its push is made and reported before it.
 
 use crate::instructions::Instruction;
 use crate::site_probes::SiteProbe;
@@ -68,6 +69,8 @@ struct AccessSite {
     known_address: Option<usize>,
     module: &'static str,
     function: Option<&'static str>,
+    /// The address of the next instruction (what a call pushes).
+    next_pc: usize,
     probes: Vec<SiteProbe>,
 }
 
@@ -143,7 +146,7 @@ fn span(address: usize, size: usize) -> Value {
 }
 
 /// The site of one access, or `None` when no probe can match it.
-fn decide_site(tracer: &Tracer, access: Access, instruction: &Instruction, size: usize, known_address: Option<usize>) -> Option<&'static AccessSite> {
+fn decide_site(tracer: &Tracer, access: Access, instruction: &Instruction, size: usize, known_address: Option<usize>, next_pc: usize) -> Option<&'static AccessSite> {
     let kind = KINDS.iter().find(|(_, a)| *a == access).unwrap().0;
     let fields = StaticFields { instruction, size, known_address };
     let runtime: &[Variable] = if known_address.is_some() { &RUN_TIME_WITH_ADDRESS } else { &RUN_TIME_VARIABLES };
@@ -160,7 +163,7 @@ fn decide_site(tracer: &Tracer, access: Access, instruction: &Instruction, size:
     if probes.is_empty() {
         return None;
     }
-    let site = AccessSite { access, pc: instruction.pc, size, known_address, module: instruction.module, function: instruction.function, probes };
+    let site = AccessSite { access, pc: instruction.pc, size, known_address, module: instruction.module, function: instruction.function, next_pc, probes };
     Some(Box::leak(Box::new(site)))
 }
 
@@ -202,7 +205,12 @@ pub unsafe fn instrument(
     fetched_at: Option<Instruction>,
 ) {
     let Some(tracer) = TRACER.get() else { return };
-    let after_previous = tracer.any[1] && (first || AFTER_PENDING.replace(false));
+    if first {
+        AFTER_PENDING.set(false);
+    }
+    let after_previous = AFTER_PENDING.replace(false);
+    // A call's push is reported from before the call (see on_call_write).
+    let is_call = !operands.is_null() && ffi::instr_is_call(operands) != 0;
     let mut reads: Vec<(MemoryOperand, &'static AccessSite)> = Vec::new();
     let mut writes: Vec<(MemoryOperand, &'static AccessSite)> = Vec::new();
     if let Some(at) = operands_at.filter(|_| !operands.is_null() && (tracer.any[0] || tracer.any[1])) {
@@ -212,14 +220,15 @@ pub unsafe fn instrument(
             if !wanted {
                 continue;
             }
-            if let Some(site) = decide_site(tracer, access, &at, op.size, op.known_address) {
+            let next_pc = at.pc + ffi::instr_length(dc, operands) as usize;
+            if let Some(site) = decide_site(tracer, access, &at, op.size, op.known_address, next_pc) {
                 if op.is_write { writes.push((op, site)) } else { reads.push((op, site)) }
             }
         }
     }
     let execute = fetched_at.filter(|_| tracer.any[2]).and_then(|at| {
         let size = dr_sys::ffi::instr_length(dc, fetched) as usize;
-        decide_site(tracer, Access::Execute, &at, size, Some(at.pc))
+        decide_site(tracer, Access::Execute, &at, size, Some(at.pc), at.pc + size)
     });
     if !after_previous && reads.is_empty() && writes.is_empty() && execute.is_none() {
         return;
@@ -234,11 +243,19 @@ pub unsafe fn instrument(
     for (op, site) in &reads {
         dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, &filter_for(tracer, site), on_read as *mut c_void, *site as *const _ as usize);
     }
+    let before = if is_call { on_call_write as *mut c_void } else { before_write as *mut c_void };
     for (op, site) in &writes {
-        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, &filter_for(tracer, site), before_write as *mut c_void, *site as *const _ as usize);
+        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, &filter_for(tracer, site), before, *site as *const _ as usize);
     }
-    if !writes.is_empty() {
-        AFTER_PENDING.set(true);
+    if !writes.is_empty() && !is_call {
+        if ffi::drmgr_is_last_instr(dc, instr) != 0 {
+            // Nothing follows in this block: the test goes after it here.
+            let end = ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
+            ffi::instrlist_meta_postinsert(bb, instr, end);
+            dr_sys::instrument::insert_clean_call_if(dc, bb, end, tracer.pending, after_write as *mut c_void, &[dr_sys::instrument::Arg::Word(0)]);
+        } else {
+            AFTER_PENDING.set(true);
+        }
     }
     if !reads.is_empty() || !writes.is_empty() || execute.is_some() {
         tracer.instrumented.fetch_add(1, Ordering::Relaxed);
@@ -394,6 +411,25 @@ unsafe extern "C" fn after_write(_: usize) {
         let old = (write.old_len == site.size).then(|| write.old[..write.old_len].to_vec());
         fire(site, write.address, old);
     }
+}
+
+/// Before a `call`: its push of the return address, reported whole. The
+/// clean call cannot run after a call (the next instruction is the
+/// callee's), so it makes the write itself, with the value the call
+/// writes, and reports it; the call then writes the same bytes again.
+unsafe extern "C" fn on_call_write(site_word: usize) {
+    dr_sys::simd::clear_upper_halves();
+    // SAFETY: as for on_read.
+    let site = &*(site_word as *const AccessSite);
+    let address = stored_address(site);
+    let mut old = vec![0u8; site.size];
+    let got = dr_sys::memory::safe_read(address, &mut old);
+    let value = site.next_pc.to_le_bytes();
+    if got < site.size || site.size > value.len() || !dr_sys::memory::safe_write(address, &value[..site.size]) {
+        // The call itself faults: no write happens.
+        return;
+    }
+    fire(site, address, Some(old));
 }
 
 /// A fault interrupts the thread: the store that faulted wrote nothing.
