@@ -32,7 +32,7 @@ use ptap_runtime::address_sets;
 use ptap_runtime::call::CallState;
 use ptap_runtime::context::{Access, Fields, HitContext, MemoryFields};
 use ptap_runtime::dispatch::call_handlers_with;
-use ptap_runtime::predicate::{EventFields, Predicate, Value, Variable};
+use ptap_runtime::predicate::{EventFields, Footprint, Predicate, Value, Variable};
 use ptap_runtime::probe::{Probe, ProbeKind};
 use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
@@ -170,16 +170,23 @@ fn decide_site(tracer: &Tracer, access: Access, instruction: &Instruction, size:
 /// Whether the inline page-map test may stand before the site's clean
 /// call: every probe there restricts the address, and the access is short.
 fn filter_for(tracer: &Tracer, site: &AccessSite) -> Filter {
-    let filtered = (1..=address_sets::MAX_FILTERED_ACCESS).contains(&site.size)
-        && site.probes.iter().all(|sp| {
-            sp.predicate.as_ref().and_then(|p| p.address_footprint()).is_some_and(|f| f.constant_bytes() <= MAX_MARKED_BYTES)
-        });
-    if filtered {
+    let footprints: Option<Vec<Footprint>> = site.probes.iter().map(|sp| sp.predicate.as_ref().and_then(|p| p.address_footprint())).collect();
+    let Some(footprints) = footprints.filter(|f| f.iter().all(|f| f.constant_bytes() <= MAX_MARKED_BYTES)) else { return Filter::None };
+    // A few constant ranges (globals): compared outright, with no table.
+    let mut ranges: Vec<(usize, usize)> = footprints.iter().flat_map(|f| f.ranges.iter().copied()).collect();
+    if footprints.iter().all(|f| f.sets.is_empty()) && ranges.len() <= MAX_COMPARED_RANGES {
+        ranges.retain(|&(s, e)| s < e);
+        return Filter::Ranges { ranges, size: site.size };
+    }
+    if (1..=address_sets::MAX_FILTERED_ACCESS).contains(&site.size) {
         Filter::PageMap(tracer.page_map)
     } else {
         Filter::None
     }
 }
+
+/// Most constant ranges compared inline before the page map is used instead.
+const MAX_COMPARED_RANGES: usize = 4;
 
 thread_local! {
     /// While a block is built: the previous instruction left a write

@@ -203,6 +203,9 @@ pub struct PageMap {
 pub enum Filter {
     /// Always call the client.
     None,
+    /// Call the client only when the access of `size` bytes meets one of a
+    /// few constant ranges `[start, end)`: a compare per range.
+    Ranges { ranges: Vec<(usize, usize)>, size: usize },
     /// Call the client only when the page map marks the access's page.
     PageMap(PageMap),
 }
@@ -232,13 +235,13 @@ pub unsafe fn insert_access_test(
         scratch.restore(dc, bb, where_);
         return false;
     }
-    address.insert_write(dc, bb, where_, addr);
     let call_args = [crate::instrument::Arg::Word(site)];
-    let Filter::PageMap(map) = filter else {
+    if let Filter::None = filter {
+        address.insert_write(dc, bb, where_, addr);
         scratch.restore(dc, bb, where_);
         crate::instrument::insert_clean_call(dc, bb, where_, callee, &call_args);
         return true;
-    };
+    }
     let meta = |instr: Instr| ffi::instrlist_meta_preinsert(bb, where_, instr);
     let reg = |r: ffi::reg_id_t| ffi::opnd_create_reg(r);
     let imm = |v: i64, size: u32| ffi::opnd_create_immed_int(v as ffi::ptr_int_t, size as ffi::opnd_size_t);
@@ -254,16 +257,61 @@ pub unsafe fn insert_access_test(
         }
         scratch.restore(dc, bb, where_);
     };
-    //     r2 = addr >> chunk_shift; if r2 >= chunks: call
-    //     r2 = table[r2]; r3 = (addr >> page_shift) & (pages per chunk - 1)
-    //     if byte [r2 + r3] == 0: skip
-    // call: restore; <clean call>; jmp done
+    //     <the filter's test: jumps to call or to skip>
+    // call: address word = addr; restore; <clean call>; jmp done
     // skip: restore
     // done:
+    if let Filter::Ranges { ranges, size } = filter {
+        // The access [addr, addr + size) meets [start, end) when
+        // addr - (start - size + 1) < end - start + size - 1, unsigned:
+        //     r2 = addr - low; r3 = span; if r2 < r3: call   (per range)
+        //     jmp skip
+        let size = (*size).max(1);
+        for &(start, end) in ranges {
+            let low = start.wrapping_sub(size - 1);
+            let span = end.saturating_sub(start).saturating_add(size - 1);
+            meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, reg(r2), imm(low.wrapping_neg() as i64, ffi::OPSZ_8)));
+            meta(ffi::instr_create_1dst_2src(dc, ffi::OP_add as i32, reg(r2), reg(addr), reg(r2)));
+            meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, reg(r3), imm(span as i64, ffi::OPSZ_8)));
+            meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(r2), reg(r3)));
+            meta(jump(ffi::OP_jb, call));
+        }
+        meta(jump(ffi::OP_jmp, skip));
+    } else if let Filter::PageMap(map) = filter {
+        insert_page_map_test(dc, bb, where_, scratch, map, skip);
+    }
+    meta(call);
+    address.insert_write(dc, bb, where_, addr);
+    restore_all();
+    crate::instrument::insert_clean_call(dc, bb, where_, callee, &call_args);
+    meta(jump(ffi::OP_jmp, done));
+    meta(skip);
+    restore_all();
+    meta(done);
+    true
+}
+
+/// The page-map test: goes on (to the clean call) when the page of the
+/// address in `scratch.regs[0]` is marked, or lies past the map; jumps to
+/// `skip` when it is not.
+///
+/// # Safety
+/// As for [`insert_access_test`].
+unsafe fn insert_page_map_test(dc: DrContext, bb: InstrList, where_: Instr, scratch: &Scratch, map: &PageMap, skip: Instr) {
+    let [addr, r2, r3] = scratch.regs;
+    let meta = |instr: Instr| ffi::instrlist_meta_preinsert(bb, where_, instr);
+    let reg = |r: ffi::reg_id_t| ffi::opnd_create_reg(r);
+    let imm = |v: i64, size: u32| ffi::opnd_create_immed_int(v as ffi::ptr_int_t, size as ffi::opnd_size_t);
+    let jump = |op: u32, to: Instr| ffi::instr_create_0dst_1src(dc, op as i32, ffi::opnd_create_instr(to));
+    let past_map = ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
+    //     r2 = addr >> chunk_shift; if r2 >= chunks: past_map
+    //     r2 = table[r2]; r3 = (addr >> page_shift) & (pages per chunk - 1)
+    //     if byte [r2 + r3] == 0: skip
+    // past_map:
     meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_ld as i32, reg(r2), reg(addr)));
     meta(ffi::instr_create_1dst_2src(dc, ffi::OP_shr as i32, reg(r2), imm(map.chunk_shift as i64, ffi::OPSZ_1), reg(r2)));
     meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(r2), imm(map.chunks as i64, ffi::OPSZ_4)));
-    meta(jump(ffi::OP_jnb, call));
+    meta(jump(ffi::OP_jnb, past_map));
     meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, reg(r3), imm(map.table as i64, ffi::OPSZ_8)));
     let slot = ffi::opnd_create_base_disp(r3, r2, 8, 0, ffi::OPSZ_8 as ffi::opnd_size_t);
     meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_ld as i32, reg(r2), slot));
@@ -274,14 +322,7 @@ pub unsafe fn insert_access_test(
     let byte = ffi::opnd_create_base_disp(r2, r3, 1, 0, ffi::OPSZ_1 as ffi::opnd_size_t);
     meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, byte, imm(0, ffi::OPSZ_1)));
     meta(jump(ffi::OP_jz, skip));
-    meta(call);
-    restore_all();
-    crate::instrument::insert_clean_call(dc, bb, where_, callee, &call_args);
-    meta(jump(ffi::OP_jmp, done));
-    meta(skip);
-    restore_all();
-    meta(done);
-    true
+    meta(past_map);
 }
 
 /// The instruction at `pc` in DynamoRIO's AT&T-style disassembly, or
