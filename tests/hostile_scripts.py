@@ -213,7 +213,9 @@ PROBE_KINDS = {
 }
 
 #: Every field some kind has: reading one a kind lacks is an AttributeError.
-ALL_FIELDS = sorted({f for k in PROBE_KINDS.values() for f in k.fields})
+#: (Not skip: ctx.skip is a method of every ctx, which raises AttributeError
+#: when called at an event other than syscall_entry: see "skip-elsewhere".)
+ALL_FIELDS = sorted({f for k in PROBE_KINDS.values() for f in k.fields} - {"skip"})
 
 
 def has(kind, *fields):
