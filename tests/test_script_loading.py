@@ -128,6 +128,27 @@ def test_top_level_exception(trace, target):
     assert_no_ptap_frames(result)
 
 
+@pytest.mark.parametrize(
+    "raising, shown",
+    [
+        ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+        ("class Stop(BaseException):\n    pass\nraise Stop('stop')", "Stop: stop"),
+        ("raise GeneratorExit('gen')", "GeneratorExit: gen"),
+    ],
+)
+def test_top_level_base_exception_is_shown_like_any_other(trace, target, raising, shown):
+    # Found by tests/hostile_scripts.py: only Exception and SystemExit were
+    # caught, and a KeyboardInterrupt's traceback showed ptap's run_script.
+    script = f"print('top level starts')\n{raising}\n"
+    result = trace(script, target("hello"))
+    assert result.returncode == 2, str(result)
+    last = len(script.splitlines())
+    assert f'File "{result.script}", line {last}, in <module>' in result.stderr, str(result)
+    assert shown in result.stderr.splitlines(), str(result)
+    assert_hello_did_not_run(result)
+    assert_no_ptap_frames(result)
+
+
 def test_top_level_exception_leaves_no_probe_running(trace, target):
     script = (
         "@process_exit\n"

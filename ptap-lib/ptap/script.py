@@ -67,7 +67,8 @@ def run_script(path, *, exe, argv, include_dirs=(), warn=_print_warning, name=No
 
     Raises :exc:`~ptap.errors.ScriptError`, after printing a traceback to
     ``sys.stderr``, if the script cannot be read or compiled, or raises
-    (including :exc:`SystemExit`) at its top level.
+    (any :exc:`BaseException`: :exc:`SystemExit`, :exc:`KeyboardInterrupt`
+    and the script's own subclasses too) at its top level.
     """
     global _include_dirs
     _include_dirs = tuple(include_dirs)
@@ -83,7 +84,7 @@ def run_script(path, *, exe, argv, include_dirs=(), warn=_print_warning, name=No
         with use_registry(Registry()) as registry:
             exec(code, namespace)
         close_registration()
-    except (Exception, SystemExit) as error:
+    except BaseException as error:
         _print_traceback(error)
         raise ScriptError(path, f"{type(error).__name__} while loading the script") from error
     return registry.probes
