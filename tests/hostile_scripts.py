@@ -213,9 +213,11 @@ PROBE_KINDS = {
 }
 
 #: Every field some kind has: reading one a kind lacks is an AttributeError.
-#: (Not skip: ctx.skip is a method of every ctx, which raises AttributeError
-#: when called at an event other than syscall_entry: see "skip-elsewhere".)
-ALL_FIELDS = sorted({f for k in PROBE_KINDS.values() for f in k.fields} - {"skip"})
+#: (Not the methods skip and backtrace: every ctx has them, hasattr() is
+#: True, and calling them where the event lacks them is the AttributeError:
+#: see "skip-elsewhere" and "backtrace-elsewhere".)
+METHODS = {"skip", "backtrace"}
+ALL_FIELDS = sorted({f for k in PROBE_KINDS.values() for f in k.fields} - METHODS)
 
 
 def has(kind, *fields):
@@ -306,6 +308,7 @@ OPS = [
         lambda r, k: ("ctx.regs.RIP = ctx.regs.RIP", "TypeError")),
     _op("reg-rip-same", lambda k, s: k == "function_exit", lambda r, k: ("ctx.regs.RIP = ctx.regs.INSTPTR", None)),
     _op("backtrace-with-argument", lambda k, s: has(k, "backtrace"), lambda r, k: ("ctx.backtrace(5)", "TypeError")),
+    _op("backtrace-elsewhere", lambda k, s: not has(k, "backtrace"), lambda r, k: ("ctx.backtrace()", "AttributeError")),
     _op("backtrace-fine", lambda k, s: has(k, "backtrace"),
         lambda r, k: ("assert all(isinstance(a, int) for a in ctx.backtrace()); [ctx.symbolize(a) for a in ctx.backtrace()]", None)),
     _op("entry-invariant", lambda k, s: k == "function_entry",
