@@ -631,8 +631,8 @@ def _add_probe(b, kind_name, heat):
         body += _checked(full, stmt, expected)
         tags.append(full)
     # keep the ctx (or a part) for later: it must raise then
-    if rng.random() < 0.2 and _stale_uses(kind_name):
-        part, use = rng.choice(_stale_uses(kind_name))
+    if rng.random() < 0.2 and _stale_uses(kind_name, site):
+        part, use = rng.choice(_stale_uses(kind_name, site))
         body += [f"if {name + ':stale'!r} not in _HS_KEPT:", f"    _HS_KEPT[{name + ':stale'!r}] = (ctx{part}, {use!r})"]
         b.expect.setdefault("ok", []).append(f"{name}:stale")
     escape = None
@@ -648,9 +648,9 @@ def _add_probe(b, kind_name, heat):
     return True
 
 
-def _stale_uses(kind):
+def _stale_uses(kind, site=None):
     uses = []
-    if has(kind, "args"):
+    if has(kind, "args") and _args(kind, site):
         uses += [("", "k.args[0]"), (".args", "k[0]"), (".args", "k.raw(0)")]
     if has(kind, "regs"):
         uses += [("", "k.regs.RAX"), (".regs", "k.RSP"), (".regs", "setattr(k, 'RBX', 0)"), ("", "k.backtrace()")]
@@ -874,10 +874,18 @@ class Run:
     args: list = field(default_factory=list)
 
 
+def _environment():
+    """The targets' environment: without PYTHON* variables (PYTHONUNBUFFERED
+    would make the python3 target write its lines in pieces, between which
+    handler lines may come) or DYNAMORIO_* ones."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("PYTHON", "DYNAMORIO_")) and k != "PTAP_PROCESSTAP"}
+
+
 def _run(args, timeout):
     start = time.monotonic()
     process = subprocess.Popen([str(a) for a in args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, start_new_session=True)
+                               stderr=subprocess.PIPE, start_new_session=True, env=_environment())
     timed_out = False
     try:
         out, err = process.communicate(timeout=timeout)
