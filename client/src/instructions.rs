@@ -14,13 +14,14 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 
 /// What a block's builder knows of one application instruction.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Instruction {
     pub pc: usize,
     /// The module holding it ("" outside every module: generated code).
     pub module: &'static str,
-    /// The function holding it, by the nearest symbol at or below it.
-    pub function: Option<&'static str>,
+    /// The names of the function holding it (aliases: `calloc`,
+    /// `__libc_calloc`), by the nearest symbol at or below it.
+    pub function_names: Vec<&'static str>,
 }
 
 /// The module last looked up: blocks come in runs from one module. (A
@@ -49,10 +50,10 @@ impl Instruction {
             }
             match &*cache {
                 Some(m) => {
-                    let function = m.symbols.lookup(pc - m.start).map(|(f, _)| intern(&f.names[0]));
-                    Instruction { pc, module: m.name, function }
+                    let function_names = m.symbols.lookup(pc - m.start).map(|(f, _)| f.names.iter().map(|n| intern(n)).collect());
+                    Instruction { pc, module: m.name, function_names: function_names.unwrap_or_default() }
                 }
-                None => Instruction { pc, module: "", function: None },
+                None => Instruction { pc, module: "", function_names: Vec::new() },
             }
         }
     }

@@ -124,6 +124,8 @@ pub fn instrumented_instructions() -> Option<u64> {
 /// What a predicate can know of an access when its block is built.
 struct StaticFields<'a> {
     instruction: &'a Instruction,
+    /// Which of the function's names `function_name` is tested against.
+    function: Option<&'static str>,
     size: usize,
     known_address: Option<usize>,
 }
@@ -132,7 +134,7 @@ impl EventFields for StaticFields<'_> {
     fn value(&self, var: Variable) -> Option<Value> {
         match var {
             Variable::ModuleName => Some(Value::Str(self.instruction.module.to_string())),
-            Variable::FunctionName => self.instruction.function.map(|f| Value::Str(f.to_string())),
+            Variable::FunctionName => self.function.map(|f| Value::Str(f.to_string())),
             Variable::InstructionAddress => Some(Value::Int(self.instruction.pc as i128)),
             Variable::MemorySize => Some(Value::Int(self.size as i128)),
             Variable::MemoryAddress => self.known_address.map(|a| span(a, self.size)),
@@ -148,22 +150,32 @@ fn span(address: usize, size: usize) -> Value {
 /// The site of one access, or `None` when no probe can match it.
 fn decide_site(tracer: &Tracer, access: Access, instruction: &Instruction, size: usize, known_address: Option<usize>, next_pc: usize) -> Option<&'static AccessSite> {
     let kind = KINDS.iter().find(|(_, a)| *a == access).unwrap().0;
-    let fields = StaticFields { instruction, size, known_address };
     let runtime: &[Variable] = if known_address.is_some() { &RUN_TIME_WITH_ADDRESS } else { &RUN_TIME_VARIABLES };
+    // A function has aliases; a predicate on function_name matches when
+    // one of them does, and ctx.function_name is the one that matched.
+    let names: Vec<Option<&'static str>> =
+        if instruction.function_names.is_empty() { vec![None] } else { instruction.function_names.iter().map(|&n| Some(n)).collect() };
     let mut probes = Vec::new();
+    let mut matched_name = None;
     for (i, p) in tracer.probes.iter().enumerate().filter(|(_, p)| p.kind == kind) {
-        let rest = match p.predicate.residual(&fields, runtime) {
-            Predicate::Const(false) => continue,
-            Predicate::Const(true) => None,
-            rest => Some(rest),
-        };
-        probes.push(SiteProbe { probe: i, name: None, predicate: rest });
+        let decided = names.iter().find_map(|&function| {
+            let fields = StaticFields { instruction, function, size, known_address };
+            match p.predicate.residual(&fields, runtime) {
+                Predicate::Const(false) => None,
+                Predicate::Const(true) => Some((function, None)),
+                rest => Some((function, Some(rest))),
+            }
+        });
+        let Some((name, rest)) = decided else { continue };
+        matched_name = matched_name.or(name);
+        probes.push(SiteProbe { probe: i, name, predicate: rest });
         crate::match_reports::matched(i);
     }
     if probes.is_empty() {
         return None;
     }
-    let site = AccessSite { access, pc: instruction.pc, size, known_address, module: instruction.module, function: instruction.function, next_pc, probes };
+    let function = matched_name.or(instruction.function_names.first().copied());
+    let site = AccessSite { access, pc: instruction.pc, size, known_address, module: instruction.module, function, next_pc, probes };
     Some(Box::leak(Box::new(site)))
 }
 

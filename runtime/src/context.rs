@@ -361,7 +361,7 @@ impl HitContext {
     fn set_value(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let Fields::Memory(f) = &self.fields else { return Err(self.missing("value")) };
         if f.access == Access::Execute {
-            return Err(pyo3::exceptions::PyTypeError::new_err("ctx.value: an instruction's bytes cannot be changed at memory_execute"));
+            return Err(PyAttributeError::new_err("ctx.value is read-only at memory_execute: an instruction's bytes are not changed there"));
         }
         let data: Vec<u8> = value
             .cast::<pyo3::types::PyBytes>()
