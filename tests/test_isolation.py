@@ -287,3 +287,24 @@ def test_no_line_is_lost_when_the_target_makes_its_stdout_non_blocking(processta
     shell = f"{processtap} -q {script} -- {PYTHON} -c \"{code}\" | (sleep 1; grep -c '^\\[ptap\\] x*$')"
     returncode, stdout, stderr = run_command(["/bin/bash", "-c", shell])
     assert (returncode, stdout.strip()) == (0, "2000"), stderr
+
+
+CLOSES_STDERR = """\
+import sys
+@syscall_entry(syscall_name == "write")
+def closer(ctx):
+    sys.stderr.close()
+@syscall_exit(syscall_name == "write")
+def boom(ctx):
+    raise ValueError("after stderr closed")
+"""
+
+
+def test_a_handler_error_after_sys_stderr_is_closed_reaches_the_tracers_stderr(tracer, tmp_path):
+    """Python's fallback for a lost sys.stderr writes to fd 2, the target's."""
+    err = tmp_path / "target-stderr"
+    result = tracer(CLOSES_STDERR, "/bin/sh", "-c", f"exec /bin/cat /etc/hostname 2>{err}", options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert err.read_text() == "", "the tracer wrote into the target's stderr file"
+    assert 'line 7, in boom' in result.stderr and "ValueError: after stderr closed" in result.stderr, str(result)
+    assert "[!] handler boom (syscall_exit) raised an exception" in result.stderr, str(result)

@@ -243,10 +243,11 @@ def _script_globals(path, exe, argv):
     return namespace
 
 
-def print_handler_error(error, tb=None):
-    """Print the traceback *tb* of *error*, which a handler raised, to
-    ``sys.stderr`` (*tb* defaults to the exception's own), without ptap's
-    own frames, as for the top level.
+def format_handler_error(error, tb=None):
+    """Return the traceback *tb* of *error*, which a handler raised (*tb*
+    defaults to the exception's own), without ptap's own frames, as for
+    the top level. The native side writes it to the tracer's stderr
+    itself, whatever a handler did to ``sys.stderr``.
 
     The script's lines come from its source as compiled, never from its
     file again: in the target the file may have changed, or be a pipe or
@@ -259,7 +260,12 @@ def print_handler_error(error, tb=None):
     tb = error.__traceback__ if tb is None else tb
     report = traceback.TracebackException(type(error), error, tb)
     _drop_ptap_frames(report, seen=set())
-    sys.stderr.write("".join(report.format()))
+    return "".join(report.format())
+
+
+def print_handler_error(error, tb=None):
+    """Print :func:`format_handler_error` to ``sys.stderr``."""
+    sys.stderr.write(format_handler_error(error, tb))
     sys.stderr.flush()
 
 

@@ -222,19 +222,22 @@ fn report_handler_error(py: Python<'_>, probe: &Probe, error: PyErr) {
         probe.name,
         probe.kind.name()
     );
-    if let Ok(stderr) = py.import("sys").and_then(|s| s.getattr("stderr")) {
-        let _ = stderr.call_method1("write", (header,));
-    }
-    // Printed by ptap, which shows the script's lines as compiled: Python's
-    // own display reads them from the script's file again, which may be a
-    // pipe or a terminal (a script given as /dev/stdin).
-    let printed = py
-        .import("ptap.script")
-        .and_then(|m| m.call_method1("print_handler_error", (error.value(py), error.traceback(py))));
-    if printed.is_err() {
-        error.display(py);
-    }
+    // Formatted by ptap, which shows the script's lines as compiled:
+    // Python's own display reads them from the script's file again, which
+    // may be a pipe or a terminal (a script given as /dev/stdin). Written
+    // to the tracer's stderr directly: a handler may have closed or
+    // replaced sys.stderr, and Python's fallback for a lost sys.stderr
+    // writes to fd 2, which is the target's.
     flush_streams(py);
+    let formatted = py
+        .import("ptap.script")
+        .and_then(|m| m.call_method1("format_handler_error", (error.value(py), error.traceback(py))))
+        .and_then(|text| text.extract::<String>());
+    let report = match formatted {
+        Ok(text) => format!("{header}{text}"),
+        Err(e) => format!("{header}{}: (its traceback could not be formatted: {e})\n", error.get_type(py).name().map(|n| n.to_string()).unwrap_or_default()),
+    };
+    crate::output::write(crate::output::Stream::Stderr, report.as_bytes());
 }
 
 /// Flushes Python's stdout and stderr (the tracer's streams).
