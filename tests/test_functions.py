@@ -885,3 +885,24 @@ def test_every_probe_of_a_crowded_site_fires_in_order(trace, ftarget, site, comm
             expected = [("entry", i) for _ in range(calls) for i in fired]
             expected += [("exit", i) for _ in range(calls) for i in fired]
         assert order == expected, str(result)
+
+
+STACKED_ARGS_SCRIPT = """\
+@function_entry(function_name == "malloc")
+@function_exit(function_name == "malloc")
+def both(ctx):
+    try:
+        ctx.args[6]
+        print("[args6]", ctx.event, "read")
+    except IndexError as e:
+        print("[args6]", ctx.event, "IndexError")
+"""
+
+
+def test_entry_reads_raw_words_beyond_those_kept_for_the_exit(trace, ftarget):
+    """A handler on entry and exit of a function with no prototype: at entry
+    argument 6 is the raw stack word, at exit it was not kept."""
+    result = trace(STACKED_ARGS_SCRIPT, ftarget("malloc_sizes"), options=["-q"])
+    assert result.returncode == 0, str(result)
+    lines = set(script_lines(result.stdout, "[args6] "))
+    assert lines == {"function_entry read", "function_exit IndexError"}, str(result)

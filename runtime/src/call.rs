@@ -235,10 +235,13 @@ impl CallState {
     /// Argument `index` as the word (or floating-point bits) passed.
     pub fn word(&self, index: usize) -> PyResult<u64> {
         let kept = self.state.with(|c| c.entry.as_ref().map(|entry| (entry.words.get(index).copied(), entry.words.len())));
-        if let Some((word, kept)) = kept {
-            return word.ok_or_else(|| {
-                PyIndexError::new_err(format!("only the first {kept} argument(s) are kept for the exit event"))
-            });
+        match kept {
+            Some((Some(word), _)) => return Ok(word),
+            // At entry, what was not kept for the exit is read live.
+            Some((None, kept)) if self.is_exit => {
+                return Err(PyIndexError::new_err(format!("only the first {kept} argument(s) are kept for the exit event")))
+            }
+            _ => {}
         }
         let location = self.location(index)?;
         let live = self.live()?;
