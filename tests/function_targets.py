@@ -36,6 +36,11 @@ FUNCTION_TARGETS = (
     "fpargs",
     "records",
     "strlens",
+    "memwatch",
+    "heapblocks",
+    "secret_read",
+    "lock_counter",
+    "fault_store",
 )
 
 
