@@ -1,4 +1,4 @@
-/* Benchmark target for bench/memory_probes.py: memory_walk N H.
+/* Benchmark target for bench/memory.py: memory_walk N H.
  *
  * N rounds of work, each round:
  *   - walk(): STEPS steps along a ring of NODES nodes (a 1 MiB global
@@ -14,7 +14,7 @@
  *
  * `watched` and `decoy` are never read or written: the benchmark watches
  * them. Every global starts a page of its own (aligned 4096), so the page
- * of `watched` holds nothing the program touches. bench/memory_probes.py
+ * of `watched` holds nothing the program touches. bench/memory.py
  * checks with objdump that the accesses above are in the code.
  *
  * Prints nothing; exits with status 0 (the checksum is only there so the
