@@ -77,6 +77,11 @@ struct AccessSite {
 const KINDS: [(ProbeKind, Access); 3] =
     [(ProbeKind::MemoryRead, Access::Read), (ProbeKind::MemoryWrite, Access::Write), (ProbeKind::MemoryExecute, Access::Execute)];
 
+/// The probe kind that watches `access`.
+fn kind_of(access: Access) -> ProbeKind {
+    KINDS.iter().find(|(_, a)| *a == access).map(|(k, _)| *k).expect("every access has a probe kind")
+}
+
 /// Sets up memory probes, if the script has any; false when DynamoRIO
 /// could not give what they need.
 pub fn install(probes: &'static [Probe]) -> Result<(), String> {
@@ -149,7 +154,7 @@ fn span(address: usize, size: usize) -> Value {
 
 /// The site of one access, or `None` when no probe can match it.
 fn decide_site(tracer: &Tracer, access: Access, instruction: &Instruction, size: usize, known_address: Option<usize>, next_pc: usize) -> Option<&'static AccessSite> {
-    let kind = KINDS.iter().find(|(_, a)| *a == access).unwrap().0;
+    let kind = kind_of(access);
     let runtime: &[Variable] = if known_address.is_some() { &RUN_TIME_WITH_ADDRESS } else { &RUN_TIME_VARIABLES };
     // A function has aliases; a predicate on function_name matches when
     // one of them does, and ctx.function_name is the one that matched.
@@ -330,7 +335,7 @@ fn fire(site: &AccessSite, address: usize, old_value: Option<Vec<u8>>) {
     if chosen.is_empty() {
         return;
     }
-    let kind = KINDS.iter().find(|(_, a)| *a == site.access).unwrap().0;
+    let kind = kind_of(site.access);
     // SAFETY: in the thread's clean call; no other register view of it lives.
     let mut regs = unsafe { SyscallRegisters::new(dc, site.pc, 0) };
     call_handlers_with(chosen.iter().map(|sp| &tracer.probes[sp.probe]), || {
