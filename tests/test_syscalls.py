@@ -726,6 +726,67 @@ def test_a_call_the_kernel_restarts_is_one_call(trace, ftarget, run_native):
     assert sorted(runs, key=len) == [[], ["read-entry", "getppid-entry", "getppid-exit 0", "read-exit 0"]], str(result)
 
 
+def test_a_restarted_call_with_entry_probes_only_is_entered_once(trace, ftarget, run_native):
+    # As above, with no exit probe to keep the read waiting for its return.
+    script = SIGNAL_SCRIPT.replace('"write"', '"read"').split("@syscall_exit")[0] + (
+        "@process_exit\ndef done(ctx):\n    print('[events]', events)\n")
+    result = trace(script, ftarget("syscall_sites"), "restart", options=["-q"])
+    assert result.returncode == 0, str(result)
+    assert without_handler_lines(result.stdout) == ["read 1 x"], str(result)
+    runs = [ast.literal_eval(line) for line in script_lines(result.stdout, "[events] ")]
+    assert sorted(runs, key=len) == [[], ["read-entry", "getppid-entry"]], str(result)
+
+
+#: Entry handlers that make the target receive a signal while they run: a
+#: SIGCHLD sent to itself, or the exit of a program they start. cat ignores
+#: SIGCHLD; DynamoRIO delivers it when the block leaves the code cache for
+#: the system call, and runs the call's block again from its `syscall`.
+SIGNALLING_HANDLERS = {
+    "kill": "os.kill(os.getpid(), signal.SIGCHLD)",
+    "subprocess": "subprocess.run(['/bin/true'], check=True)",
+}
+
+
+@pytest.mark.parametrize("exits", [False, True], ids=["entry-only", "entry-and-exit"])
+@pytest.mark.parametrize("signalling", sorted(SIGNALLING_HANDLERS))
+def test_a_signal_during_an_entry_handler_does_not_repeat_the_event(trace, strace, tmp_path, signalling, exits):
+    (tmp_path / "f.txt").write_text("one\ntwo\n")
+    strace_out = tmp_path / "strace.out"
+    returncode, stdout, stderr = run_command([strace, "-o", strace_out, "-e", "trace=brk,read,close", CAT, "f.txt"],
+                                             cwd=tmp_path)
+    assert (returncode, stdout) == (0, "one\ntwo\n"), stderr
+    expected = [m.group(1) for m in (re.match(r"(brk|read|close)\(", line)
+                                     for line in strace_out.read_text().splitlines()) if m]
+    assert expected.count("brk") >= 2 and expected.count("read") >= 2, strace_out.read_text()
+    script = f"""\
+import os, signal, subprocess
+calls = []
+@syscall_entry(syscall_name >> ["brk", "read", "close"])
+def enter(ctx):
+    {SIGNALLING_HANDLERS[signalling]}
+    calls.append(ctx.syscall_name)
+"""
+    if exits:
+        script += """\
+exits = []
+@syscall_exit(syscall_name >> ["brk", "read", "close"])
+def leave(ctx):
+    exits.append(ctx.syscall_name)
+"""
+    script += """\
+@process_exit
+def done(ctx):
+    print("[calls]", calls)
+    print("[exits]", globals().get("exits", calls))
+"""
+    out = tmp_path / "handlers.out"
+    result = trace(script, CAT, "f.txt", options=["-q", "-o", out], cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "one\ntwo\n", ""), str(result)
+    printed = handler_output(out)
+    assert script_lines(printed, "[calls] ") == [repr(expected)], f"{printed}--- strace ---\n{strace_out.read_text()}"
+    assert script_lines(printed, "[exits] ") == [repr(expected)], printed
+
+
 # ---------------------------------------------------------------------------
 # 8. Banner and errors
 

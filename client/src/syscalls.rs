@@ -49,6 +49,9 @@ struct SyscallSite {
     table: Option<&'static SyscallEntry>,
     entry: Vec<SiteProbe>,
     exit: Vec<SiteProbe>,
+    /// Whether the call comes back to the instruction after its `syscall`
+    /// when it is made (all but `rt_sigreturn`, `exit` and `exit_group`).
+    returns: bool,
 }
 
 impl SyscallSite {
@@ -61,7 +64,17 @@ impl SyscallSite {
     fn signature(&self) -> Option<&'static ptap_runtime::prototype::Signature> {
         self.table?.signature.as_ref()
     }
+
+    /// Whether the instruction the call returns to needs the exit clean
+    /// call: for the exit probes, and, after entry handlers ran, to see
+    /// that the call was made (see [`run_entry`]).
+    fn needs_return_point(&self) -> bool {
+        !self.exit.is_empty() || (!self.entry.is_empty() && self.returns)
+    }
 }
+
+/// The system calls that never come back to where they were made.
+const NOT_RETURNING: [&str; 3] = ["rt_sigreturn", "exit", "exit_group"];
 
 struct Tracer {
     probes: &'static [Probe],
@@ -72,9 +85,6 @@ struct Tracer {
     /// call, strace shows them as `syscall_0x...`), decided when first
     /// made; leaked, as they live as long as the process.
     others: parking_lot::Mutex<HashMap<i32, &'static SyscallSite>>,
-    /// Whether any exit probe exists: a system call whose number is known
-    /// only when it is made then needs the exit clean call.
-    any_exit: bool,
 }
 
 static TRACER: OnceCell<Tracer> = OnceCell::new();
@@ -92,7 +102,8 @@ static ANY_STALE: AtomicBool = AtomicBool::new(false);
 /// call waits (a run-time predicate may have matched none).
 static PENDING_COUNT: OnceCell<RawTlsWord> = OnceCell::new();
 
-/// A system call whose exit probes wait for it to return.
+/// A system call made and not yet returned: its exit probes wait for it,
+/// and a second run of its entry clean call is told apart by it.
 #[derive(Clone, Copy)]
 struct Pending {
     number: i32,
@@ -144,9 +155,13 @@ fn publish_pending_count(len: usize) {
 }
 
 /// Whether the innermost pending system call is system call `number` made
-/// again from the same place with the same stack: the kernel restarting it
-/// after a signal handler (SA_RESTART) sends the thread back to its
-/// `syscall` instruction. It is the same call, entered already.
+/// again from the same place with the same stack: it is the same call,
+/// entered already. The kernel restarting it after a signal handler
+/// (SA_RESTART) sends the thread back to its `syscall` instruction; and so
+/// does DynamoRIO when a signal arrives while the entry handlers run (a
+/// child they started exits): it delivers the signal when the block leaves
+/// the code cache for the call, and then runs a block that starts at the
+/// `syscall` instruction, entry clean call included.
 fn is_restart(number: i32, return_pc: usize, rsp: usize) -> bool {
     PENDING.with_borrow(|p| {
         p.calls[..p.len].last().is_some_and(|c| c.number == number && c.return_pc == return_pc && c.rsp == rsp)
@@ -186,7 +201,8 @@ impl EventFields for SyscallStaticFields<'_> {
 /// the table, if any), decided from its number and name.
 fn decide_site(probes: &[Probe], number: i128, table: Option<&'static SyscallEntry>) -> SyscallSite {
     let fields = &SyscallStaticFields { number, name: table.map(|e| e.name.as_str()) };
-    let mut site = SyscallSite { table, ..Default::default() };
+    let returns = !table.is_some_and(|e| NOT_RETURNING.contains(&e.name.as_str()));
+    let mut site = SyscallSite { table, returns, ..Default::default() };
     for (i, p) in probes.iter().enumerate().filter(|(_, p)| handles(p.kind)) {
         let Some(rest) = residual(&p.predicate, fields) else { continue };
         let list = if p.kind == ProbeKind::SyscallEntry { &mut site.entry } else { &mut site.exit };
@@ -211,11 +227,10 @@ pub fn install(probes: &'static [Probe]) {
         }
         sites[number] = site;
     }
-    let any_exit = probes.iter().any(|p| p.kind == ProbeKind::SyscallExit);
     if let Some(word) = RawTlsWord::allocate() {
         let _ = PENDING_COUNT.set(word);
     }
-    if TRACER.set(Tracer { probes, sites, others: Default::default(), any_exit }).is_err() {
+    if TRACER.set(Tracer { probes, sites, others: Default::default() }).is_err() {
         return;
     }
     // SAFETY: registering a plain extern "C" callback with the signature
@@ -238,14 +253,14 @@ fn site(number: i32) -> Option<(&'static Tracer, &'static SyscallSite)> {
 
 /// Whether the system call a block makes with `number` in RAX (`None`:
 /// the block does not show it) needs instrumenting: `None` if not, else
-/// whether its exit does too.
+/// whether the instruction it returns to does too.
 fn instrumentation_for(number: Option<i64>) -> Option<bool> {
     match number {
         Some(n) => {
             let (_, site) = site(i32::try_from(n).ok()?)?;
-            Some(!site.exit.is_empty())
+            Some(site.needs_return_point())
         }
-        None => Some(TRACER.get()?.any_exit),
+        None => TRACER.get().map(|_| true),
     }
 }
 
@@ -385,6 +400,12 @@ fn run_entry(tracer: &Tracer, site: &SyscallSite, number: i32, tid: u32, (entry,
         skip = fire(tracer, ProbeKind::SyscallEntry, site, entry, number, tid, call).and_then(|f| f.skip);
     }
     if exit.is_empty() {
+        // Kept until the call returns even with no exit probes, for
+        // is_restart: the entry clean call may run again before the call
+        // is made (a signal arrived during the handlers).
+        if skip.is_none() && site.returns {
+            push_pending(Pending { number, return_pc, rsp, exit, params: [0; PARAMS] });
+        }
         return skip;
     }
     // The parameters as the entry handlers left them.
@@ -411,6 +432,9 @@ unsafe extern "C" fn on_return(return_pc: usize, rax: usize) {
     // SAFETY: a clean call: the app's vector registers are saved.
     dr_sys::simd::clear_upper_halves();
     let Some(pending) = take_pending(return_pc) else { return };
+    if pending.exit.is_empty() {
+        return;
+    }
     let Some((tracer, site)) = site(pending.number) else { return };
     let dc = ffi::dr_get_current_drcontext();
     let tid = dr_sys::process::tid_of(dc);
