@@ -639,6 +639,26 @@ def test_threads_lock_add_every_write_seen(trace, ftarget, run_native, tmp_path)
     assert fields(lines, "[reads] ") == [["main", "1"], ["worker", "40000"]], lines
 
 
+@pytest.mark.parametrize("test, seen", [("thread_id > 1", True), ("thread_id < 1", False)], ids=["every-thread", "no-thread"])
+def test_thread_predicates_tested_inline_see_every_thread_or_none(trace, ftarget, run_native, tmp_path, test, seen):
+    # thread_id is tested in the code cache, against a word each thread
+    # gets when it starts (the initial thread included): a test that every
+    # thread passes loses nothing, one that none passes sees nothing.
+    path = ftarget("lock_counter")
+    native = run_native(path)
+    watched = 'memory_address >> symbol_range("counter")'
+    script = LOCK_SCRIPT.replace(f"({watched})", f"(({test}) & ({watched}))")
+    assert script.count(test) == 2, script
+    result, lines = traced(trace, tmp_path, script, [path], options=())
+    check_untouched(result, native, lines)
+    threads = fields(lines, "[thread] ")
+    if not seen:
+        assert threads == [] and fields(lines, "[reads] ") == [], lines
+        return
+    assert len(threads) == 8 and sum(int(t[1]) for t in threads) == 40000, lines
+    assert fields(lines, "[reads] ") == [["main", "1"], ["worker", "40000"]], lines
+
+
 # ---------------------------------------------------------------------------
 # 8. A store that faults gives no write event
 

@@ -21,8 +21,8 @@
 //! runs, is the exception: its push is made and reported before it.
 
 use crate::instructions::Instruction;
-use crate::site_probes::SiteProbe;
-use dr_sys::access::{Filter, MemoryOperand, PageMap, Scratch};
+use crate::site_probes::{RunTimeFields, SiteProbe};
+use dr_sys::access::{Filter, MemoryOperand, PageMap, Scratch, ThreadTest};
 use dr_sys::ffi;
 use dr_sys::instrument::{Instr, InstrList, RawTlsWord};
 use dr_sys::process::DrContext;
@@ -54,6 +54,10 @@ struct Tracer {
     address: RawTlsWord,
     /// Non-zero while a write waits for its after-instruction clean call.
     pending: RawTlsWord,
+    /// The probes that may fire in the running thread (see [`thread_bits`]);
+    /// `None` when DynamoRIO had no slot left, and threads are then told
+    /// apart in the clean call only.
+    threads: Option<RawTlsWord>,
     page_map: PageMap,
     instrumented: AtomicU64,
 }
@@ -72,6 +76,50 @@ struct AccessSite {
     /// The address of the next instruction (what a call pushes).
     next_pc: usize,
     probes: Vec<SiteProbe>,
+    /// The bits of [`thread_bits`] for which the site's clean call is
+    /// worth making, when every probe there depends on the thread.
+    thread_mask: Option<i32>,
+}
+
+/// The bit of the probe at `index` in a thread's word and in a site's
+/// mask: its own for the first 31, then bits 31 to 63 for all the others
+/// (so that a 32-bit immediate, sign-extended, tests them).
+fn thread_bit(index: usize) -> u64 {
+    if index < 31 { 1 << index } else { !0 << 31 }
+}
+
+/// The bits of the probes that may fire in thread `tid` of process `pid`:
+/// those whose predicates are not false for it whatever the rest.
+fn thread_bits(tracer: &Tracer, tid: u32, pid: u32) -> u64 {
+    let fields = RunTimeFields { tid, pid };
+    let later: Vec<Variable> = Variable::ALL.into_iter().filter(|v| !matches!(v, Variable::ThreadId | Variable::ProcessId)).collect();
+    tracer
+        .probes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| handles(p.kind) && p.predicate.residual(&fields, &later) != Predicate::Const(false))
+        .fold(0, |bits, (i, _)| bits | thread_bit(i))
+}
+
+/// Sets the running thread's word of [`thread_bits`].
+///
+/// # Safety
+/// On thread `dc`, in one of its DynamoRIO events.
+unsafe fn publish_thread_bits(dc: DrContext) {
+    let Some(tracer) = TRACER.get() else { return };
+    if let Some(word) = tracer.threads {
+        word.set(thread_bits(tracer, dr_sys::process::tid_of(dc), dr_sys::process::pid()) as usize);
+    }
+}
+
+unsafe extern "C" fn on_thread_init(dc: *mut c_void) {
+    publish_thread_bits(dc as DrContext);
+}
+
+unsafe extern "C" fn on_fork(dc: *mut c_void) {
+    // A new process and thread: the pid and tid predicates see other ids.
+    dr_sys::process::forget_pid();
+    publish_thread_bits(dc as DrContext);
 }
 
 const KINDS: [(ProbeKind, Access); 3] =
@@ -107,12 +155,17 @@ pub fn install(probes: &'static [Probe]) -> Result<(), String> {
         chunk_shift: address_sets::CHUNK_SHIFT as u8,
         page_shift: address_sets::PAGE_SHIFT as u8,
     };
-    let tracer = Tracer { probes, any, address, pending, page_map, instrumented: AtomicU64::new(0) };
+    let threads = RawTlsWord::allocate();
+    let tracer = Tracer { probes, any, address, pending, threads, page_map, instrumented: AtomicU64::new(0) };
     if TRACER.set(tracer).is_err() || !crate::instructions::install() {
         return Err("memory probes need DynamoRIO's drreg, drutil and drx, which could not start".into());
     }
     // SAFETY: a plain extern "C" callback with the signature drmgr expects.
-    unsafe { ffi::drmgr_register_signal_event(Some(on_signal)) };
+    unsafe {
+        ffi::drmgr_register_signal_event(Some(on_signal));
+        ffi::drmgr_register_thread_init_event(Some(on_thread_init));
+        ffi::dr_register_fork_init_event(Some(on_fork));
+    }
     Ok(())
 }
 
@@ -180,7 +233,9 @@ fn decide_site(tracer: &Tracer, access: Access, instruction: &Instruction, size:
         return None;
     }
     let function = matched_name.or(instruction.function_names.first().copied());
-    let site = AccessSite { access, pc: instruction.pc, size, known_address, module: instruction.module, function, next_pc, probes };
+    let by_thread = |sp: &SiteProbe| sp.predicate.as_ref().is_some_and(|p| p.mentions(Variable::ThreadId) || p.mentions(Variable::ProcessId));
+    let thread_mask = probes.iter().all(by_thread).then(|| probes.iter().fold(0, |m, sp| m | thread_bit(sp.probe)) as i32);
+    let site = AccessSite { access, pc: instruction.pc, size, known_address, module: instruction.module, function, next_pc, probes, thread_mask };
     Some(Box::leak(Box::new(site)))
 }
 
@@ -200,6 +255,11 @@ fn filter_for(tracer: &Tracer, site: &AccessSite) -> Filter {
     } else {
         Filter::None
     }
+}
+
+/// The inline test of the thread for the site, if it has one.
+fn thread_test(tracer: &Tracer, site: &AccessSite) -> Option<ThreadTest> {
+    Some(ThreadTest { word: tracer.threads?, mask: site.thread_mask? })
 }
 
 /// Most constant ranges compared inline before the page map is used instead.
@@ -265,11 +325,11 @@ pub unsafe fn instrument(
         dr_sys::instrument::insert_clean_call(dc, bb, instr, on_execute as *mut c_void, &[dr_sys::instrument::Arg::Word(site as *const _ as usize)]);
     }
     for (op, site) in &reads {
-        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, &filter_for(tracer, site), on_read as *mut c_void, *site as *const _ as usize);
+        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(tracer, site), &filter_for(tracer, site), on_read as *mut c_void, *site as *const _ as usize);
     }
     let before = if is_call { on_call_write as *mut c_void } else { before_write as *mut c_void };
     for (op, site) in &writes {
-        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, &filter_for(tracer, site), before, *site as *const _ as usize);
+        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(tracer, site), &filter_for(tracer, site), before, *site as *const _ as usize);
     }
     if !writes.is_empty() && !is_call {
         if ffi::drmgr_is_last_instr(dc, instr) != 0 {

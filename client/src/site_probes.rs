@@ -57,9 +57,9 @@ pub fn residual(predicate: &Predicate, fields: &dyn EventFields) -> Option<Optio
 
 /// The run-time fields of one event: all a residual predicate asks for.
 #[derive(Clone, Copy)]
-struct RunTimeFields {
-    tid: u32,
-    pid: u32,
+pub struct RunTimeFields {
+    pub tid: u32,
+    pub pid: u32,
 }
 
 impl EventFields for RunTimeFields {

@@ -131,10 +131,6 @@ const SCRATCH_SLOTS: [ffi::dr_spill_slot_t; 3] =
     [ffi::dr_spill_slot_t::SPILL_SLOT_2, ffi::dr_spill_slot_t::SPILL_SLOT_3, ffi::dr_spill_slot_t::SPILL_SLOT_4];
 const FLAGS_SLOT: ffi::dr_spill_slot_t = ffi::dr_spill_slot_t::SPILL_SLOT_5;
 
-// x86 (dr_ir_instr.h): the six arithmetic flags read and written.
-const EFLAGS_READ_6: u32 = 0x0000_011f;
-const EFLAGS_WRITE_6: u32 = 0x0008_f800;
-
 impl Scratch {
     /// Picks the registers for the code before `at` that computes the
     /// addresses of `uses`'s operands (the same instruction, or the string
@@ -150,43 +146,22 @@ impl Scratch {
         ];
         let mut free = candidates.iter().map(|&r| r as ffi::reg_id_t).filter(|&r| ffi::instr_uses_reg(uses, r) == 0 && ffi::instr_uses_reg(at, r) == 0);
         let regs = [free.next()?, free.next()?, free.next()?];
-        Some(Scratch { regs, flags_live: flags_live_at(at) })
+        Some(Scratch { regs, flags_live: crate::instrument::arith_flags_live_at(at) })
     }
 
-    unsafe fn save(&self, dc: DrContext, bb: InstrList, where_: Instr) {
-        for (r, slot) in self.regs.iter().zip(SCRATCH_SLOTS) {
+    /// Saves the first `used` registers.
+    unsafe fn save(&self, dc: DrContext, bb: InstrList, where_: Instr, used: usize) {
+        for (r, slot) in self.regs.iter().zip(SCRATCH_SLOTS).take(used) {
             ffi::dr_save_reg(dc, bb, where_, *r, slot);
         }
     }
 
-    unsafe fn restore(&self, dc: DrContext, bb: InstrList, where_: Instr) {
-        for (r, slot) in self.regs.iter().zip(SCRATCH_SLOTS) {
+    /// Restores the first `used` registers.
+    unsafe fn restore(&self, dc: DrContext, bb: InstrList, where_: Instr, used: usize) {
+        for (r, slot) in self.regs.iter().zip(SCRATCH_SLOTS).take(used) {
             ffi::dr_restore_reg(dc, bb, where_, *r, slot);
         }
     }
-}
-
-/// Whether the application may read the arithmetic flags as they are
-/// before `instr`: some instruction from it on reads one before all six
-/// are written (to the block's end, where they count as live).
-///
-/// # Safety
-/// As for [`Scratch::choose`].
-unsafe fn flags_live_at(instr: Instr) -> bool {
-    let mut i = instr;
-    while !i.is_null() {
-        if ffi::instr_is_app(i) != 0 {
-            let flags = ffi::instr_get_arith_flags(i, ffi::_dr_opnd_query_flags_t_DR_QUERY_DEFAULT as _);
-            if flags & EFLAGS_READ_6 != 0 {
-                return true;
-            }
-            if flags & EFLAGS_WRITE_6 == EFLAGS_WRITE_6 {
-                return false;
-            }
-        }
-        i = ffi::instr_get_next(i);
-    }
-    true
 }
 
 /// Where the page map lives, for [`insert_access_test`].
@@ -210,9 +185,19 @@ pub enum Filter {
     PageMap(PageMap),
 }
 
+/// A test of the running thread: the clean call is made only when the
+/// thread's `word` has one of the bits of `mask` set (`mask` is
+/// sign-extended to 64 bits).
+#[derive(Clone, Copy)]
+pub struct ThreadTest {
+    pub word: RawTlsWord,
+    pub mask: i32,
+}
+
 /// Inserts before `where_`: the address of `operand` into the thread's
-/// `address` word, then (by `filter`) a test that jumps over the clean
-/// call of `callee(site)` when the page map does not mark it.
+/// `address` word, then (by `threads` and `filter`) tests that jump over
+/// the clean call of `callee(site)` when the thread or the address is not
+/// one it may be made for.
 ///
 /// # Safety
 /// In an insertion callback of thread `dc`, `scratch` chosen for the
@@ -225,20 +210,28 @@ pub unsafe fn insert_access_test(
     scratch: &Scratch,
     operand: ffi::opnd_t,
     address: RawTlsWord,
+    threads: Option<ThreadTest>,
     filter: &Filter,
     callee: *mut c_void,
     site: usize,
 ) -> bool {
     let [addr, r2, r3] = scratch.regs;
-    scratch.save(dc, bb, where_);
+    // The address and drutil's scratch register; the page map needs a
+    // third, and so does a range too long for a 32-bit immediate.
+    let used = match filter {
+        Filter::PageMap(_) => 3,
+        Filter::Ranges { ranges, size } if ranges.iter().any(|&r| span_of(r, *size) > i32::MAX as usize) => 3,
+        _ => 2,
+    };
+    scratch.save(dc, bb, where_, used);
     if ffi::drutil_insert_get_mem_addr(dc, bb, where_, operand, addr, r2) == 0 {
-        scratch.restore(dc, bb, where_);
+        scratch.restore(dc, bb, where_, used);
         return false;
     }
     let call_args = [crate::instrument::Arg::Word(site)];
-    if let Filter::None = filter {
+    if let (Filter::None, None) = (filter, threads) {
         address.insert_write(dc, bb, where_, addr);
-        scratch.restore(dc, bb, where_);
+        scratch.restore(dc, bb, where_, used);
         crate::instrument::insert_clean_call(dc, bb, where_, callee, &call_args);
         return true;
     }
@@ -255,25 +248,45 @@ pub unsafe fn insert_access_test(
         if scratch.flags_live {
             ffi::dr_restore_arith_flags(dc, bb, where_, FLAGS_SLOT);
         }
-        scratch.restore(dc, bb, where_);
+        scratch.restore(dc, bb, where_, used);
     };
+    //     <the thread's test: jumps to skip>
     //     <the filter's test: jumps to call or to skip>
     // call: address word = addr; restore; <clean call>; jmp done
     // skip: restore
     // done:
+    if let Some(test) = threads {
+        meta(ffi::instr_create_0dst_2src(dc, ffi::OP_test as i32, test.word.operand(), imm(test.mask as i64, ffi::OPSZ_4)));
+        meta(jump(ffi::OP_jz, skip));
+    }
     if let Filter::Ranges { ranges, size } = filter {
         // The access [addr, addr + size) meets [start, end) when
         // addr - (start - size + 1) < end - start + size - 1, unsigned:
-        //     r2 = addr - low; r3 = span; if r2 < r3: call   (per range)
+        //     r2 = addr - low; if r2 < span: call   (per range)
         //     jmp skip
-        let size = (*size).max(1);
+        // with `lea` for the subtraction where -low fits a displacement
+        // (globals of an executable that is not position-independent),
+        // and span an immediate where it fits one.
         for &(start, end) in ranges {
-            let low = start.wrapping_sub(size - 1);
-            let span = end.saturating_sub(start).saturating_add(size - 1);
-            meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, reg(r2), imm(low.wrapping_neg() as i64, ffi::OPSZ_8)));
-            meta(ffi::instr_create_1dst_2src(dc, ffi::OP_add as i32, reg(r2), reg(addr), reg(r2)));
-            meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, reg(r3), imm(span as i64, ffi::OPSZ_8)));
-            meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(r2), reg(r3)));
+            let low = start.wrapping_sub((*size).max(1) - 1);
+            let span = span_of((start, end), *size);
+            match i32::try_from(low.wrapping_neg() as isize) {
+                Ok(disp) => {
+                    // OPSZ_0 is DynamoRIO's OPSZ_lea: an address computed, not read.
+                    let lea = ffi::opnd_create_base_disp(addr, 0, 0, disp, ffi::OPSZ_0 as ffi::opnd_size_t);
+                    meta(ffi::instr_create_1dst_1src(dc, ffi::OP_lea as i32, reg(r2), lea));
+                }
+                Err(_) => {
+                    meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, reg(r2), imm(low.wrapping_neg() as i64, ffi::OPSZ_8)));
+                    meta(ffi::instr_create_1dst_2src(dc, ffi::OP_add as i32, reg(r2), reg(addr), reg(r2)));
+                }
+            }
+            if span <= i32::MAX as usize {
+                meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(r2), imm(span as i64, ffi::OPSZ_4)));
+            } else {
+                meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, reg(r3), imm(span as i64, ffi::OPSZ_8)));
+                meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(r2), reg(r3)));
+            }
             meta(jump(ffi::OP_jb, call));
         }
         meta(jump(ffi::OP_jmp, skip));
@@ -289,6 +302,12 @@ pub unsafe fn insert_access_test(
     restore_all();
     meta(done);
     true
+}
+
+/// How many addresses an access of `size` bytes may start at to meet
+/// `[start, end)`: from `start - size + 1` on.
+fn span_of((start, end): (usize, usize), size: usize) -> usize {
+    end.saturating_sub(start).saturating_add(size.max(1) - 1)
 }
 
 /// The page-map test: goes on (to the clean call) when the page of the

@@ -166,6 +166,12 @@ impl RawTlsWord {
         ffi::dr_insert_read_raw_tls(dc, bb, where_, self.segment, self.offset, reg);
     }
 
+    /// The running thread's word as a memory operand of inserted code.
+    pub fn operand(self) -> ffi::opnd_t {
+        // SAFETY: builds an operand value; nothing is read or written.
+        unsafe { ffi::opnd_create_far_base_disp(self.segment, 0, 0, 0, self.offset as i32, ffi::OPSZ_8 as ffi::opnd_size_t) }
+    }
+
     /// The calling thread's word.
     ///
     /// # Safety
@@ -193,19 +199,33 @@ impl RawTlsWord {
 }
 
 /// [`insert_clean_call`], made only when the running thread's `flag` is
-/// not zero; otherwise the thread goes on after a load and a branch, with
-/// RCX kept in a spill slot meanwhile (`jrcxz` tests it without touching
-/// the flags, so nothing else needs saving).
+/// not zero; otherwise the thread goes on after a compare of the word in
+/// memory and a branch where the application does not read the flags the
+/// compare sets, else after a load and a branch, with RCX kept in a spill
+/// slot meanwhile (`jrcxz` tests it without touching the flags, so nothing
+/// else needs saving).
 ///
 /// # Safety
 /// As for [`insert_clean_call`].
 pub unsafe fn insert_clean_call_if(dc: DrContext, bb: InstrList, where_: Instr, flag: RawTlsWord, callee: *mut c_void, args: &[Arg]) {
+    let label = || ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
+    let meta = |instr: Instr| ffi::instrlist_meta_preinsert(bb, where_, instr);
+    if !arith_flags_live_at(where_) {
+        //     cmp qword gs:[flag], 0; je done; <clean call>
+        // done: where_
+        let done = label();
+        let word = flag.operand();
+        let zero = ffi::opnd_create_immed_int(0, ffi::OPSZ_1 as ffi::opnd_size_t);
+        meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, word, zero));
+        meta(ffi::instr_create_0dst_1src(dc, ffi::OP_jz as i32, ffi::opnd_create_instr(done)));
+        insert_clean_call(dc, bb, where_, callee, args);
+        meta(done);
+        return;
+    }
     let rcx = ffi::DR_REG_RCX as ffi::reg_id_t;
     let slot = ffi::dr_spill_slot_t::SPILL_SLOT_1;
-    let label = || ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
     let (skip, call, done) = (label(), label(), label());
     let jump = |to: Instr| ffi::instr_create_0dst_1src(dc, ffi::OP_jmp as i32, ffi::opnd_create_instr(to));
-    let meta = |instr: Instr| ffi::instrlist_meta_preinsert(bb, where_, instr);
     //     save rcx; rcx = flag; jrcxz skip; jmp call
     // skip: restore rcx; jmp done
     // call: restore rcx; <clean call>
@@ -262,4 +282,32 @@ pub unsafe fn resume_at(dc: DrContext, pc: usize) {
     }
     *crate::mcontext::slot(&mut mc, crate::mcontext::Register::Rip) = pc as ffi::reg_t;
     ffi::dr_redirect_execution(&mut mc);
+}
+
+// x86 (dr_ir_instr.h): the six arithmetic flags read and written.
+const EFLAGS_READ_6: u32 = 0x0000_011f;
+const EFLAGS_WRITE_6: u32 = 0x0008_f800;
+
+/// Whether the application may read the arithmetic flags as they are
+/// before `instr`: some application instruction from it on reads one
+/// before all six are written (to the block's end, where they count as
+/// live). Code inserted there may change them only if not.
+///
+/// # Safety
+/// `instr` is an instruction of a list being built.
+pub unsafe fn arith_flags_live_at(instr: Instr) -> bool {
+    let mut i = instr;
+    while !i.is_null() {
+        if ffi::instr_is_app(i) != 0 {
+            let flags = ffi::instr_get_arith_flags(i, ffi::_dr_opnd_query_flags_t_DR_QUERY_DEFAULT as _);
+            if flags & EFLAGS_READ_6 != 0 {
+                return true;
+            }
+            if flags & EFLAGS_WRITE_6 == EFLAGS_WRITE_6 {
+                return false;
+            }
+        }
+        i = ffi::instr_get_next(i);
+    }
+    true
 }

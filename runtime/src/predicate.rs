@@ -25,6 +25,13 @@ pub enum Variable {
 }
 
 impl Variable {
+    /// Every variable.
+    pub const ALL: [Variable; 12] = {
+        use Variable::*;
+        [ProcessId, ThreadId, ModuleName, FunctionName, FunctionAddress, SyscallNum, SyscallName, MemoryAddress, MemorySize,
+         MemoryValue, BranchTaken, InstructionAddress]
+    };
+
     pub fn from_name(name: &str) -> Option<Variable> {
         use Variable::*;
         Some(match name {
@@ -153,6 +160,17 @@ impl Predicate {
                     Const(self.matches(fields))
                 }
             }
+        }
+    }
+
+    /// Whether some leaf tests `var`.
+    pub fn mentions(&self, var: Variable) -> bool {
+        use Predicate::*;
+        match self {
+            Const(_) => false,
+            And(terms) | Or(terms) => terms.iter().any(|t| t.mentions(var)),
+            Not(a) => a.mentions(var),
+            InSet(v, _) | Compare(v, ..) | OneOf(v, _) | InRange(v, ..) | Like(v, _) => *v == var,
         }
     }
 
