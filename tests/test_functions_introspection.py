@@ -165,7 +165,8 @@ def enter(ctx):
     names = symbol(ctx.function)
     print("[symbol-name]", type(by_name).__name__, ctx.function in by_name)
     print("[symbol-addr]", type(names).__name__, "malloc" in names)
-    print("[symbol-none]", symbol("no_such_function_xyz"), symbol(0))
+    none = symbol("no_such_function_xyz")
+    print("[symbol-none]", len(none), bool(none), ctx.function in none, symbol(0))
     print("[symbolize]", ctx.symbolize(ctx.function) in ["libc.so.6!" + n for n in names],
           ctx.symbolize(ctx.function + 4) in ["libc.so.6!" + n + "+0x4" for n in names])
     print("[module]", module(ctx.function), module(ctx.caller), module(0))
@@ -185,7 +186,7 @@ def test_symbol_and_module_helpers(trace, ftarget, run_native):
     assert script_lines(result.stdout, "[app] ") == sizes and len(sizes) == 8, str(result)
     assert script_lines(result.stdout, "[symbol-name] ") == ["set True"], str(result)
     assert script_lines(result.stdout, "[symbol-addr] ") == ["list True"], str(result)
-    assert script_lines(result.stdout, "[symbol-none] ") == ["set() []"], str(result)
+    assert script_lines(result.stdout, "[symbol-none] ") == ["0 False False []"], str(result)
     assert script_lines(result.stdout, "[symbolize] ") == ["True True"], str(result)
     assert script_lines(result.stdout, "[module] ") == ["libc.so.6 malloc_sizes None"], str(result)
     assert script_lines(result.stdout, "[bt] ") == ["True True"], str(result)
@@ -216,8 +217,8 @@ def test_helpers_on_a_stripped_binary(trace, ftarget):
 @function_entry(function_address == "app+{offset:#x}")
 def enter(ctx):
     print("[stripped]", ctx.function_name, symbol(ctx.function), module(ctx.function),
-          symbol("secret_function"), ctx.backtrace()[0] == ctx.caller)
+          len(symbol("secret_function")), ctx.backtrace()[0] == ctx.caller)
 """
     result = trace(script, ftarget("secret_stripped"), options=["-q"])
     assert result.returncode == 0, str(result)
-    assert script_lines(result.stdout, "[stripped] ") == ["None [] secret_stripped set() True"], str(result)
+    assert script_lines(result.stdout, "[stripped] ") == ["None [] secret_stripped 0 True"], str(result)

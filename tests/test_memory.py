@@ -772,3 +772,67 @@ def test_python2_memory_script_runs(trace, ftarget, run_native, tmp_path):
     assert f"[!] {result.script}: Python 2 script translated to Python 3" in result.stderr.splitlines(), str(result)
     # lib2to3 makes range() a list where it is compared: values are 1..25.
     assert lines == ["bump wrote the counter 25 times", "last value 25, in order: True"], lines
+
+
+# ---------------------------------------------------------------------------
+# A global of a library the program opens later with dlopen
+
+LATER_SCRIPT = """\
+total = symbol_range("plugin_total")
+start = symbol("plugin_total")
+print("at the top level:", repr(total), repr(start))
+
+@memory_read(memory_address >> total)
+@memory_write(memory_address >> total)
+def access(ctx):
+    (first, size), = total
+    print("[%s] %s %d %d %d %d" % (ctx.access, ctx.function_name, ctx.address - first, ctx.size,
+                                  int.from_bytes(ctx.value, "little"), len(total)))
+
+@memory_write(memory_address >> start)
+def first_byte(ctx):
+    print("[start] %s %d" % (ctx.module, int.from_bytes(ctx.value, "little")))
+
+@process_exit
+def done(ctx):
+    print("[exit] %d %d" % (len(total), len(start)))
+"""
+
+
+def test_symbol_range_of_a_library_loaded_later(trace, ftarget, run_native, tmp_path):
+    """symbol_range() and symbol() of a name no module defines yet follow it:
+    the library's global is watched from its first access after each
+    dlopen, and its range leaves the set at each dlclose."""
+    path, library = ftarget("dlopen_plugin"), ftarget("libplugin.so")
+    body = [t for _, _, t in objdump_function(library, "plugin_compute")]
+    # The global is reached through the GOT: one read-modify-write of it.
+    assert [t for t in body if "(%" in t and "(%rip)" not in t and not t.startswith("lea")] == ["add    %rax,(%rdx)"], body
+    assert nm_symbols(library)["plugin_total"][1] == 8
+    native = run_native(path, library, "3")
+    results = [int(line.split()[1]) for line in native.stdout.splitlines() if line.startswith("plugin:")]
+    assert results == [49, 56, 63], native.stdout
+
+    result, lines = traced(trace, tmp_path, LATER_SCRIPT, [path, library, "3"])
+    check_untouched(result, native, lines)
+    assert lines[0] == "at the top level: symbol_range('plugin_total') (none loaded) symbol('plugin_total') (none loaded)", lines
+    # Each load starts from a fresh zero: the add reads 0 and writes the result.
+    expected = []
+    for value in results:
+        expected += [f"[read] plugin_compute 0 8 0 1", f"[write] plugin_compute 0 8 {value} 1", f"[start] libplugin.so {value}"]
+    assert lines[1:] == expected + ["[exit] 0 0"], lines
+
+
+MISSPELT_SCRIPT = """\
+@memory_write(memory_address >> symbol_range("plugin_totl"))
+def never(ctx):
+    print("write")
+"""
+
+
+def test_a_followed_symbol_that_never_loads_is_warned_about(trace, ftarget, run_native, tmp_path):
+    path, library = ftarget("dlopen_plugin"), ftarget("libplugin.so")
+    native = run_native(path, library)
+    result, lines = traced(trace, tmp_path, MISSPELT_SCRIPT, [path, library])
+    assert (result.returncode, result.stdout) == (native.returncode, native.stdout), str(result)
+    assert lines == [], lines
+    assert "[!] probe never never matched: no module that loaded defines 'plugin_totl'" in result.stderr.splitlines(), str(result)

@@ -134,7 +134,12 @@ unsafe extern "C" fn on_module_load(dc: *mut std::ffi::c_void, info: *const ffi:
         return;
     }
     tracer.banner.module(&module.path, module.start, module.end);
-    ptap_runtime::modules::add(&module.name, &module.path, module.start, module.end);
+    let loaded = ptap_runtime::modules::add(&module.name, &module.path, module.start, module.end);
+    // Before any of the module's code runs: its globals that scripts
+    // followed by name join their sets.
+    for set in ptap_runtime::symbol_sets::module_loaded(&loaded) {
+        crate::match_reports::symbol_loaded(&tracer.runtime.probes, set);
+    }
     let is_main = tracer.main_start == Some(module.start);
     crate::functions::on_module_load(&module, is_main);
     let fields =
@@ -152,6 +157,7 @@ unsafe extern "C" fn on_module_load(dc: *mut std::ffi::c_void, info: *const ffi:
 unsafe extern "C" fn on_module_unload(_dc: *mut std::ffi::c_void, info: *const ffi::module_data_t) {
     let start = dr_sys::module::ModuleInfo::from_raw(info).start;
     crate::functions::on_module_unload(start);
+    ptap_runtime::symbol_sets::module_unloaded(start);
     ptap_runtime::modules::remove(start);
 }
 

@@ -3,6 +3,10 @@
 //! name, a library never loaded) gets one warning at the end:
 //! `[!] probe malloc_entry never matched: no function named 'mallo'`.
 //!
+//! A memory probe whose predicate follows a symbol no module defined when
+//! the script ran (`memory_address >> symbol_range("tabel")`) is reported
+//! the same way, as matched once a module defining the symbol loads.
+//!
 //! Each process tells the launcher, through the report pipe, which probes
 //! could match only what some module or the system-call table holds, and
 //! which of them did; the launcher warns once for the whole run. Under a
@@ -14,6 +18,7 @@ use ptap_options::inherited::Report;
 use ptap_runtime::output;
 use ptap_runtime::predicate::{CompareOp, Predicate, Value, Variable};
 use ptap_runtime::probe::{Probe, ProbeKind};
+use ptap_runtime::symbol_sets;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 struct Reports {
@@ -35,12 +40,16 @@ pub fn start(probes: &[Probe], first_process: bool) {
     let mut matched = Vec::with_capacity(probes.len());
     let mut warnings = Vec::with_capacity(probes.len());
     for (index, probe) in probes.iter().enumerate() {
-        let Some(what) = matched_against(probe.kind) else {
+        let reason = match matched_against(probe.kind) {
+            Some(what) => Some(reason(what, &probe.predicate, &probe.predicate_text)),
+            None => followed_symbols(&probe.predicate),
+        };
+        let Some(reason) = reason else {
             matched.push(None);
             warnings.push(String::new());
             continue;
         };
-        let warning = format!("probe {} never matched: {}", probe.name, reason(what, &probe.predicate, &probe.predicate_text));
+        let warning = format!("probe {} never matched: {reason}", probe.name);
         output::report(&Report::MayNeverMatch { index, warning: warning.clone() });
         matched.push(Some(AtomicBool::new(false)));
         warnings.push(warning);
@@ -54,6 +63,16 @@ pub fn matched(index: usize) {
     let Some(flag) = REPORTS.get().and_then(|r| r.matched.get(index)?.as_ref()) else { return };
     if !flag.swap(true, Ordering::Relaxed) {
         output::report(&Report::Matched { index });
+    }
+}
+
+/// A module defining a followed symbol loaded: the probes whose
+/// predicates test the set `set` that follows it have something to match.
+pub fn symbol_loaded(probes: &[Probe], set: u64) {
+    for (index, probe) in probes.iter().enumerate() {
+        if matched_against(probe.kind).is_none() && probe.predicate.sets().contains(&set) {
+            matched(index);
+        }
     }
 }
 
@@ -74,6 +93,13 @@ fn matched_against(kind: ProbeKind) -> Option<&'static str> {
         ProbeKind::SyscallEntry | ProbeKind::SyscallExit => Some("system call"),
         _ => None,
     }
+}
+
+/// For a predicate that follows symbols no module defined yet, the reason
+/// it would match nothing if none of them ever loaded.
+fn followed_symbols(predicate: &Predicate) -> Option<String> {
+    let names: Vec<String> = predicate.sets().into_iter().filter_map(symbol_sets::followed_by).map(|n| format!("'{n}'")).collect();
+    (!names.is_empty()).then(|| format!("no module that loaded defines {}", names.join(" or ")))
 }
 
 /// Why nothing matched, in the predicate's own words: the name it asked

@@ -34,7 +34,9 @@ use ptap_runtime::context::{Access, Fields, HitContext, MemoryFields};
 use ptap_runtime::dispatch::call_handlers_with;
 use ptap_runtime::predicate::{EventFields, Footprint, Predicate, Value, Variable};
 use ptap_runtime::probe::{Probe, ProbeKind};
+use parking_lot::Mutex;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -60,11 +62,14 @@ struct Tracer {
     threads: Option<RawTlsWord>,
     page_map: PageMap,
     instrumented: AtomicU64,
+    /// Every site built so far, by instruction address (see [`keep`]).
+    sites: Mutex<HashMap<usize, Vec<&'static AccessSite>>>,
 }
 
 static TRACER: OnceCell<Tracer> = OnceCell::new();
 
 /// The probes that may fire at one access of one instruction.
+#[derive(PartialEq)]
 struct AccessSite {
     access: Access,
     pc: usize,
@@ -156,7 +161,7 @@ pub fn install(probes: &'static [Probe]) -> Result<(), String> {
         page_shift: address_sets::PAGE_SHIFT as u8,
     };
     let threads = RawTlsWord::allocate();
-    let tracer = Tracer { probes, any, address, pending, threads, page_map, instrumented: AtomicU64::new(0) };
+    let tracer = Tracer { probes, any, address, pending, threads, page_map, instrumented: AtomicU64::new(0), sites: Mutex::new(HashMap::new()) };
     if TRACER.set(tracer).is_err() || !crate::instructions::install() {
         return Err("memory probes need DynamoRIO's drreg, drutil and drx, which could not start".into());
     }
@@ -227,7 +232,6 @@ fn decide_site(tracer: &Tracer, access: Access, instruction: &Instruction, size:
         let Some((name, rest)) = decided else { continue };
         matched_name = matched_name.or(name);
         probes.push(SiteProbe { probe: i, name, predicate: rest });
-        crate::match_reports::matched(i);
     }
     if probes.is_empty() {
         return None;
@@ -236,7 +240,23 @@ fn decide_site(tracer: &Tracer, access: Access, instruction: &Instruction, size:
     let by_thread = |sp: &SiteProbe| sp.predicate.as_ref().is_some_and(|p| p.mentions(Variable::ThreadId) || p.mentions(Variable::ProcessId));
     let thread_mask = probes.iter().all(by_thread).then(|| probes.iter().fold(0, |m, sp| m | thread_bit(sp.probe)) as i32);
     let site = AccessSite { access, pc: instruction.pc, size, known_address, module: instruction.module, function, next_pc, probes, thread_mask };
-    Some(Box::leak(Box::new(site)))
+    Some(keep(tracer, site))
+}
+
+/// The lasting copy of `site`, which the code cache points to. DynamoRIO
+/// builds the same instruction again and again (into a trace once it is
+/// hot, after a flush, each time a library loads again at the same
+/// address); an equal site built before is reused, so memory grows with
+/// the distinct sites, not with the builds.
+fn keep(tracer: &Tracer, site: AccessSite) -> &'static AccessSite {
+    let mut sites = tracer.sites.lock();
+    let built = sites.entry(site.pc).or_default();
+    if let Some(&kept) = built.iter().find(|&&kept| *kept == site) {
+        return kept;
+    }
+    let kept: &'static AccessSite = Box::leak(Box::new(site));
+    built.push(kept);
+    kept
 }
 
 /// Whether the inline page-map test may stand before the site's clean

@@ -9,7 +9,7 @@ use ptap_runtime::predicate::{EventFields, Predicate, Value, Variable};
 pub const RUN_TIME_VARIABLES: [Variable; 2] = [Variable::ThreadId, Variable::ProcessId];
 
 /// A probe that may fire at a site, with the name under which it matched.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct SiteProbe {
     /// Index into the tracer's probes.
     pub probe: usize,

@@ -22,7 +22,7 @@ thread. Outside a traced program (in tests), a set is plain Python.
 import bisect
 import itertools
 
-__all__ = ["AddressSet", "symbol_range"]
+__all__ = ["AddressSet", "PendingSymbol", "symbol_range"]
 
 #: One more than the largest address.
 _ADDRESS_LIMIT = 2**64
@@ -125,12 +125,77 @@ def _check_address(name, value):
         raise ValueError(f"AddressSet: {name} must lie in 0 .. 2**64 - 1, not {value}")
 
 
+class PendingSymbol:
+    """The definitions of a symbol no module loaded so far defines, as
+    modules that define it load: what ``symbol_range(name)`` and
+    ``symbol(name)`` return then (a global of a library the program loads
+    later or opens with ``dlopen``).
+
+    ``memory_address >> pending`` watches every definition from the moment
+    its module loads (before any of its code runs) until it unloads; the
+    code cache tests it as it tests an :class:`AddressSet`. ``len()`` counts
+    the definitions loaded now, ``address in pending`` asks whether an
+    address lies in one, and iterating gives ``(start, size)`` pairs for
+    ``symbol_range()``, start addresses for ``symbol()``.
+    """
+
+    __slots__ = ("name", "id", "_whole", "_native")
+
+    def __init__(self, name, *, whole, native):
+        self.name = name
+        self._whole = whole
+        self._native = native
+        self.id = native.address_set_new()
+        native.address_set_follow_symbol(self.id, name, whole)
+
+    def _ranges(self):
+        return self._native.address_set_ranges(self.id)
+
+    def overlaps(self, start, size):
+        """Whether some byte of ``[start, start + size)`` is in a definition loaded now."""
+        end = start + size
+        return any(first < end and first + length > start for first, length in self._ranges())
+
+    def __contains__(self, address):
+        if not isinstance(address, int) or isinstance(address, bool):
+            return False
+        return self.overlaps(address, 1)
+
+    def __len__(self):
+        return len(self._ranges())
+
+    def __iter__(self):
+        ranges = self._ranges()
+        return iter(ranges if self._whole else [start for start, _ in ranges])
+
+    def __repr__(self):
+        helper = "symbol_range" if self._whole else "symbol"
+        loaded = len(self)
+        state = f"{loaded} loaded" if loaded else "none loaded"
+        return f"{helper}({self.name!r}) ({state})"
+
+
+#: The PendingSymbol of each (name, whole) asked for, so that asking again
+#: (from a handler, say) follows the name once.
+_pending = {}
+
+
+def pending_symbol(name, *, whole):
+    """The one :class:`PendingSymbol` for *name* (``whole``: whole ranges)."""
+    key = (name, whole)
+    if key not in _pending:
+        _pending[key] = PendingSymbol(name, whole=whole, native=_native())
+    return _pending[key]
+
+
 def symbol_range(name):
     """The ``range(start, start + size)`` of the data object or function *name*.
 
     It is looked up in the modules loaded now (at the top level of a script:
-    the executable, the dynamic loader and DynamoRIO's view of them); a
-    name defined in several modules, or nowhere, raises :exc:`LookupError`.
+    the executable, the dynamic loader and DynamoRIO's view of them). A name
+    defined in several of them raises :exc:`LookupError`; a name none of
+    them defines gives a :class:`PendingSymbol`, filled as modules that
+    define it load.
     """
     if not isinstance(name, str):
         raise TypeError(f"symbol_range() takes a name, not {type(name).__name__}")
@@ -139,7 +204,7 @@ def symbol_range(name):
         raise RuntimeError("symbol_range() works only inside a program traced by processtap")
     found = sorted(set(native.ranges_of(name)))
     if not found:
-        raise LookupError(f"symbol_range({name!r}): no data object or function of that name is loaded")
+        return pending_symbol(name, whole=True)
     if len(found) > 1:
         places = ", ".join(f"{start:#x}" for start, _ in found)
         raise LookupError(f"symbol_range({name!r}): {len(found)} symbols of that name ({places})")

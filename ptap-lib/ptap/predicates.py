@@ -316,8 +316,9 @@ class Like(Predicate):
 
 class InSet(Predicate):
     """``memory_address >> heap``: some byte of the access is in one of
-    the ranges of *address_set*, an :class:`~ptap.addresses.AddressSet`,
-    as it is when the access happens (the set may change at run time)."""
+    the ranges of *address_set*, an :class:`~ptap.addresses.AddressSet` or
+    a :class:`~ptap.addresses.PendingSymbol`, as it is when the access
+    happens (the set may change at run time)."""
 
     __slots__ = ("variable", "address_set")
 
@@ -491,13 +492,14 @@ class Variable:
         """``variable >> values``: membership in a list of values or a range."""
         if isinstance(values, range):
             return self._in_range(values)
-        from .addresses import AddressSet
+        from .addresses import AddressSet, PendingSymbol
 
-        if isinstance(values, AddressSet):
+        if isinstance(values, (AddressSet, PendingSymbol)):
             if self is not memory_address:
                 raise TypeError(
-                    f"{self.name} >> AddressSet: only memory_address is tested "
-                    f"against an AddressSet"
+                    f"{self.name} >> {values!r}: only memory_address is tested "
+                    f"against an AddressSet or a symbol no module defines yet"
+                    + ("; use function_name" if self.name == "instruction_address" else "")
                 )
             return InSet(self.name, values)
         if isinstance(values, (str, bytes)):

@@ -94,6 +94,11 @@ pub fn overlaps(id: u64, first: usize, last: usize) -> bool {
     SETS.read().get(&id).is_some_and(|set| set.overlaps(first, last))
 }
 
+/// The ranges of set `id`, `(start, size)` in order of their starts.
+pub fn ranges(id: u64) -> Vec<(usize, usize)> {
+    SETS.read().get(&id).map(|set| set.ranges.iter().map(|(&start, &size)| (start, size)).collect()).unwrap_or_default()
+}
+
 /// Adds ranges a predicate names as constants, `[start, end)`.
 pub fn watch_constant_ranges(ranges: &[(usize, usize)]) {
     CONSTANT_RANGES.write().extend_from_slice(ranges);

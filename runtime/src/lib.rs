@@ -28,6 +28,7 @@ pub mod predicate;
 pub mod probe;
 pub mod prototype;
 pub mod stack;
+pub mod symbol_sets;
 pub mod symbols;
 
 use probe::Probe;

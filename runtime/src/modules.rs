@@ -26,11 +26,12 @@ impl LoadedModule {
 static MODULES: RwLock<Vec<LoadedModule>> = RwLock::new(Vec::new());
 
 /// Records a module as it loads.
-pub fn add(name: &str, path: &str, start: usize, end: usize) {
+pub fn add(name: &str, path: &str, start: usize, end: usize) -> LoadedModule {
     let module = LoadedModule { name: name.to_string(), path: path.to_string(), start, end };
     let mut modules = MODULES.write();
     modules.retain(|m| m.start != start);
-    modules.push(module);
+    modules.push(module.clone());
+    module
 }
 
 /// Forgets the module loaded at `start`.
@@ -56,14 +57,7 @@ pub fn symbolize(address: usize) -> String {
 
 /// Every address where a function or data object of that name starts, in any module.
 pub fn addresses_of(name: &str) -> Vec<usize> {
-    let modules = MODULES.read().clone();
-    let mut out: Vec<usize> = Vec::new();
-    for m in &modules {
-        let symbols = m.symbols();
-        out.extend(symbols.functions.iter().filter(|f| f.names.iter().any(|n| n == name)).map(|f| m.start + f.offset));
-        out.extend(symbols.objects.iter().filter(|o| o.names.iter().any(|n| n == name)).map(|o| m.start + o.offset));
-    }
-    out.sort_unstable();
+    let mut out: Vec<usize> = ranges_of(name).into_iter().map(|(start, _)| start).collect();
     out.dedup();
     out
 }
@@ -71,13 +65,8 @@ pub fn addresses_of(name: &str) -> Vec<usize> {
 /// `(start, size)` of every data object or function of that name, in any module.
 pub fn ranges_of(name: &str) -> Vec<(usize, usize)> {
     let modules = MODULES.read().clone();
-    let mut out = Vec::new();
-    for m in &modules {
-        let symbols = m.symbols();
-        let named = |names: &[String]| names.iter().any(|n| n == name);
-        out.extend(symbols.objects.iter().filter(|o| named(&o.names)).map(|o| (m.start + o.offset, o.size)));
-        out.extend(symbols.functions.iter().filter(|f| named(&f.names)).map(|f| (m.start + f.offset, f.size)));
-    }
+    let mut out: Vec<(usize, usize)> =
+        modules.iter().flat_map(|m| m.symbols().ranges_of(name).into_iter().map(|(offset, size)| (m.start + offset, size))).collect();
     out.sort_unstable();
     out.dedup();
     out

@@ -88,6 +88,20 @@ pub mod _ptap {
         crate::address_sets::clear(id)
     }
 
+    /// The ranges of set `id`, `(start, size)` in order of their starts.
+    #[pyfunction]
+    fn address_set_ranges(id: u64) -> Vec<(usize, usize)> {
+        crate::address_sets::ranges(id)
+    }
+
+    /// Makes set `id` hold the definitions of `name` in the modules that
+    /// load from now on: whole (`symbol_range`) or their first bytes (`symbol`).
+    #[pyfunction]
+    fn address_set_follow_symbol(id: u64, name: &str, whole: bool) {
+        let extent = if whole { crate::symbol_sets::Extent::Whole } else { crate::symbol_sets::Extent::Start };
+        crate::symbol_sets::follow(id, name, extent)
+    }
+
     /// Names of the function starting at `address`.
     #[pyfunction]
     fn names_at(address: usize) -> Vec<String> {

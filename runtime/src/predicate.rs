@@ -174,6 +174,17 @@ impl Predicate {
         }
     }
 
+    /// The address sets its leaves test, in the order they appear.
+    pub fn sets(&self) -> Vec<u64> {
+        use Predicate::*;
+        match self {
+            And(terms) | Or(terms) => terms.iter().flat_map(|t| t.sets()).collect(),
+            Not(a) => a.sets(),
+            InSet(_, id) => vec![*id],
+            Const(_) | Compare(..) | OneOf(..) | InRange(..) | Like(..) => Vec::new(),
+        }
+    }
+
     /// A copy with every module-relative function address (`"libfoo.so+0x1136"`)
     /// replaced by the absolute address `resolve` gives, or by -1 (which no
     /// function has) when `resolve` does not know the module.

@@ -99,6 +99,13 @@ impl SymbolTable {
         Some(SymbolTable { functions, objects })
     }
 
+    /// `(offset, size)` of every data object and function named `name`.
+    pub fn ranges_of(&self, name: &str) -> Vec<(usize, usize)> {
+        let named = |names: &[String]| names.iter().any(|n| n == name);
+        let objects = self.objects.iter().filter(|o| named(&o.names)).map(|o| (o.offset, o.size));
+        objects.chain(self.functions.iter().filter(|f| named(&f.names)).map(|f| (f.offset, f.size))).collect()
+    }
+
     /// The function containing `offset`, with the distance into it (the
     /// nearest symbol at or below; sizes are not trusted).
     pub fn lookup(&self, offset: usize) -> Option<(&FunctionSymbol, usize)> {
