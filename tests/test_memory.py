@@ -659,6 +659,50 @@ def test_thread_predicates_tested_inline_see_every_thread_or_none(trace, ftarget
     assert fields(lines, "[reads] ") == [["main", "1"], ["worker", "40000"]], lines
 
 
+EXECUTE_THREADS_SCRIPT = """\
+import collections, threading
+worker = symbol_range("worker").start
+counts = collections.Counter()
+lock = threading.Lock()
+
+@memory_execute((TEST) & (memory_address == worker + ADD))
+def add(ctx):
+    with lock:
+        counts["add", ctx.tid] += 1
+
+@memory_execute((TEST) & (memory_address == worker + JG))
+def jg(ctx):
+    with lock:
+        counts["jg", ctx.tid] += 1
+
+@process_exit
+def done(ctx):
+    for (what, tid), n in sorted(counts.items()):
+        print("[%s] %d %d" % (what, tid == ctx.pid, n))
+"""
+
+
+@pytest.mark.parametrize("test, seen", [("thread_id > 1", True), ("thread_id < 1", False)], ids=["every-thread", "no-thread"])
+def test_memory_execute_tests_threads_inline_with_and_without_live_flags(trace, ftarget, run_native, tmp_path, test, seen):
+    # The lock add writes the flags (none live before it); the jg that
+    # closes the loop reads them, so its thread test keeps them: the
+    # program's count shows that its loop ran as it does untraced.
+    path = ftarget("lock_counter")
+    worker = objdump_function(path, "worker")
+    (add,) = [pc - worker[0][0] for pc, _, t in worker if t.startswith("lock addl")]
+    (jg,) = [pc - worker[0][0] for pc, _, t in worker if t.startswith("jg")]
+    native = run_native(path)
+    script = EXECUTE_THREADS_SCRIPT.replace("TEST", test).replace("ADD", str(add)).replace("JG", str(jg))
+    result, lines = traced(trace, tmp_path, script, [path], options=())
+    check_untouched(result, native, lines)
+    if not seen:
+        assert lines == [], lines
+        return
+    for what in ("add", "jg"):
+        per_thread = fields(lines, f"[{what}] ")
+        assert per_thread == [["0", "5000"]] * 8, lines
+
+
 # ---------------------------------------------------------------------------
 # 8. A store that faults gives no write event
 

@@ -22,9 +22,9 @@
 
 use crate::instructions::Instruction;
 use crate::site_probes::{RunTimeFields, SiteProbe};
-use dr_sys::access::{Filter, MemoryOperand, PageMap, Scratch, ThreadTest};
+use dr_sys::access::{Filter, MemoryOperand, PageMap, Scratch};
 use dr_sys::ffi;
-use dr_sys::instrument::{Instr, InstrList, RawTlsWord};
+use dr_sys::instrument::{Instr, InstrList, RawTlsWord, ThreadTest};
 use dr_sys::process::DrContext;
 use dr_sys::syscall::SyscallRegisters;
 use once_cell::sync::OnceCell;
@@ -342,7 +342,11 @@ pub unsafe fn instrument(
     }
     let Some(scratch) = Scratch::choose(if operands.is_null() { instr } else { operands }, instr) else { return };
     if let Some(site) = execute {
-        dr_sys::instrument::insert_clean_call(dc, bb, instr, on_execute as *mut c_void, &[dr_sys::instrument::Arg::Word(site as *const _ as usize)]);
+        let args = [dr_sys::instrument::Arg::Word(site as *const _ as usize)];
+        match thread_test(tracer, site) {
+            Some(test) => dr_sys::instrument::insert_clean_call_for_threads(dc, bb, instr, test, on_execute as *mut c_void, &args),
+            None => dr_sys::instrument::insert_clean_call(dc, bb, instr, on_execute as *mut c_void, &args),
+        }
     }
     for (op, site) in &reads {
         dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(tracer, site), &filter_for(tracer, site), on_read as *mut c_void, *site as *const _ as usize);

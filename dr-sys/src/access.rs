@@ -5,7 +5,7 @@
 //! whether an access goes to the client.
 
 use crate::ffi;
-use crate::instrument::{Instr, InstrList, RawTlsWord};
+use crate::instrument::{Instr, InstrList, RawTlsWord, ThreadTest, FLAGS_SLOT};
 use crate::process::DrContext;
 use std::ffi::c_void;
 
@@ -129,7 +129,6 @@ pub struct Scratch {
 
 const SCRATCH_SLOTS: [ffi::dr_spill_slot_t; 3] =
     [ffi::dr_spill_slot_t::SPILL_SLOT_2, ffi::dr_spill_slot_t::SPILL_SLOT_3, ffi::dr_spill_slot_t::SPILL_SLOT_4];
-const FLAGS_SLOT: ffi::dr_spill_slot_t = ffi::dr_spill_slot_t::SPILL_SLOT_5;
 
 impl Scratch {
     /// Picks the registers for the code before `at` that computes the
@@ -183,15 +182,6 @@ pub enum Filter {
     Ranges { ranges: Vec<(usize, usize)>, size: usize },
     /// Call the client only when the page map marks the access's page.
     PageMap(PageMap),
-}
-
-/// A test of the running thread: the clean call is made only when the
-/// thread's `word` has one of the bits of `mask` set (`mask` is
-/// sign-extended to 64 bits).
-#[derive(Clone, Copy)]
-pub struct ThreadTest {
-    pub word: RawTlsWord,
-    pub mask: i32,
 }
 
 /// Inserts before `where_`: the address of `operand` into the thread's

@@ -244,6 +244,52 @@ pub unsafe fn insert_clean_call_if(dc: DrContext, bb: InstrList, where_: Instr, 
     meta(done);
 }
 
+/// A test of the running thread: the clean call is made only when the
+/// thread's `word` has one of the bits of `mask` set (`mask` is
+/// sign-extended to 64 bits).
+#[derive(Clone, Copy)]
+pub struct ThreadTest {
+    pub word: RawTlsWord,
+    pub mask: i32,
+}
+
+/// Where the arithmetic flags are kept while inline tests run.
+pub(crate) const FLAGS_SLOT: ffi::dr_spill_slot_t = ffi::dr_spill_slot_t::SPILL_SLOT_5;
+
+/// [`insert_clean_call`], made only when the running thread passes `test`:
+/// one `test` of its word and a branch, with the arithmetic flags saved
+/// around them only where the application reads them.
+///
+/// # Safety
+/// As for [`insert_clean_call`].
+pub unsafe fn insert_clean_call_for_threads(dc: DrContext, bb: InstrList, where_: Instr, test: ThreadTest, callee: *mut c_void, args: &[Arg]) {
+    let label = || ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
+    let meta = |instr: Instr| ffi::instrlist_meta_preinsert(bb, where_, instr);
+    let flags_live = arith_flags_live_at(where_);
+    let restore_flags = || {
+        if flags_live {
+            ffi::dr_restore_arith_flags(dc, bb, where_, FLAGS_SLOT);
+        }
+    };
+    //     [save flags]; test gs:[word], mask; jz skip; [restore flags]
+    //     <clean call>; jmp done
+    // skip: [restore flags]
+    // done: where_
+    let (skip, done) = (label(), label());
+    if flags_live {
+        ffi::dr_save_arith_flags(dc, bb, where_, FLAGS_SLOT);
+    }
+    let mask = ffi::opnd_create_immed_int(test.mask as ffi::ptr_int_t, ffi::OPSZ_4 as ffi::opnd_size_t);
+    meta(ffi::instr_create_0dst_2src(dc, ffi::OP_test as i32, test.word.operand(), mask));
+    meta(ffi::instr_create_0dst_1src(dc, ffi::OP_jz as i32, ffi::opnd_create_instr(skip)));
+    restore_flags();
+    insert_clean_call(dc, bb, where_, callee, args);
+    meta(ffi::instr_create_0dst_1src(dc, ffi::OP_jmp as i32, ffi::opnd_create_instr(done)));
+    meta(skip);
+    restore_flags();
+    meta(done);
+}
+
 /// Whether the code cache holds a fragment starting at `pc`.
 ///
 /// # Safety
