@@ -95,11 +95,13 @@ fn matched_against(kind: ProbeKind) -> Option<&'static str> {
     }
 }
 
-/// For a predicate that follows symbols no module defined yet, the reason
-/// it would match nothing if none of them ever loaded.
+/// For a predicate that can match only addresses of symbols no module
+/// defined yet, the reason it matches nothing if none of them ever loads.
+/// (A predicate that also accepts other addresses may match without them.)
 fn followed_symbols(predicate: &Predicate) -> Option<String> {
-    let names: Vec<String> = predicate.sets().into_iter().filter_map(symbol_sets::followed_by).map(|n| format!("'{n}'")).collect();
-    (!names.is_empty()).then(|| format!("no module that loaded defines {}", names.join(" or ")))
+    let footprint = predicate.address_footprint().filter(|f| f.ranges.is_empty() && !f.sets.is_empty())?;
+    let names: Option<Vec<String>> = footprint.sets.into_iter().map(|id| symbol_sets::followed_by(id).map(|n| format!("'{n}'"))).collect();
+    Some(format!("no module that loaded defines {}", names?.join(" or ")))
 }
 
 /// Why nothing matched, in the predicate's own words: the name it asked

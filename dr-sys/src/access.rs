@@ -246,8 +246,7 @@ pub unsafe fn insert_access_test(
     // skip: restore
     // done:
     if let Some(test) = threads {
-        meta(ffi::instr_create_0dst_2src(dc, ffi::OP_test as i32, test.word.operand(), imm(test.mask as i64, ffi::OPSZ_4)));
-        meta(jump(ffi::OP_jz, skip));
+        test.insert_jump_unless_passed(dc, bb, where_, skip);
     }
     if let Filter::Ranges { ranges, size } = filter {
         // The access [addr, addr + size) meets [start, end) when

@@ -253,6 +253,19 @@ pub struct ThreadTest {
     pub mask: i32,
 }
 
+impl ThreadTest {
+    /// Inserts before `where_`: `test gs:[word], mask; jz skip` (it sets
+    /// the arithmetic flags: the caller saves them where they are live).
+    ///
+    /// # Safety
+    /// In an insertion callback of thread `dc`; `skip` a label of `bb`.
+    pub unsafe fn insert_jump_unless_passed(self, dc: DrContext, bb: InstrList, where_: Instr, skip: Instr) {
+        let mask = ffi::opnd_create_immed_int(self.mask as ffi::ptr_int_t, ffi::OPSZ_4 as ffi::opnd_size_t);
+        ffi::instrlist_meta_preinsert(bb, where_, ffi::instr_create_0dst_2src(dc, ffi::OP_test as i32, self.word.operand(), mask));
+        ffi::instrlist_meta_preinsert(bb, where_, ffi::instr_create_0dst_1src(dc, ffi::OP_jz as i32, ffi::opnd_create_instr(skip)));
+    }
+}
+
 /// Where the arithmetic flags are kept while inline tests run.
 pub(crate) const FLAGS_SLOT: ffi::dr_spill_slot_t = ffi::dr_spill_slot_t::SPILL_SLOT_5;
 
@@ -279,9 +292,7 @@ pub unsafe fn insert_clean_call_for_threads(dc: DrContext, bb: InstrList, where_
     if flags_live {
         ffi::dr_save_arith_flags(dc, bb, where_, FLAGS_SLOT);
     }
-    let mask = ffi::opnd_create_immed_int(test.mask as ffi::ptr_int_t, ffi::OPSZ_4 as ffi::opnd_size_t);
-    meta(ffi::instr_create_0dst_2src(dc, ffi::OP_test as i32, test.word.operand(), mask));
-    meta(ffi::instr_create_0dst_1src(dc, ffi::OP_jz as i32, ffi::opnd_create_instr(skip)));
+    test.insert_jump_unless_passed(dc, bb, where_, skip);
     restore_flags();
     insert_clean_call(dc, bb, where_, callee, args);
     meta(ffi::instr_create_0dst_1src(dc, ffi::OP_jmp as i32, ffi::opnd_create_instr(done)));
