@@ -41,6 +41,9 @@ FUNCTION_TARGETS = (
     "secret_read",
     "lock_counter",
     "fault_store",
+    "branchy_O0",
+    "branchy_O2",
+    "libbranchplugin.so",
 )
 
 

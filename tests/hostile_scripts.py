@@ -171,6 +171,12 @@ def _memory_write_sites(target, heat):
     return [p for p in _memory_sites(target, heat) if p.split('"')[1] not in NO_WRITES]
 
 
+def _branch_sites(target, heat):
+    # The branches of functions the target calls a few times, never a hot
+    # function's; workers.c's straight-line functions have none.
+    return [p for p in _memory_sites(target, heat) if p.split('"')[1] not in NO_WRITES]
+
+
 def _module_sites(target, heat):
     return ['module_name == "libc.so.6"', 'module_name.like("l*")', None] if heat != "hot" else []
 
@@ -242,8 +248,12 @@ PROBE_KINDS = {
     "memory_execute": ProbeKind(
         "memory_execute", True, _memory_sites, fields=MEMORY_FIELDS, code_addr="ctx.pc",
     ),
-    # Declared, refused until issue 13 lands.
-    "branch": ProbeKind("branch", False, decl="branch(branch_taken == True)"),
+    "branch": ProbeKind(
+        "branch", True, _branch_sites,
+        fields=("taken", "target", "fallthrough", "pc", "instruction", "condition", "function_name", "module", "regs",
+                "backtrace"),
+        writable=("taken",), code_addr="ctx.pc",
+    ),
 }
 
 #: Every field some kind has: reading one a kind lacks is an AttributeError.
@@ -722,7 +732,7 @@ def generate(seed, index):
 
     b.closes_stdout = rng.random() < 0.08
     fatal = rng.random() < 0.1
-    refused = not fatal and rng.random() < 0.04
+    refused = not fatal and rng.random() < 0.04 and any(not pk.runs for pk in PROBE_KINDS.values())
     if not fatal and rng.random() < 0.2:
         effects = [e for e in EFFECTS if e.target == target.name]
         if effects:

@@ -181,44 +181,6 @@ def test_verbose_banner_adds_detail(trace, target, tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# Probes this version cannot run
-
-
-UNSUPPORTED = [
-    ("branch()", "branch"),
-]
-
-
-@pytest.mark.parametrize("decorator, kind", UNSUPPORTED, ids=[k for _, k in UNSUPPORTED])
-def test_unsupported_probe_is_refused(trace, target, decorator, kind):
-    script = (
-        "@process_exit\ndef fine(ctx):\n    print('process_exit ran')\n"
-        f"@{decorator}\ndef unsupported(ctx):\n    pass\n"
-    )
-    result = trace(script, target("hello"))
-    assert result.returncode == 2, str(result)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("processtap:")]
-    assert len(errors) == 1, str(result)
-    assert errors[0].startswith("processtap: this version cannot yet run these probes: "), str(result)
-    assert f"{kind} (unsupported)" in errors[0], str(result)
-    assert "fine" not in errors[0], "process_exit is supported, yet listed\n" + str(result)
-    assert "hello, world" not in result.stdout, str(result)
-    assert "process_exit ran" not in result.stdout, str(result)
-
-
-def test_every_unsupported_probe_is_named(trace, target):
-    script = (
-        '@branch()\ndef f(ctx):\n    pass\n'
-        '@branch(branch_taken == True)\ndef g(ctx):\n    pass\n'
-    )
-    result = trace(script, target("hello"))
-    assert result.returncode == 2, str(result)
-    line = the_error_line(result)
-    assert "branch (f)" in line and "branch (g)" in line, str(result)
-    assert result.stdout == "", str(result)
-
-
-# ---------------------------------------------------------------------------
 # '#!/usr/bin/env processtap'
 
 

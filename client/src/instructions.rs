@@ -1,17 +1,43 @@
-//! The instruction-level layer that memory probes (and branch probes, when
-//! they come) share: drreg, drutil and drx set up once; blocks rewritten
-//! so that each access is one instruction's (`rep` loops, gathers and
-//! scatters expanded); and, for each application instruction, what is
-//! known of it when its block is built (its address, module and
-//! function), handed to the probe classes that instrument it.
+//! The instruction-level layer that memory and branch probes share:
+//! drreg, drutil and drx set up once; blocks rewritten so that each
+//! access is one instruction's (`rep` loops, gathers and scatters
+//! expanded) when memory probes need it; for each application
+//! instruction, what is known of it when its block is built (its address,
+//! module and function), handed to the probe classes that instrument it;
+//! and the thread word that lets their inline code skip threads no probe
+//! there wants.
 
+use crate::site_probes::{RunTimeFields, SiteProbe};
 use dr_sys::ffi;
-use dr_sys::instrument::{self, Instr, InstrList};
+use dr_sys::instrument::{self, Instr, InstrList, RawTlsWord, ThreadTest};
 use dr_sys::process::DrContext;
+use once_cell::sync::OnceCell;
 use ptap_runtime::interned::intern;
+use ptap_runtime::predicate::{EventFields, Predicate, Variable};
+use ptap_runtime::probe::{Probe, ProbeKind};
 use ptap_runtime::symbols::SymbolTable;
 use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::ffi::c_void;
 use std::sync::Arc;
+
+/// Whether probes of `kind` instrument instructions.
+pub fn handles(kind: ProbeKind) -> bool {
+    crate::memory::handles(kind) || crate::branches::handles(kind)
+}
+
+struct Layer {
+    probes: &'static [Probe],
+    /// Whether the script has memory probes (which need accesses made
+    /// one per instruction, and each instruction looked at).
+    memory: bool,
+    /// The probes that may fire in the running thread (see
+    /// [`thread_bits`]); `None` when DynamoRIO had no slot left, and
+    /// threads are then told apart in the clean calls only.
+    threads: Option<RawTlsWord>,
+}
+
+static LAYER: OnceCell<Layer> = OnceCell::new();
 
 /// What a block's builder knows of one application instruction.
 #[derive(Clone)]
@@ -59,19 +85,140 @@ impl Instruction {
     }
 }
 
-/// Starts the layer when some probe class needs it; false if DynamoRIO's
-/// extensions could not start.
-pub fn install() -> bool {
-    if !dr_sys::access::init() {
-        return false;
+/// Sets up the layer and the memory and branch probes of `probes`, if
+/// there are any; an error says what DynamoRIO could not give them.
+pub fn install(probes: &'static [Probe]) -> Result<(), String> {
+    if !probes.iter().any(|p| handles(p.kind)) {
+        return Ok(());
     }
+    if !dr_sys::access::init() {
+        return Err("memory and branch probes need DynamoRIO's drreg, drutil and drx, which could not start".into());
+    }
+    let memory = probes.iter().any(|p| crate::memory::handles(p.kind));
+    let _ = LAYER.set(Layer { probes, memory, threads: RawTlsWord::allocate() });
+    crate::memory::install(probes)?;
+    crate::branches::install(probes)?;
     // SAFETY: registering plain extern "C" callbacks with the signatures
     // drmgr expects (drmgr is initialised by the lifecycle events).
     unsafe {
         ffi::drmgr_register_bb_app2app_event(Some(on_app2app), std::ptr::null_mut());
         ffi::drmgr_register_bb_instrumentation_event(None, Some(on_instruction), std::ptr::null_mut());
+        ffi::drmgr_register_thread_init_event(Some(on_thread_init));
+        ffi::dr_register_fork_init_event(Some(on_fork));
     }
-    true
+    Ok(())
+}
+
+/// The bit of the probe at `index` in a thread's word and in a site's
+/// mask: its own for the first 31, then bits 31 to 63 for all the others
+/// (so that a 32-bit immediate, sign-extended, tests them).
+fn thread_bit(index: usize) -> u64 {
+    if index < 31 { 1 << index } else { !0 << 31 }
+}
+
+/// The bits of the probes that may fire in thread `tid` of process `pid`:
+/// those whose predicates are not false for it whatever the rest.
+fn thread_bits(layer: &Layer, tid: u32, pid: u32) -> u64 {
+    let fields = RunTimeFields { tid, pid };
+    let later: Vec<Variable> = Variable::ALL.into_iter().filter(|v| !matches!(v, Variable::ThreadId | Variable::ProcessId)).collect();
+    layer
+        .probes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| handles(p.kind) && p.predicate.residual(&fields, &later) != Predicate::Const(false))
+        .fold(0, |bits, (i, _)| bits | thread_bit(i))
+}
+
+/// The mask of a site whose probes all depend on the thread: the clean
+/// call is worth making only in threads with one of its bits.
+pub fn thread_mask(probes: &[SiteProbe]) -> Option<i32> {
+    let by_thread = |sp: &SiteProbe| sp.predicate.as_ref().is_some_and(|p| p.mentions(Variable::ThreadId) || p.mentions(Variable::ProcessId));
+    probes.iter().all(by_thread).then(|| probes.iter().fold(0, |m, sp| m | thread_bit(sp.probe)) as i32)
+}
+
+/// The inline test of the thread for a site of `mask`, if it has one.
+pub fn thread_test(mask: Option<i32>) -> Option<ThreadTest> {
+    Some(ThreadTest { word: LAYER.get()?.threads?, mask: mask? })
+}
+
+/// Sets the running thread's word of [`thread_bits`].
+///
+/// # Safety
+/// On thread `dc`, in one of its DynamoRIO events.
+unsafe fn publish_thread_bits(dc: DrContext) {
+    let Some(layer) = LAYER.get() else { return };
+    if let Some(word) = layer.threads {
+        word.set(thread_bits(layer, dr_sys::process::tid_of(dc), dr_sys::process::pid()) as usize);
+    }
+}
+
+unsafe extern "C" fn on_thread_init(dc: *mut c_void) {
+    publish_thread_bits(dc as DrContext);
+}
+
+unsafe extern "C" fn on_fork(dc: *mut c_void) {
+    // A new process and thread: the pid and tid predicates see other ids.
+    dr_sys::process::forget_pid();
+    publish_thread_bits(dc as DrContext);
+}
+
+/// The probes of `probes` that `wanted` names (by index) and that may fire
+/// at an event of `instruction`, each with what is left of its predicate
+/// to test when the event happens (`runtime`'s variables), and the name of
+/// the instruction's function to report. `fields(name)` gives what a
+/// predicate knows at block building with `name` as `function_name`: a
+/// function has aliases (`calloc`, `__libc_calloc`), and a predicate on
+/// the name matches when one of them does, reported as that one.
+pub fn site_probes<F: EventFields>(
+    probes: &[Probe],
+    wanted: impl Fn(usize, &Probe) -> bool,
+    instruction: &Instruction,
+    runtime: &[Variable],
+    fields: impl Fn(Option<&'static str>) -> F,
+) -> (Vec<SiteProbe>, Option<&'static str>) {
+    let names: Vec<Option<&'static str>> =
+        if instruction.function_names.is_empty() { vec![None] } else { instruction.function_names.iter().map(|&n| Some(n)).collect() };
+    let mut chosen = Vec::new();
+    let mut matched_name = None;
+    for (i, p) in probes.iter().enumerate().filter(|(i, p)| wanted(*i, p)) {
+        let decided = names.iter().find_map(|&function| match p.predicate.residual(&fields(function), runtime) {
+            Predicate::Const(false) => None,
+            Predicate::Const(true) => Some((function, None)),
+            rest => Some((function, Some(rest))),
+        });
+        let Some((name, rest)) = decided else { continue };
+        matched_name = matched_name.or(name);
+        chosen.push(SiteProbe { probe: i, name, predicate: rest });
+    }
+    (chosen, matched_name.or(instruction.function_names.first().copied()))
+}
+
+/// The lasting copies of a probe class's sites, which the code cache
+/// points to. DynamoRIO builds the same instruction again and again (into
+/// a trace once it is hot, after a flush, each time a library loads again
+/// at the same address); an equal site built before is reused, so memory
+/// grows with the distinct sites, not with the builds.
+pub struct KeptSites<T: 'static> {
+    by_pc: Mutex<Option<HashMap<usize, Vec<&'static T>>>>,
+}
+
+impl<T: PartialEq> KeptSites<T> {
+    pub const fn new() -> Self {
+        KeptSites { by_pc: Mutex::new(None) }
+    }
+
+    /// The lasting copy of `site`, the instruction at `pc`'s, and whether
+    /// it is new.
+    pub fn keep(&self, pc: usize, site: T) -> (&'static T, bool) {
+        let mut sites = self.by_pc.lock();
+        let built = sites.get_or_insert_with(HashMap::new).entry(pc).or_default();
+        if let Some(&kept) = built.iter().find(|&&kept| *kept == site) {
+            return (kept, false);
+        }
+        let kept: &'static T = Box::leak(Box::new(site));
+        built.push(kept);
+        (kept, true)
+    }
 }
 
 unsafe extern "C" fn on_app2app(
@@ -81,7 +228,9 @@ unsafe extern "C" fn on_app2app(
     _for_trace: ffi::bool_,
     _translating: ffi::bool_,
 ) -> ffi::dr_emit_flags_t {
-    dr_sys::access::expand_for_accesses(dc, bb);
+    if LAYER.get().is_some_and(|l| l.memory) {
+        dr_sys::access::expand_for_accesses(dc, bb);
+    }
     ffi::dr_emit_flags_t::DR_EMIT_DEFAULT
 }
 
@@ -100,6 +249,19 @@ unsafe extern "C" fn on_instruction(
     let operands = dr_sys::access::instruction_for_operands(dc);
     let fetched = dr_sys::access::instruction_for_fetch(dc);
     let at = |i: Instr| (!i.is_null()).then(|| Instruction::at(instrument::app_pc(i)));
-    crate::memory::instrument(dc, bb, instr, first, operands, at(operands), fetched, at(fetched));
-    ffi::dr_emit_flags_t::DR_EMIT_DEFAULT
+    // A block ends at a conditional branch; the one ending an expanded
+    // `rep` loop is DynamoRIO's, not the application's (its fetch is
+    // the `rep` instruction's).
+    let branch = fetched == instr && ffi::drmgr_is_last_instr(dc, instr) != 0 && ffi::instr_is_cbr(instr) != 0;
+    let memory = LAYER.get().is_some_and(|l| l.memory);
+    // Looking an instruction up (a symbol search, its names interned) only
+    // for the instructions a probe class looks at.
+    let fetched_at = if memory || branch { at(fetched) } else { None };
+    if memory {
+        crate::memory::instrument(dc, bb, instr, first, operands, at(operands), fetched, fetched_at.clone());
+    }
+    match fetched_at.filter(|_| branch) {
+        Some(at) if crate::branches::instrument(dc, bb, instr, &at) => ffi::dr_emit_flags_t::DR_EMIT_STORE_TRANSLATIONS,
+        _ => ffi::dr_emit_flags_t::DR_EMIT_DEFAULT,
+    }
 }

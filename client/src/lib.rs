@@ -12,6 +12,7 @@
 //! writes and executes, on the instruction-level layer [`instructions`].
 
 mod banner;
+mod branches;
 mod environment;
 mod fd_guard;
 mod functions;

@@ -16,11 +16,6 @@ use ptap_runtime::probe::{Probe, ProbeKind};
 use ptap_runtime::Runtime;
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
-/// The probe kinds this module runs.
-pub fn handles(kind: ProbeKind) -> bool {
-    matches!(kind, ProbeKind::ProcessExit | ProbeKind::ThreadStart | ProbeKind::ThreadExit | ProbeKind::ModuleLoad)
-}
-
 struct Tracer {
     runtime: Runtime,
     banner: Banner,
@@ -69,8 +64,8 @@ pub fn install(runtime: Runtime, banner: Banner) {
         ffi::dr_register_fork_init_event(Some(on_fork));
     }
     crate::syscalls::install(&tracer.runtime.probes);
-    if let Err(message) = crate::memory::install(&tracer.runtime.probes) {
-        tracer.banner.message(&format!("[!] {message}: memory probes are off"));
+    if let Err(message) = crate::instructions::install(&tracer.runtime.probes) {
+        tracer.banner.message(&format!("[!] {message}: they are off"));
     }
 }
 
@@ -250,6 +245,9 @@ unsafe extern "C" fn on_exit() {
         ptap_runtime::flush();
         if let Some(n) = crate::memory::instrumented_instructions() {
             tracer.banner.verbose(&format!("memory: {n} instructions instrumented"));
+        }
+        if let Some(summary) = crate::branches::summary() {
+            tracer.banner.verbose(&summary);
         }
         crate::match_reports::warn_at_exit();
         for p in tracer.runtime.probes.iter().filter(|p| p.error_count() > 0) {

@@ -20,8 +20,8 @@
 //! signal clears what it left pending. A `call`, after which the callee
 //! runs, is the exception: its push is made and reported before it.
 
-use crate::instructions::Instruction;
-use crate::site_probes::{RunTimeFields, SiteProbe};
+use crate::instructions::{Instruction, KeptSites};
+use crate::site_probes::SiteProbe;
 use dr_sys::access::{Filter, MemoryOperand, PageMap, Scratch};
 use dr_sys::ffi;
 use dr_sys::instrument::{Instr, InstrList, RawTlsWord, ThreadTest};
@@ -32,11 +32,9 @@ use ptap_runtime::address_sets;
 use ptap_runtime::call::CallState;
 use ptap_runtime::context::{Access, Fields, HitContext, MemoryFields};
 use ptap_runtime::dispatch::call_handlers_with;
-use ptap_runtime::predicate::{EventFields, Footprint, Predicate, Value, Variable};
+use ptap_runtime::predicate::{EventFields, Footprint, Value, Variable};
 use ptap_runtime::probe::{Probe, ProbeKind};
-use parking_lot::Mutex;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -56,15 +54,11 @@ struct Tracer {
     address: RawTlsWord,
     /// Non-zero while a write waits for its after-instruction clean call.
     pending: RawTlsWord,
-    /// The probes that may fire in the running thread (see [`thread_bits`]);
-    /// `None` when DynamoRIO had no slot left, and threads are then told
-    /// apart in the clean call only.
-    threads: Option<RawTlsWord>,
     page_map: PageMap,
     instrumented: AtomicU64,
-    /// Every site built so far, by instruction address (see [`keep`]).
-    sites: Mutex<HashMap<usize, Vec<&'static AccessSite>>>,
 }
+
+static SITES: KeptSites<AccessSite> = KeptSites::new();
 
 static TRACER: OnceCell<Tracer> = OnceCell::new();
 
@@ -81,50 +75,9 @@ struct AccessSite {
     /// The address of the next instruction (what a call pushes).
     next_pc: usize,
     probes: Vec<SiteProbe>,
-    /// The bits of [`thread_bits`] for which the site's clean call is
-    /// worth making, when every probe there depends on the thread.
+    /// The thread bits for which the site's clean call is worth making
+    /// (see [`crate::instructions::thread_mask`]).
     thread_mask: Option<i32>,
-}
-
-/// The bit of the probe at `index` in a thread's word and in a site's
-/// mask: its own for the first 31, then bits 31 to 63 for all the others
-/// (so that a 32-bit immediate, sign-extended, tests them).
-fn thread_bit(index: usize) -> u64 {
-    if index < 31 { 1 << index } else { !0 << 31 }
-}
-
-/// The bits of the probes that may fire in thread `tid` of process `pid`:
-/// those whose predicates are not false for it whatever the rest.
-fn thread_bits(tracer: &Tracer, tid: u32, pid: u32) -> u64 {
-    let fields = RunTimeFields { tid, pid };
-    let later: Vec<Variable> = Variable::ALL.into_iter().filter(|v| !matches!(v, Variable::ThreadId | Variable::ProcessId)).collect();
-    tracer
-        .probes
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| handles(p.kind) && p.predicate.residual(&fields, &later) != Predicate::Const(false))
-        .fold(0, |bits, (i, _)| bits | thread_bit(i))
-}
-
-/// Sets the running thread's word of [`thread_bits`].
-///
-/// # Safety
-/// On thread `dc`, in one of its DynamoRIO events.
-unsafe fn publish_thread_bits(dc: DrContext) {
-    let Some(tracer) = TRACER.get() else { return };
-    if let Some(word) = tracer.threads {
-        word.set(thread_bits(tracer, dr_sys::process::tid_of(dc), dr_sys::process::pid()) as usize);
-    }
-}
-
-unsafe extern "C" fn on_thread_init(dc: *mut c_void) {
-    publish_thread_bits(dc as DrContext);
-}
-
-unsafe extern "C" fn on_fork(dc: *mut c_void) {
-    // A new process and thread: the pid and tid predicates see other ids.
-    dr_sys::process::forget_pid();
-    publish_thread_bits(dc as DrContext);
 }
 
 const KINDS: [(ProbeKind, Access); 3] =
@@ -160,17 +113,9 @@ pub fn install(probes: &'static [Probe]) -> Result<(), String> {
         chunk_shift: address_sets::CHUNK_SHIFT as u8,
         page_shift: address_sets::PAGE_SHIFT as u8,
     };
-    let threads = RawTlsWord::allocate();
-    let tracer = Tracer { probes, any, address, pending, threads, page_map, instrumented: AtomicU64::new(0), sites: Mutex::new(HashMap::new()) };
-    if TRACER.set(tracer).is_err() || !crate::instructions::install() {
-        return Err("memory probes need DynamoRIO's drreg, drutil and drx, which could not start".into());
-    }
+    let _ = TRACER.set(Tracer { probes, any, address, pending, page_map, instrumented: AtomicU64::new(0) });
     // SAFETY: a plain extern "C" callback with the signature drmgr expects.
-    unsafe {
-        ffi::drmgr_register_signal_event(Some(on_signal));
-        ffi::drmgr_register_thread_init_event(Some(on_thread_init));
-        ffi::dr_register_fork_init_event(Some(on_fork));
-    }
+    unsafe { ffi::drmgr_register_signal_event(Some(on_signal)) };
     Ok(())
 }
 
@@ -214,49 +159,18 @@ fn span(address: usize, size: usize) -> Value {
 fn decide_site(tracer: &Tracer, access: Access, instruction: &Instruction, size: usize, known_address: Option<usize>, next_pc: usize) -> Option<&'static AccessSite> {
     let kind = kind_of(access);
     let runtime: &[Variable] = if known_address.is_some() { &RUN_TIME_WITH_ADDRESS } else { &RUN_TIME_VARIABLES };
-    // A function has aliases; a predicate on function_name matches when
-    // one of them does, and ctx.function_name is the one that matched.
-    let names: Vec<Option<&'static str>> =
-        if instruction.function_names.is_empty() { vec![None] } else { instruction.function_names.iter().map(|&n| Some(n)).collect() };
-    let mut probes = Vec::new();
-    let mut matched_name = None;
-    for (i, p) in tracer.probes.iter().enumerate().filter(|(_, p)| p.kind == kind) {
-        let decided = names.iter().find_map(|&function| {
-            let fields = StaticFields { instruction, function, size, known_address };
-            match p.predicate.residual(&fields, runtime) {
-                Predicate::Const(false) => None,
-                Predicate::Const(true) => Some((function, None)),
-                rest => Some((function, Some(rest))),
-            }
-        });
-        let Some((name, rest)) = decided else { continue };
-        matched_name = matched_name.or(name);
-        probes.push(SiteProbe { probe: i, name, predicate: rest });
-    }
+    let (probes, function) = crate::instructions::site_probes(tracer.probes, |_, p| p.kind == kind, instruction, runtime, |function| StaticFields {
+        instruction,
+        function,
+        size,
+        known_address,
+    });
     if probes.is_empty() {
         return None;
     }
-    let function = matched_name.or(instruction.function_names.first().copied());
-    let by_thread = |sp: &SiteProbe| sp.predicate.as_ref().is_some_and(|p| p.mentions(Variable::ThreadId) || p.mentions(Variable::ProcessId));
-    let thread_mask = probes.iter().all(by_thread).then(|| probes.iter().fold(0, |m, sp| m | thread_bit(sp.probe)) as i32);
+    let thread_mask = crate::instructions::thread_mask(&probes);
     let site = AccessSite { access, pc: instruction.pc, size, known_address, module: instruction.module, function, next_pc, probes, thread_mask };
-    Some(keep(tracer, site))
-}
-
-/// The lasting copy of `site`, which the code cache points to. DynamoRIO
-/// builds the same instruction again and again (into a trace once it is
-/// hot, after a flush, each time a library loads again at the same
-/// address); an equal site built before is reused, so memory grows with
-/// the distinct sites, not with the builds.
-fn keep(tracer: &Tracer, site: AccessSite) -> &'static AccessSite {
-    let mut sites = tracer.sites.lock();
-    let built = sites.entry(site.pc).or_default();
-    if let Some(&kept) = built.iter().find(|&&kept| *kept == site) {
-        return kept;
-    }
-    let kept: &'static AccessSite = Box::leak(Box::new(site));
-    built.push(kept);
-    kept
+    Some(SITES.keep(site.pc, site).0)
 }
 
 /// Whether the inline page-map test may stand before the site's clean
@@ -278,8 +192,8 @@ fn filter_for(tracer: &Tracer, site: &AccessSite) -> Filter {
 }
 
 /// The inline test of the thread for the site, if it has one.
-fn thread_test(tracer: &Tracer, site: &AccessSite) -> Option<ThreadTest> {
-    Some(ThreadTest { word: tracer.threads?, mask: site.thread_mask? })
+fn thread_test(site: &AccessSite) -> Option<ThreadTest> {
+    crate::instructions::thread_test(site.thread_mask)
 }
 
 /// Most constant ranges compared inline before the page map is used instead.
@@ -343,17 +257,17 @@ pub unsafe fn instrument(
     let Some(scratch) = Scratch::choose(if operands.is_null() { instr } else { operands }, instr) else { return };
     if let Some(site) = execute {
         let args = [dr_sys::instrument::Arg::Word(site as *const _ as usize)];
-        match thread_test(tracer, site) {
+        match thread_test(site) {
             Some(test) => dr_sys::instrument::insert_clean_call_for_threads(dc, bb, instr, test, on_execute as *mut c_void, &args),
             None => dr_sys::instrument::insert_clean_call(dc, bb, instr, on_execute as *mut c_void, &args),
         }
     }
     for (op, site) in &reads {
-        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(tracer, site), &filter_for(tracer, site), on_read as *mut c_void, *site as *const _ as usize);
+        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(site), &filter_for(tracer, site), on_read as *mut c_void, *site as *const _ as usize);
     }
     let before = if is_call { on_call_write as *mut c_void } else { before_write as *mut c_void };
     for (op, site) in &writes {
-        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(tracer, site), &filter_for(tracer, site), before, *site as *const _ as usize);
+        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(site), &filter_for(tracer, site), before, *site as *const _ as usize);
     }
     if !writes.is_empty() && !is_call {
         if ffi::drmgr_is_last_instr(dc, instr) != 0 {

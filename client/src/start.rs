@@ -54,17 +54,6 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
         Err(StartError::Tracer(message)) => return give_up(first_program, &message, &exe),
     };
 
-    let unsupported: Vec<String> = runtime
-        .probes
-        .iter()
-        .filter(|p| !lifecycle::handles(p.kind) && !crate::functions::handles(p.kind) && !crate::syscalls::handles(p.kind) && !crate::memory::handles(p.kind))
-        .map(|p| format!("{} ({})", p.kind.name(), p.name))
-        .collect();
-    if !unsupported.is_empty() {
-        let message = format!("this version cannot yet run these probes: {}", unsupported.join(", "));
-        return give_up(first_program, &message, &exe);
-    }
-
     crate::match_reports::start(&runtime.probes, first_program);
     let banner = banner::Banner::new(&options);
     banner.header(&exe, &script.name, &runtime);

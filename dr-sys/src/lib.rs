@@ -8,9 +8,9 @@
 //! ([`memory`]), the modules of the target ([`module`]), the machine
 //! context ([`mcontext`]), the vector-register state ([`simd`]), system
 //! calls ([`syscall`]), function wrapping ([`wrap`]), the clean calls
-//! inserted while blocks are built ([`instrument`]) and the
+//! inserted while blocks are built ([`instrument`]), the
 //! instruction-level layer of memory accesses ([`access`]: drreg, drutil,
-//! drx).
+//! drx) and of conditional branches ([`branch`]).
 //!
 //! The DynamoRIO extensions (drmgr, ...) are linked statically: see
 //! `build.rs`.
@@ -18,6 +18,7 @@
 pub use dynamorio_sys as ffi;
 
 pub mod access;
+pub mod branch;
 pub mod instrument;
 pub mod loader;
 pub mod mcontext;

@@ -124,10 +124,11 @@ PROBE_KINDS = {
             _MEMORY_FIELDS,
         ),
         ProbeKind(
-            "branch", "at a conditional branch",
-            ("process_id", "thread_id", "module_name", "branch_taken",
-             "instruction_address"),
-            ("taken", "target", "fallthrough"),
+            "branch", "at a conditional branch, before control moves",
+            ("process_id", "thread_id", "module_name", "function_name",
+             "instruction_address", "branch_taken"),
+            ("taken", "target", "fallthrough", "pc", "instruction", "condition",
+             "function_name", "module", "regs", "backtrace"),
         ),
         ProbeKind(
             "process_exit", "when the process exits",
@@ -159,13 +160,14 @@ class Probe(Record):
     *predicate* chooses the events the handler is called for
     (:data:`~ptap.predicates.ALWAYS` when the probe was declared without
     one); *handler* is the function called with the ctx object, and
-    *name* its qualified name, as the banner prints it.
+    *name* its qualified name, as the banner prints it. *once* (branch
+    probes only) asks for one event per direction of each branch.
     """
 
-    __slots__ = ("kind", "predicate", "handler", "name")
+    __slots__ = ("kind", "predicate", "handler", "name", "once")
 
-    def __init__(self, kind, predicate, handler, name):
-        init(self, kind, predicate, handler, name)
+    def __init__(self, kind, predicate, handler, name, once=False):
+        init(self, kind, predicate, handler, name, once)
 
     @property
     def banner_kind(self):
@@ -174,7 +176,8 @@ class Probe(Record):
 
     def describe(self):
         """Return the banner's line for the probe: ``(module.name like "libc*") on_load``."""
-        return f"{self.predicate} {self.name}"
+        once = " once" if self.once else ""
+        return f"{self.predicate}{once} {self.name}"
 
 
 class Registry:
@@ -303,9 +306,16 @@ def memory_execute(predicate=None, /):
     return _declare("memory_execute", predicate)
 
 
-def branch(predicate=None, /):
-    """Call the handler at each matching conditional branch."""
-    return _declare("branch", predicate)
+def branch(predicate=None, /, *, once=False):
+    """Call the handler at each matching conditional branch.
+
+    With *once* true, the handler is called the first time each branch
+    goes each way (at most twice per branch), and that direction then
+    runs uninstrumented.
+    """
+    if not isinstance(once, bool):
+        raise TypeError(f"branch(once=...) takes True or False, not {once!r}")
+    return _declare("branch", predicate, once)
 
 
 def process_exit(predicate=None, /):
@@ -328,18 +338,19 @@ def module_load(predicate=None, /):
     return _declare("module_load", predicate)
 
 
-def _declare(kind, argument):
+def _declare(kind, argument, once=False):
     """Do the work of the decorator *kind* called with *argument*.
 
     *argument* is a predicate (return a decorator), ``None`` (likewise, with
     :data:`ALWAYS`) or the handler itself (register it and return it).
+    *once* is the probe's :attr:`Probe.once`.
     """
     if argument is None:
         predicate = ALWAYS
     elif isinstance(argument, Predicate):
         predicate = argument
     elif callable(argument):
-        return _register(kind, ALWAYS, argument)
+        return _register(kind, ALWAYS, argument, once)
     else:
         raise TypeError(
             f"{kind}() takes a predicate such as (function_name == \"malloc\") "
@@ -347,12 +358,12 @@ def _declare(kind, argument):
         )
 
     def decorator(handler):
-        return _register(kind, predicate, handler)
+        return _register(kind, predicate, handler, once)
 
     return decorator
 
 
-def _register(kind, predicate, handler):
+def _register(kind, predicate, handler, once=False):
     """Check a probe, add it to the current registry and return *handler*."""
     if not callable(handler):
         raise TypeError(
@@ -364,7 +375,7 @@ def _register(kind, predicate, handler):
     _check_depth(kind, name, predicate)
     _check_variables(kind, name, predicate)
     _check_syscall_names(kind, name, predicate)
-    probe = Probe(kind=kind, predicate=predicate, handler=handler, name=name)
+    probe = Probe(kind=kind, predicate=predicate, handler=handler, name=name, once=once)
     _current_registry.add(probe)
     return handler
 

@@ -348,3 +348,29 @@ def test_known_syscall_names_and_globs_pass(registry):
     syscall_exit(syscall_name.like("open*") & (syscall_name != "openat2"))(handler)
 
     assert len(registry) == 2
+
+
+def on_branch(ctx):
+    pass
+
+
+def test_branch_once_is_kept_and_described(registry):
+    branch(branch_taken == True, once=True)(on_branch)
+    branch(on_branch)
+
+    once, every = registry.probes
+    assert (once.once, every.once) == (True, False)
+    assert once.describe() == "(branch.taken == true) once on_branch"
+    assert every.describe() == "(true) on_branch"
+
+
+@pytest.mark.parametrize("once", [1, "yes", None])
+def test_branch_once_takes_a_bool(registry, once):
+    with pytest.raises(TypeError, match="branch\\(once=...\\) takes True or False"):
+        branch(once=once)
+    assert len(registry) == 0
+
+
+def test_once_is_for_branch_probes_only(registry):
+    with pytest.raises(TypeError):
+        function_entry(function_name == "f", once=True)

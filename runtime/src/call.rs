@@ -105,6 +105,8 @@ pub struct Finished {
     pub skip: Option<usize>,
     /// The result of a skipped system call after its exit handlers.
     pub result: Option<usize>,
+    /// At a branch: the way it goes, as the handlers left it.
+    pub taken: Option<bool>,
 }
 
 /// One call, as the handlers of one of its events see it.
@@ -204,7 +206,7 @@ impl CallState {
             unsafe { dr_sys::wrap::redirect(live as WrapContext) };
         }
         let changes = self.state.with(std::mem::take);
-        Finished { entry: changes.entry, skip: changes.skip, result: changes.result }
+        Finished { entry: changes.entry, skip: changes.skip, result: changes.result, taken: None }
     }
 
     /// The live context, or an error once the event is over.

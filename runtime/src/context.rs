@@ -9,6 +9,7 @@ use crate::memory::Memory;
 use crate::prototype::CType;
 use pyo3::exceptions::PyAttributeError;
 use pyo3::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A value of one event-specific field.
 #[derive(Debug, Clone)]
@@ -57,6 +58,8 @@ pub enum Fields {
     Syscall(SyscallFields),
     /// A memory read, write or execute.
     Memory(MemoryFields),
+    /// A conditional branch.
+    Branch(BranchFields),
 }
 
 /// How an instruction touched memory.
@@ -110,6 +113,53 @@ impl MemoryFields {
             // or wrote, as a handler may have changed them.
             "value" => return Some(crate::memory::read_exact(py, self.address, self.size).map(|b| PyBytes::new(py, &b).into_any())),
             "old_value" => PyBytes::new(py, self.old_value.as_deref()?).into_any(),
+            _ => return None,
+        }))
+    }
+}
+
+/// What a branch event knows: the branch, its two destinations and the
+/// way it goes.
+pub struct BranchFields {
+    pub pc: usize,
+    /// Where it goes when taken.
+    pub target: usize,
+    /// The next instruction, where it goes when not taken.
+    pub fallthrough: usize,
+    /// `"jne"`, `"jrcxz"`, `"loop"`, ...
+    pub mnemonic: &'static str,
+    /// `"ne"`, `"rcxz"`, `"loop"`, ...
+    pub condition: &'static str,
+    pub function_name: Option<&'static str>,
+    pub module: &'static str,
+    /// The way it goes: as the condition decided, then as a handler set
+    /// it (an atomic only because ctx is shared with Python, which holds
+    /// the GIL while it reads or writes).
+    pub taken: AtomicBool,
+}
+
+impl BranchFields {
+    const NAMES: [&'static str; 8] = ["taken", "target", "fallthrough", "pc", "instruction", "condition", "function_name", "module"];
+
+    fn taken(&self) -> bool {
+        self.taken.load(Ordering::Relaxed)
+    }
+
+    fn get<'py>(&self, py: Python<'py>, name: &str) -> Option<PyResult<Bound<'py, PyAny>>> {
+        use pyo3::types::{PyBool, PyInt, PyString};
+        let int = |v: usize| PyInt::new(py, v).into_any();
+        Some(Ok(match name {
+            "taken" => PyBool::new(py, self.taken()).to_owned().into_any(),
+            "target" => int(self.target),
+            "fallthrough" => int(self.fallthrough),
+            "pc" => int(self.pc),
+            "instruction" => PyString::new(py, &format!("{} {:#x}", self.mnemonic, self.target)).into_any(),
+            "condition" => PyString::new(py, self.condition).into_any(),
+            "function_name" => match self.function_name {
+                Some(n) => PyString::new(py, n).into_any(),
+                None => py.None().into_bound(py),
+            },
+            "module" => PyString::new(py, self.module).into_any(),
             _ => return None,
         }))
     }
@@ -374,6 +424,18 @@ impl HitContext {
         crate::memory::write_all(value.py(), f.address, &data)
     }
 
+    /// At a branch: the way it goes when the handlers return (the flags
+    /// stay as they are).
+    #[setter]
+    fn set_taken(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let Fields::Branch(f) = &self.fields else { return Err(self.missing("taken")) };
+        let taken = value.cast::<pyo3::types::PyBool>().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!("ctx.taken: takes True or False, not {}", value.repr().map(|r| r.to_string()).unwrap_or_default()))
+        })?;
+        f.taken.store(taken.is_true(), Ordering::Relaxed);
+        Ok(())
+    }
+
     /// At a system call's entry: do not make it; it returns `retval`
     /// (a negative errno to fail: `ctx.skip(-errno.ENOENT)`).
     fn skip(&self, retval: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -391,6 +453,7 @@ impl HitContext {
             Fields::Function(fields) => fields.get(py, name),
             Fields::Syscall(fields) => fields.get(py, name),
             Fields::Memory(fields) => fields.get(py, name),
+            Fields::Branch(fields) => fields.get(py, name),
         };
         found.unwrap_or_else(|| Err(self.missing(name)))
     }
@@ -417,6 +480,16 @@ impl HitContext {
                 f.address,
                 f.size,
                 f.pc,
+                f.function_name.map_or("None".to_string(), |n| format!("'{n}'")),
+                f.module
+            )),
+            Fields::Branch(f) => parts.push(format!(
+                "pc={:#x} taken={} target={:#x} fallthrough={:#x} condition='{}' function_name={} module='{}'",
+                f.pc,
+                if f.taken() { "True" } else { "False" },
+                f.target,
+                f.fallthrough,
+                f.condition,
                 f.function_name.map_or("None".to_string(), |n| format!("'{n}'")),
                 f.module
             )),
@@ -466,6 +539,7 @@ impl HitContext {
                 }
             }
             Fields::Syscall(_) => names.extend(SyscallFields::NAMES),
+            Fields::Branch(_) => names.extend(BranchFields::NAMES),
             Fields::Memory(f) => {
                 names.extend(MemoryFields::NAMES);
                 if f.old_value.is_none() {
@@ -478,9 +552,14 @@ impl HitContext {
 
     /// Ends the event for the handlers: afterwards `ctx` no longer reaches
     /// the call. Returns what the handlers left: the entry values as they
-    /// changed them (if they were kept) and a request to skip the call.
+    /// changed them (if they were kept), a request to skip the call, the
+    /// way a branch goes.
     pub fn finish(&self) -> Option<Finished> {
-        self.call.as_ref().map(CallState::finish)
+        let mut finished = self.call.as_ref().map(CallState::finish)?;
+        if let Fields::Branch(f) = &self.fields {
+            finished.taken = Some(f.taken());
+        }
+        Some(finished)
     }
 
     /// The prototype's return type, if one is known.

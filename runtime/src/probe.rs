@@ -76,6 +76,8 @@ pub struct Probe {
     /// The handler's qualified name.
     pub name: String,
     pub handler: Py<PyAny>,
+    /// Branch probes: one event per direction of each branch.
+    pub once: bool,
     errors: AtomicU64,
 }
 
@@ -92,6 +94,7 @@ impl Probe {
             predicate_text: predicate.str()?.extract()?,
             name: probe.getattr("name")?.extract()?,
             handler: probe.getattr("handler")?.unbind(),
+            once: probe.getattr("once")?.extract()?,
             errors: AtomicU64::new(0),
         })
     }
