@@ -72,6 +72,8 @@ def on_branch(ctx):
     seen[ctx.condition, ctx.taken, ctx.instruction, ctx.pc - decide, ctx.target - decide, ctx.fallthrough - ctx.pc,
          ctx.function_name, ctx.module] += 1
     assert ctx.regs.RIP == ctx.pc
+    # je goes on ZF: the flags are as the branch sees them.
+    assert bool(ctx.regs.RFLAGS & 0x40) == ctx.taken
 
 @process_exit
 def done(ctx):
@@ -263,3 +265,51 @@ def test_a_branch_in_a_library_loaded_with_dlopen(trace, ftarget, run_native, tm
     check_untouched(result, native, lines)
     assert lines == ["[plugin] plugin_compute jne False 6", "[plugin] plugin_compute jne True 7",
                      "[plugin] plugin_compute jne False 8"], lines
+
+
+def test_once_with_threads_racing_reports_each_direction_once(trace, ftarget, run_native, tmp_path):
+    # 8 threads run decide() from the start together: the first event of
+    # each direction is raced for, and the flushes happen while the other
+    # threads run the same code.
+    path = ftarget("branchy_O2")
+    native = run_native(path, "threads", "20000")
+    # decide() and classify() only: flushes of libc's branches would grow
+    # the batches (see FLUSH_AFTER in client/src/branches.rs).
+    result, lines = traced(trace, tmp_path, ONCE_SCRIPT.format(functions="[cd][el][ac]*"), [path, "threads", "20000"], options=["-v"])
+    check_untouched(result, native, lines)
+    decide = sorted(line for line in lines if " decide " in line)
+    assert decide == ["[once] decide je False", "[once] decide je True"], lines
+    classify = [line for line in lines if " classify " in line]
+    assert len(classify) == len(set(classify)) >= 2, lines
+    assert branch_summary(result)[1] < 20000, str(result)
+
+
+BOTH_SCRIPT = """\
+every = 0
+@branch(function_name == "decide", once=True)
+def first(ctx):
+    print("[once]", ctx.taken)
+
+@branch(function_name == "decide")
+def each(ctx):
+    global every
+    every += 1
+
+@process_exit
+def done(ctx):
+    print("[every]", every)
+"""
+
+
+def test_a_branch_rebuilt_after_once_keeps_its_other_probes(trace, ftarget, run_native, tmp_path):
+    # The once probe's events flush decide()'s blocks; built again, they
+    # keep the other probe's callouts, and no event of it is lost.
+    path = ftarget("branchy_O2")
+    native = run_native(path, "decide", "40000")
+    result, lines = traced(trace, tmp_path, BOTH_SCRIPT, [path, "decide", "40000"], options=["-v"])
+    check_untouched(result, native, lines)
+    assert sorted(lines) == ["[every] 40000", "[once] False", "[once] True"], lines
+    assert "[+] (function.name == @decide) once first" in result.stderr, str(result)
+    instrumented, callouts = branch_summary(result)
+    # Four sites: each direction with both probes, then with the other alone.
+    assert (instrumented, callouts) == (4, 40000), str(result)

@@ -49,7 +49,8 @@ impl Banner {
             }
             self.line(&format!("    [*] {}", kind.banner_name()));
             for p in of_kind {
-                self.line(&format!("        [+] {} {}", p.predicate_text, p.name));
+                let once = if p.once { " once" } else { "" };
+                self.line(&format!("        [+] {}{once} {}", p.predicate_text, p.name));
             }
         }
     }

@@ -2,26 +2,25 @@
 //! application executes, after its condition is known and before control
 //! moves, with the direction a handler may force.
 //!
-//! Each branch ends its block; when a probe may match it, each of its
-//! directions gets code of its own (`dr_sys::branch::direction_points`),
-//! and each direction is decided
-//! when the block is built: module, function, instruction address and
+//! Each branch ends its block. Its two directions are decided apart when
+//! the block is built: module, function, instruction address and
 //! `branch_taken` are known then, so a direction no probe can match gets
-//! no callout at all and runs at DynamoRIO's speed. What is left (thread
-//! and process ids) is tested inline by the thread word where every probe
-//! depends on it, then natively in the clean call.
+//! no code at all and runs at DynamoRIO's speed; each other one enters the
+//! shared clean call from a place of its own
+//! (`dr_sys::branch::direction_points`). What is left (thread and process
+//! ids) is tested inline by the thread word where every probe depends on
+//! it, then natively in the clean call.
 //!
 //! A handler that sets `ctx.taken` to the other direction sends the thread
 //! there from the clean call (`dr_redirect_execution`). A `once=True`
 //! probe's directions, once they had their events, are flushed in batches
-//! (see [`FLUSH_AFTER`]) and built again without their
-//! callouts.
+//! (see [`FLUSH_AFTER`]) and built again without their callouts.
 
 use crate::instructions::{Instruction, KeptSites};
 use crate::site_probes::{chosen, matching, SiteProbe, RUN_TIME_VARIABLES};
 use dr_sys::branch::ConditionalBranch;
 use dr_sys::ffi;
-use dr_sys::instrument::{self, Instr, InstrList};
+use dr_sys::instrument::{self, Instr, InstrList, SharedCall};
 use dr_sys::process::DrContext;
 use dr_sys::syscall::SyscallRegisters;
 use once_cell::sync::OnceCell;
@@ -47,6 +46,9 @@ struct Tracer {
     /// Clean calls made (a `once` direction's last ones are those of
     /// threads that raced to its first event).
     callouts: AtomicU64,
+    /// The one clean call every direction enters (`None` if DynamoRIO
+    /// could not give its slots: each direction then has its own).
+    call: Option<SharedCall>,
 }
 
 static TRACER: OnceCell<Tracer> = OnceCell::new();
@@ -82,7 +84,9 @@ impl DirectionSite {
 /// Sets up branch probes, if the script has any.
 pub fn install(probes: &'static [Probe]) -> Result<(), String> {
     if probes.iter().any(|p| handles(p.kind)) {
-        let _ = TRACER.set(Tracer { probes, instrumented: AtomicU64::new(0), callouts: AtomicU64::new(0) });
+        // SAFETY: at the client's start; on_shared_direction takes no arguments.
+        let call = unsafe { SharedCall::new(on_shared_direction as *mut c_void) };
+        let _ = TRACER.set(Tracer { probes, instrumented: AtomicU64::new(0), callouts: AtomicU64::new(0), call });
     }
     Ok(())
 }
@@ -155,10 +159,13 @@ pub unsafe fn instrument(dc: DrContext, bb: InstrList, instr: Instr, at: &Instru
     let directions = dr_sys::branch::direction_points(dc, bb, instr, &branch, not_taken.is_some(), taken.is_some());
     for (site, before) in [(not_taken, directions.not_taken), (taken, directions.taken)] {
         let (Some(site), Some(before)) = (site, before) else { continue };
-        let args = [instrument::Arg::Word(site as *const DirectionSite as usize)];
-        match crate::instructions::thread_test(site.thread_mask) {
-            Some(test) => instrument::insert_clean_call_for_threads(dc, bb, before, test, on_direction as *mut c_void, &args),
-            None => instrument::insert_clean_call(dc, bb, before, on_direction as *mut c_void, &args),
+        let word = site as *const DirectionSite as usize;
+        let args = [instrument::Arg::Word(word)];
+        match (crate::instructions::thread_test(site.thread_mask), tracer.call) {
+            (Some(test), Some(call)) => instrument::insert_shared_call_for_threads(dc, bb, before, test, call, word),
+            (None, Some(call)) => call.insert(dc, bb, before, word),
+            (Some(test), None) => instrument::insert_clean_call_for_threads(dc, bb, before, test, on_direction as *mut c_void, &args),
+            (None, None) => instrument::insert_clean_call(dc, bb, before, on_direction as *mut c_void, &args),
         }
     }
     true
@@ -196,6 +203,13 @@ fn first_time(pc: usize, taken: bool, probe: usize) -> bool {
     SEEN.lock().get_or_insert_with(HashSet::new).insert((pc, taken, probe))
 }
 
+/// The shared clean call, entered with a direction's site.
+unsafe extern "C" fn on_shared_direction() {
+    if let Some(call) = TRACER.get().and_then(|t| t.call) {
+        on_direction(call.arg());
+    }
+}
+
 /// The clean call of one direction of a branch: the application's
 /// registers are as the branch left them.
 unsafe extern "C" fn on_direction(site_word: usize) {
@@ -230,8 +244,7 @@ unsafe extern "C" fn on_direction(site_word: usize) {
     }
     if !fired.is_empty() {
         fire(dc, site, fired.into_iter(), tid, pid);
-    } else if seen_before && IDLE_CALLOUTS.fetch_add(1, Ordering::Relaxed) + 1 >= FLUSH_AFTER.load(Ordering::Relaxed) {
-        flush_seen();
+    } else if seen_before && IDLE_CALLOUTS.fetch_add(1, Ordering::Relaxed) + 1 >= FLUSH_AFTER.load(Ordering::Relaxed) && flush_seen() {
         // Our block may be gone: go on where the branch goes.
         instrument::resume_at(dc, site.destination(site.taken));
     }
@@ -268,19 +281,24 @@ unsafe fn fire<'a>(dc: DrContext, site: &DirectionSite, probes: impl Iterator<It
 
 /// Flushes the blocks of the branches whose `once` directions had their
 /// events since the last flush: they are built again without those
-/// directions' callouts. The calling clean call must then leave through
+/// directions' callouts. Returns false if there were none (another thread
+/// flushed them); else the calling clean call must leave through
 /// [`instrument::resume_at`].
 ///
 /// # Safety
 /// From a clean call, holding no lock and not the GIL.
-unsafe fn flush_seen() {
+unsafe fn flush_seen() -> bool {
     IDLE_CALLOUTS.store(0, Ordering::Relaxed);
+    let mut branches = std::mem::take(&mut *UNFLUSHED.lock());
+    if branches.is_empty() {
+        return false;
+    }
     let after = FLUSH_AFTER.load(Ordering::Relaxed);
     FLUSH_AFTER.store((after * 2).min(LAST_FLUSH_AFTER), Ordering::Relaxed);
-    let mut branches = std::mem::take(&mut *UNFLUSHED.lock());
     branches.sort_unstable();
     branches.dedup();
     for pc in branches {
         instrument::flush_region(pc, 1);
     }
+    true
 }

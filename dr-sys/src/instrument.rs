@@ -121,13 +121,104 @@ pub unsafe fn insert_clean_call(dc: DrContext, bb: InstrList, where_: Instr, cal
 unsafe fn insert_clean_call_with(dc: DrContext, bb: InstrList, where_: Instr, callee: *mut c_void, args: &[Arg], extra: ffi::dr_cleancall_save_t) {
     let flags = ffi::dr_cleancall_save_t_DR_CLEANCALL_READS_APP_CONTEXT | ffi::dr_cleancall_save_t_DR_CLEANCALL_WRITES_APP_CONTEXT | extra;
     match *args {
+        [] => ffi::dr_insert_clean_call_ex(dc, bb, where_, callee, flags, 0),
         [a] => ffi::dr_insert_clean_call_ex(dc, bb, where_, callee, flags, 1, a.operand()),
         [a, b] => ffi::dr_insert_clean_call_ex(dc, bb, where_, callee, flags, 2, a.operand(), b.operand()),
         [a, b, c] => ffi::dr_insert_clean_call_ex(dc, bb, where_, callee, flags, 3, a.operand(), b.operand(), c.operand()),
         [a, b, c, d] => {
             ffi::dr_insert_clean_call_ex(dc, bb, where_, callee, flags, 4, a.operand(), b.operand(), c.operand(), d.operand())
         }
-        _ => panic!("insert_clean_call takes one to four arguments"),
+        _ => panic!("insert_clean_call takes at most four arguments"),
+    }
+}
+
+/// A clean call emitted once, outside the code cache, that inserted code
+/// enters with a jump: what DynamoRIO's `memtrace_x86` sample calls a lean
+/// procedure. A clean call inline is ~75 instructions for DynamoRIO to
+/// encode at each place (the registers, the vector registers, the stack
+/// switch); entering a shared one is seven (a word for the callee and the
+/// address to come back to stored in thread-local slots through RCX, RCX
+/// saved and restored around it, and the jump), and the registers are the
+/// application's again when the clean call saves them, so the callee
+/// sees the application's registers as an inline clean call's would, and
+/// may redirect the thread as one may.
+#[derive(Clone, Copy)]
+pub struct SharedCall {
+    entry: usize,
+    arg: RawTlsWord,
+    back: RawTlsWord,
+}
+
+/// Where RCX waits while a shared clean call's entry is set up.
+const SHARED_CALL_SLOT: ffi::dr_spill_slot_t = ffi::dr_spill_slot_t::SPILL_SLOT_1;
+
+/// Room for the shared clean call's code.
+const SHARED_CALL_BYTES: usize = 4096;
+
+impl SharedCall {
+    /// Emits the clean call of `callee`, which reads its word with
+    /// [`Self::arg`]; `None` when DynamoRIO has no thread-local slots or
+    /// memory left.
+    ///
+    /// # Safety
+    /// From the client's start (a DynamoRIO context is current);
+    /// `callee` is an `extern "C"` function of no arguments.
+    pub unsafe fn new(callee: *mut c_void) -> Option<SharedCall> {
+        let (arg, back) = (RawTlsWord::allocate()?, RawTlsWord::allocate()?);
+        let dc = ffi::dr_get_current_drcontext();
+        let prot = ffi::DR_MEMPROT_READ | ffi::DR_MEMPROT_WRITE | ffi::DR_MEMPROT_EXEC;
+        let code = ffi::dr_nonheap_alloc(SHARED_CALL_BYTES, prot) as *mut u8;
+        if code.is_null() {
+            return None;
+        }
+        let ilist = ffi::instrlist_create(dc);
+        //     <clean call of callee>; jmp qword gs:[back]
+        let go_back = ffi::instr_create_0dst_1src(dc, ffi::OP_jmp_ind as i32, back.operand());
+        ffi::instrlist_meta_append(ilist, go_back);
+        // No READS/WRITES_APP_CONTEXT: those are for drreg, which has no
+        // block here to mend.
+        ffi::dr_insert_clean_call_ex(dc, ilist, go_back, callee, 0, 0);
+        let end = ffi::instrlist_encode(dc, ilist, code, 1);
+        ffi::instrlist_clear_and_destroy(dc, ilist);
+        if end.is_null() || end as usize - code as usize > SHARED_CALL_BYTES {
+            return None;
+        }
+        ffi::dr_memory_protect(code as *mut c_void, SHARED_CALL_BYTES, ffi::DR_MEMPROT_READ | ffi::DR_MEMPROT_EXEC);
+        Some(SharedCall { entry: code as usize, arg, back })
+    }
+
+    /// Inserts before `where_` an entry into the clean call with `arg` as
+    /// its word.
+    ///
+    /// # Safety
+    /// In an insertion callback of thread `dc`, `where_` in `bb`.
+    pub unsafe fn insert(self, dc: DrContext, bb: InstrList, where_: Instr, arg: usize) {
+        //     save rcx; rcx = arg; gs:[arg] = rcx; rcx = &back; gs:[back] = rcx
+        //     restore rcx; jmp entry
+        // back:
+        // (A store of the label's address to memory outright, two 32-bit
+        // halves, crashed DynamoRIO's encoder; through a register, as the
+        // memtrace_x86 sample does, it encodes.)
+        let back = ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
+        let rcx = ffi::DR_REG_RCX as ffi::reg_id_t;
+        let meta = |instr: Instr| ffi::instrlist_meta_preinsert(bb, where_, instr);
+        let load = |value: ffi::opnd_t| meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, ffi::opnd_create_reg(rcx), value));
+        ffi::dr_save_reg(dc, bb, where_, rcx, SHARED_CALL_SLOT);
+        load(ffi::opnd_create_immed_int(arg as ffi::ptr_int_t, ffi::OPSZ_8 as ffi::opnd_size_t));
+        self.arg.insert_write(dc, bb, where_, rcx);
+        load(ffi::opnd_create_instr(back));
+        self.back.insert_write(dc, bb, where_, rcx);
+        ffi::dr_restore_reg(dc, bb, where_, rcx, SHARED_CALL_SLOT);
+        meta(ffi::instr_create_0dst_1src(dc, ffi::OP_jmp as i32, ffi::opnd_create_pc(self.entry as *mut u8)));
+        meta(back);
+    }
+
+    /// The word the running thread entered the clean call with.
+    ///
+    /// # Safety
+    /// From the callee, in its clean call.
+    pub unsafe fn arg(self) -> usize {
+        self.arg.get()
     }
 }
 
@@ -276,6 +367,21 @@ pub(crate) const FLAGS_SLOT: ffi::dr_spill_slot_t = ffi::dr_spill_slot_t::SPILL_
 /// # Safety
 /// As for [`insert_clean_call`].
 pub unsafe fn insert_clean_call_for_threads(dc: DrContext, bb: InstrList, where_: Instr, test: ThreadTest, callee: *mut c_void, args: &[Arg]) {
+    insert_for_threads(dc, bb, where_, test, || insert_clean_call(dc, bb, where_, callee, args));
+}
+
+/// [`SharedCall::insert`] of `call` with `arg`, made only when the running
+/// thread passes `test` (as [`insert_clean_call_for_threads`]).
+///
+/// # Safety
+/// As for [`SharedCall::insert`].
+pub unsafe fn insert_shared_call_for_threads(dc: DrContext, bb: InstrList, where_: Instr, test: ThreadTest, call: SharedCall, arg: usize) {
+    insert_for_threads(dc, bb, where_, test, || call.insert(dc, bb, where_, arg));
+}
+
+/// What `insert_call` inserts before `where_`, made only when the running
+/// thread passes `test`.
+unsafe fn insert_for_threads(dc: DrContext, bb: InstrList, where_: Instr, test: ThreadTest, insert_call: impl FnOnce()) {
     let label = || ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
     let meta = |instr: Instr| ffi::instrlist_meta_preinsert(bb, where_, instr);
     let flags_live = arith_flags_live_at(where_);
@@ -294,7 +400,7 @@ pub unsafe fn insert_clean_call_for_threads(dc: DrContext, bb: InstrList, where_
     }
     test.insert_jump_unless_passed(dc, bb, where_, skip);
     restore_flags();
-    insert_clean_call(dc, bb, where_, callee, args);
+    insert_call();
     meta(ffi::instr_create_0dst_1src(dc, ffi::OP_jmp as i32, ffi::opnd_create_instr(done)));
     meta(skip);
     restore_flags();
