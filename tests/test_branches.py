@@ -313,3 +313,25 @@ def test_a_branch_rebuilt_after_once_keeps_its_other_probes(trace, ftarget, run_
     instrumented, callouts = branch_summary(result)
     # Four sites: each direction with both probes, then with the other alone.
     assert (instrumented, callouts) == (4, 40000), str(result)
+
+
+FLAGS_SCRIPT = """\
+verdict = next(iter(symbol("main"))) + {offset}
+
+@branch(instruction_address == verdict)
+def flags(ctx):
+    ctx.regs.RFLAGS = ctx.regs.RFLAGS ^ 0x40     # ZF flipped: the jne would go the other way
+    print("[verdict]", ctx.taken)                # ctx.taken, unchanged, is where it goes
+"""
+
+
+def test_a_flags_write_does_not_change_where_the_branch_goes(trace, ftarget, run_native, tmp_path):
+    path = ftarget("password")
+    main = objdump_function(path, "main")
+    call = next(a for a, _, t in main if "<check_password>" in t)
+    verdict, mnemonic, _ = next(b for b in conditional_branches(path, "main") if b[0] > call)
+    assert mnemonic in ("je", "jne")
+    native = run_native(path, "not-the-password")
+    result, lines = traced(trace, tmp_path, FLAGS_SCRIPT.format(offset=verdict - main[0][0]), [path, "not-the-password"])
+    assert (result.returncode, result.stdout) == (native.returncode, native.stdout), str(result)
+    assert lines == [f"[verdict] {mnemonic == 'je'}"], str(result)

@@ -271,10 +271,14 @@ unsafe fn fire<'a>(dc: DrContext, site: &DirectionSite, probes: impl Iterator<It
         };
         HitContext { event: ProbeKind::Branch.name(), pid, tid, fields: Fields::Branch(fields), call: Some(CallState::instruction(&mut regs)) }
     });
+    // A handler that wrote RFLAGS (or RCX) would change what the branch
+    // decides when it runs: ctx.taken says where it goes, so the thread is
+    // sent there.
+    let wrote_registers = regs.changed();
     // SAFETY: the clean call that captured them is running.
     regs.commit();
     let taken = finished.and_then(|f| f.taken).unwrap_or(site.taken);
-    if taken != site.taken {
+    if taken != site.taken || wrote_registers {
         instrument::resume_at(dc, site.destination(taken));
     }
 }

@@ -159,6 +159,11 @@ impl SyscallRegisters {
         self.set_register(Register::Rax, value);
     }
 
+    /// Whether a register was set.
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
     /// Writes the registers back to the thread if they changed.
     ///
     /// # Safety
