@@ -335,3 +335,39 @@ def test_a_flags_write_does_not_change_where_the_branch_goes(trace, ftarget, run
     result, lines = traced(trace, tmp_path, FLAGS_SCRIPT.format(offset=verdict - main[0][0]), [path, "not-the-password"])
     assert (result.returncode, result.stdout) == (native.returncode, native.stdout), str(result)
     assert lines == [f"[verdict] {mnemonic == 'je'}"], str(result)
+
+
+KEPT_SCRIPT = """\
+kept = []
+
+@branch(function_name == "decide")
+def on_branch(ctx):
+    if not kept:
+        kept.append(ctx)
+        for field in ("target", "condition"):
+            try:
+                setattr(ctx, field, 0)
+            except AttributeError as e:
+                print("[set]", e)
+        return
+    try:
+        kept[0].taken = not ctx.taken          # too late: the kept event is over
+    except RuntimeError as e:
+        kept.append(str(e))
+
+@process_exit
+def done(ctx):
+    print("[late]", len(kept) - 1, kept[1], kept[0].pc == kept[0].fallthrough - 2)
+"""
+
+
+def test_a_kept_ctx_cannot_force_a_later_branch(trace, ftarget, run_native, tmp_path):
+    path = ftarget("branchy_O0")
+    native = run_native(path, "decide", "1000")
+    result, lines = traced(trace, tmp_path, KEPT_SCRIPT, [path, "decide", "1000"])
+    check_untouched(result, native, lines)
+    assert lines == [
+        "[set] ctx.target is read-only (a branch handler can set ctx.taken, ctx.regs.NAME)",
+        "[set] ctx.condition is read-only (a branch handler can set ctx.taken, ctx.regs.NAME)",
+        "[late] 999 this ctx belongs to an event that is over: keep values, not ctx True",
+    ], str(result)

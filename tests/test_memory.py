@@ -585,6 +585,30 @@ def test_read_handler_changes_what_the_program_reads(trace, ftarget, run_native,
     assert "Traceback" not in result.stderr, detail
 
 
+KEPT_VALUE_SCRIPT = """\
+kept = []
+
+@memory_read(memory_address >> symbol_range("secret_value"))
+def keep(ctx):
+    kept.append(ctx)
+
+@process_exit
+def late(ctx):
+    try:
+        kept[0].value = (1000).to_bytes(4, "little")
+    except RuntimeError as e:
+        print("[late]", e)
+"""
+
+
+def test_a_kept_ctx_cannot_write_memory_after_its_event(trace, ftarget, run_native, tmp_path):
+    path = ftarget("secret_read")
+    native = run_native(path)
+    result, lines = traced(trace, tmp_path, KEPT_VALUE_SCRIPT, [path])
+    check_untouched(result, native, lines)
+    assert lines == ["[late] this ctx belongs to an event that is over: keep values, not ctx"], str(result)
+
+
 # ---------------------------------------------------------------------------
 # 7. 8 threads, lock add on one watched counter
 

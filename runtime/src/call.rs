@@ -210,7 +210,7 @@ impl CallState {
     }
 
     /// The live context, or an error once the event is over.
-    fn live(&self) -> PyResult<usize> {
+    pub(crate) fn live(&self) -> PyResult<usize> {
         match self.live.load(Ordering::Acquire) {
             0 => Err(PyRuntimeError::new_err("this ctx belongs to an event that is over: keep values, not ctx")),
             live => Ok(live),

@@ -382,7 +382,6 @@ impl HitContext {
         })
     }
 
-    #[setter]
     fn set_retval(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let call = self.exit_call("retval")?;
         let ty = self.return_type();
@@ -407,9 +406,9 @@ impl HitContext {
     /// At a memory read or write: the bytes of the access, changed
     /// (exactly `ctx.size` of them): what the instruction reads, or what
     /// stays in memory after it wrote.
-    #[setter]
     fn set_value(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let Fields::Memory(f) = &self.fields else { return Err(self.missing("value")) };
+        self.during_event()?;
         if f.access == Access::Execute {
             return Err(PyAttributeError::new_err("ctx.value is read-only at memory_execute: an instruction's bytes are not changed there"));
         }
@@ -426,9 +425,9 @@ impl HitContext {
 
     /// At a branch: the way it goes when the handlers return (the flags
     /// stay as they are).
-    #[setter]
     fn set_taken(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let Fields::Branch(f) = &self.fields else { return Err(self.missing("taken")) };
+        self.during_event()?;
         let taken = value.cast::<pyo3::types::PyBool>().map_err(|_| {
             pyo3::exceptions::PyTypeError::new_err(format!("ctx.taken: takes True or False, not {}", value.repr().map(|r| r.to_string()).unwrap_or_default()))
         })?;
@@ -445,6 +444,21 @@ impl HitContext {
             }
             _ => Err(self.missing("skip")),
         }
+    }
+
+    /// Sets what an event lets its handlers change; every other field is
+    /// read-only, and the error says which one is not.
+    fn __setattr__(&self, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        match name {
+            "retval" => self.set_retval(value),
+            "value" => self.set_value(value),
+            "taken" => self.set_taken(value),
+            _ => Err(self.read_only(name)),
+        }
+    }
+
+    fn __delattr__(&self, name: &str) -> PyResult<()> {
+        Err(PyAttributeError::new_err(format!("ctx.{name} cannot be deleted")))
     }
 
     fn __getattr__<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -572,6 +586,37 @@ impl HitContext {
             CallKind::Function => call.signature.as_ref().map(|s| &s.prototype.ret),
             CallKind::Instruction => None,
         }
+    }
+
+    /// What this event's handlers may assign to.
+    fn writable(&self) -> &'static [&'static str] {
+        match (&self.fields, &self.call) {
+            (Fields::Branch(_), _) => &["taken"],
+            (Fields::Memory(f), _) if f.access != Access::Execute => &["value"],
+            (Fields::Function(FunctionFields { unwound: Some(true), .. }), _) => &[],
+            (_, Some(call)) if call.is_exit && call.kind != CallKind::Instruction => &["retval"],
+            _ => &[],
+        }
+    }
+
+    fn read_only(&self, name: &str) -> PyErr {
+        if !self.field_names().contains(&name) {
+            return self.missing(name);
+        }
+        let names = self.field_names();
+        let mut can: Vec<String> = self.writable().iter().map(|n| format!("ctx.{n}")).collect();
+        can.extend(names.contains(&"args").then(|| "ctx.args[i]".to_string()));
+        can.extend(names.contains(&"regs").then(|| "ctx.regs.NAME".to_string()));
+        let hint = match can.as_slice() {
+            [] => String::new(),
+            can => format!(" (a {} handler can set {})", self.event, can.join(", ")),
+        };
+        PyAttributeError::new_err(format!("ctx.{name} is read-only{hint}"))
+    }
+
+    /// An error once the event is over: a kept `ctx` changes nothing.
+    fn during_event(&self) -> PyResult<()> {
+        self.call.as_ref().map_or(Ok(()), |call| call.live().map(drop))
     }
 
     fn missing(&self, name: &str) -> PyErr {
