@@ -239,7 +239,7 @@ def test_thread_predicates_see_every_thread_or_none(trace, ftarget, run_native, 
     native = run_native(path, "threads", "5000")
     odd, even = odd_even(native.stdout)
     result, lines = traced(trace, tmp_path, script, [path, "threads", "5000"], options=["-v"])
-    check_untouched(result, native, lines)
+    check_untouched(result, native, lines, never_matched=() if seen else ("on_branch",))
     expected = f"[threads] {[5000] * 8} {even} False" if seen else "[threads] [] 0 False"
     assert lines == [expected], lines
     # Tested in the code cache: a thread no probe wants makes no callout.
@@ -370,4 +370,32 @@ def test_a_kept_ctx_cannot_force_a_later_branch(trace, ftarget, run_native, tmp_
         "[set] ctx.target is read-only (a branch handler can set ctx.taken, ctx.regs.NAME)",
         "[set] ctx.condition is read-only (a branch handler can set ctx.taken, ctx.regs.NAME)",
         "[late] 999 this ctx belongs to an event that is over: keep values, not ctx True",
+    ], str(result)
+
+
+MISSPELT_SCRIPT = """\
+@branch(function_name == "decid")
+def misspelt(ctx):
+    print("never")
+
+@branch(function_name == "count_to")
+def not_run(ctx):                          # decide mode never counts
+    print("never")
+
+@branch(function_name == "decide")
+def fine(ctx):
+    pass
+"""
+
+
+def test_a_branch_probe_that_never_fires_is_warned_about(trace, ftarget, run_native, tmp_path):
+    path = ftarget("branchy_O0")
+    native = run_native(path, "decide", "100")
+    result, lines = traced(trace, tmp_path, MISSPELT_SCRIPT, [path, "decide", "100"])
+    check_untouched(result, native, lines, never_matched=("misspelt", "not_run"))
+    assert lines == [], lines
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("[!]")]
+    assert warnings == [
+        "[!] probe misspelt never matched: no conditional branch in a function named 'decid'",
+        "[!] probe not_run never matched: no conditional branch in a function named 'count_to'",
     ], str(result)

@@ -226,7 +226,7 @@ unsafe extern "C" fn on_direction(site_word: usize) {
         return;
     }
     if !site.once {
-        fire(dc, site, chosen(&site.probes, set).map(|sp| &tracer.probes[sp.probe]), tid, pid);
+        fire(dc, site, chosen(&site.probes, set).map(|sp| entered(tracer, sp.probe)), tid, pid);
         return;
     }
     let mut seen_before = false;
@@ -240,7 +240,7 @@ unsafe extern "C" fn on_direction(site_word: usize) {
             }
             UNFLUSHED.lock().push(site.pc);
         }
-        fired.push(probe);
+        fired.push(entered(tracer, sp.probe));
     }
     if !fired.is_empty() {
         fire(dc, site, fired.into_iter(), tid, pid);
@@ -248,6 +248,12 @@ unsafe extern "C" fn on_direction(site_word: usize) {
         // Our block may be gone: go on where the branch goes.
         instrument::resume_at(dc, site.destination(site.taken));
     }
+}
+
+/// Probe `index`, whose handler an event enters.
+fn entered(tracer: &Tracer, index: usize) -> &Probe {
+    crate::match_reports::matched(index);
+    &tracer.probes[index]
 }
 
 /// Runs the handlers of `probes` for one event at `site`, and sends the

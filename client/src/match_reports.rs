@@ -1,11 +1,14 @@
-//! Whether each function and system-call probe matched anything, so that
-//! a probe that matched nothing in the whole run (a misspelt function
-//! name, a library never loaded) gets one warning at the end:
-//! `[!] probe malloc_entry never matched: no function named 'mallo'`.
+//! Whether each function, system-call, memory and branch probe matched
+//! anything, so that a probe that matched nothing in the whole run (a
+//! misspelt function name, a library never loaded) gets one warning at
+//! the end: `[!] probe malloc_entry never matched: no function named 'mallo'`.
 //!
-//! A memory probe whose predicate follows a symbol no module defined when
-//! the script ran (`memory_address >> symbol_range("tabel")`) is reported
-//! the same way, as matched once a module defining the symbol loads.
+//! A function or system-call probe matches when a function or system call
+//! its predicate accepts is set up (called or not); a memory or branch
+//! probe, when its handler is entered for an event. A memory probe whose
+//! predicate follows a symbol no module defined when the script ran
+//! (`memory_address >> symbol_range("tabel")`) matches also once a module
+//! defining the symbol loads, and says so if none did.
 //!
 //! Each process tells the launcher, through the report pipe, which probes
 //! could match only what some module or the system-call table holds, and
@@ -41,8 +44,9 @@ pub fn start(probes: &[Probe], first_process: bool) {
     let mut warnings = Vec::with_capacity(probes.len());
     for (index, probe) in probes.iter().enumerate() {
         let reason = match matched_against(probe.kind) {
-            Some(what) => Some(reason(what, &probe.predicate, &probe.predicate_text)),
-            None => followed_symbols(&probe.predicate),
+            Some(what @ ("function" | "system call")) => Some(reason(what, &probe.predicate, &probe.predicate_text)),
+            Some(what) => followed_symbols(&probe.predicate).or_else(|| Some(reason(what, &probe.predicate, &probe.predicate_text))),
+            None => None,
         };
         let Some(reason) = reason else {
             matched.push(None);
@@ -58,10 +62,12 @@ pub fn start(probes: &[Probe], first_process: bool) {
     let _ = REPORTS.set(Reports { matched, warnings, warning_pid });
 }
 
-/// Probe `index` matched a function or system call.
+/// Probe `index` matched a function or system call, or had an event.
 pub fn matched(index: usize) {
     let Some(flag) = REPORTS.get().and_then(|r| r.matched.get(index)?.as_ref()) else { return };
-    if !flag.swap(true, Ordering::Relaxed) {
+    // Per event for memory and branch probes: a load, no locked swap, once
+    // matched.
+    if !flag.load(Ordering::Relaxed) && !flag.swap(true, Ordering::Relaxed) {
         output::report(&Report::Matched { index });
     }
 }
@@ -70,7 +76,7 @@ pub fn matched(index: usize) {
 /// predicates test the set `set` that follows it have something to match.
 pub fn symbol_loaded(probes: &[Probe], set: u64) {
     for (index, probe) in probes.iter().enumerate() {
-        if matched_against(probe.kind).is_none() && probe.predicate.sets().contains(&set) {
+        if crate::memory::handles(probe.kind) && probe.predicate.sets().contains(&set) {
             matched(index);
         }
     }
@@ -86,11 +92,16 @@ pub fn warn_at_exit() {
     }
 }
 
-/// What a probe kind's predicate is matched against when code is set up.
+/// What a probe kind's predicate is matched against: functions and
+/// system calls when code is set up, the others' events as they happen.
 fn matched_against(kind: ProbeKind) -> Option<&'static str> {
     match kind {
         ProbeKind::FunctionEntry | ProbeKind::FunctionExit => Some("function"),
         ProbeKind::SyscallEntry | ProbeKind::SyscallExit => Some("system call"),
+        ProbeKind::MemoryRead => Some("memory read"),
+        ProbeKind::MemoryWrite => Some("memory write"),
+        ProbeKind::MemoryExecute => Some("instruction executed"),
+        ProbeKind::Branch => Some("conditional branch"),
         _ => None,
     }
 }
@@ -107,16 +118,22 @@ fn followed_symbols(predicate: &Predicate) -> Option<String> {
 /// Why nothing matched, in the predicate's own words: the name it asked
 /// for when it is a condition on the name alone, else its text.
 fn reason(what: &str, predicate: &Predicate, text: &str) -> String {
-    let name_variable = if what == "function" { Variable::FunctionName } else { Variable::SyscallName };
+    // A function or system call is named itself; an instruction by the
+    // function it is in.
+    let (name_variable, named, name_matched) = match what {
+        "function" => (Variable::FunctionName, format!("no {what} named"), format!("no {what} name matched")),
+        "system call" => (Variable::SyscallName, format!("no {what} named"), format!("no {what} name matched")),
+        _ => (Variable::FunctionName, format!("no {what} in a function named"), format!("no {what} in a function matching")),
+    };
     let quoted = |values: &[Value]| {
         values.iter().filter_map(|v| if let Value::Str(s) = v { Some(format!("'{s}'")) } else { None }).collect::<Vec<_>>().join(", ")
     };
     match predicate {
         Predicate::Compare(v, CompareOp::Eq, value @ Value::Str(_)) if *v == name_variable => {
-            format!("no {what} named {}", quoted(std::slice::from_ref(value)))
+            format!("{named} {}", quoted(std::slice::from_ref(value)))
         }
-        Predicate::OneOf(v, values) if *v == name_variable => format!("no {what} named {}", quoted(values)),
-        Predicate::Like(v, glob) if *v == name_variable => format!("no {what} name matched '{glob}'"),
+        Predicate::OneOf(v, values) if *v == name_variable => format!("{named} {}", quoted(values)),
+        Predicate::Like(v, glob) if *v == name_variable => format!("{name_matched} '{glob}'"),
         _ => format!("no {what} matched {text}"),
     }
 }

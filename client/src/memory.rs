@@ -336,7 +336,11 @@ fn fire(site: &AccessSite, address: usize, old_value: Option<Vec<u8>>) {
     let kind = kind_of(site.access);
     // SAFETY: in the thread's clean call; no other register view of it lives.
     let mut regs = unsafe { SyscallRegisters::new(dc, site.pc, 0) };
-    call_handlers_with(chosen.iter().map(|sp| &tracer.probes[sp.probe]), || {
+    let probes = chosen.iter().map(|sp| {
+        crate::match_reports::matched(sp.probe);
+        &tracer.probes[sp.probe]
+    });
+    call_handlers_with(probes, || {
         let fields = MemoryFields {
             access: site.access,
             address,
