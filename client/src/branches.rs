@@ -53,7 +53,7 @@ struct Tracer {
 
 static TRACER: OnceCell<Tracer> = OnceCell::new();
 
-static SITES: KeptSites<DirectionSite> = KeptSites::new();
+static SITES: KeptSites<(usize, bool), DirectionSite> = KeptSites::new();
 
 /// The (branch, direction, probe) of each `once` probe's event so far:
 /// blocks built from now on leave them out.
@@ -134,8 +134,8 @@ fn decide(tracer: &Tracer, instruction: &Instruction, branch: &ConditionalBranch
     let thread_mask = crate::instructions::thread_mask(&probes);
     let once = probes.iter().any(|sp| tracer.probes[sp.probe].once);
     let site = DirectionSite { pc: instruction.pc, branch: *branch, taken, module: instruction.module, function, probes, once, thread_mask };
-    let (kept, new) = SITES.keep(site.pc, site);
-    if new {
+    let (kept, first) = SITES.keep((site.pc, taken), site);
+    if first {
         tracer.instrumented.fetch_add(1, Ordering::Relaxed);
     }
     Some(kept)

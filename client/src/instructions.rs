@@ -198,26 +198,29 @@ pub fn site_probes<F: EventFields>(
 /// a trace once it is hot, after a flush, each time a library loads again
 /// at the same address); an equal site built before is reused, so memory
 /// grows with the distinct sites, not with the builds.
-pub struct KeptSites<T: 'static> {
-    by_pc: Mutex<Option<HashMap<usize, Vec<&'static T>>>>,
+pub struct KeptSites<K, T: 'static> {
+    by_place: Mutex<Option<HashMap<K, Vec<&'static T>>>>,
 }
 
-impl<T: PartialEq> KeptSites<T> {
+impl<K: Eq + std::hash::Hash, T: PartialEq> KeptSites<K, T> {
     pub const fn new() -> Self {
-        KeptSites { by_pc: Mutex::new(None) }
+        KeptSites { by_place: Mutex::new(None) }
     }
 
-    /// The lasting copy of `site`, the instruction at `pc`'s, and whether
-    /// it is new.
-    pub fn keep(&self, pc: usize, site: T) -> (&'static T, bool) {
-        let mut sites = self.by_pc.lock();
-        let built = sites.get_or_insert_with(HashMap::new).entry(pc).or_default();
+    /// The lasting copy of `site`, the one at `place` (an instruction's
+    /// address, or one direction of a branch), and whether it is the first
+    /// site kept there: a place rebuilt with other probes (after a `once`
+    /// probe is done with it) gets another site, but is the same place.
+    pub fn keep(&self, place: K, site: T) -> (&'static T, bool) {
+        let mut sites = self.by_place.lock();
+        let built = sites.get_or_insert_with(HashMap::new).entry(place).or_default();
         if let Some(&kept) = built.iter().find(|&&kept| *kept == site) {
             return (kept, false);
         }
+        let first = built.is_empty();
         let kept: &'static T = Box::leak(Box::new(site));
         built.push(kept);
-        (kept, true)
+        (kept, first)
     }
 }
 

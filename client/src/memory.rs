@@ -58,7 +58,7 @@ struct Tracer {
     instrumented: AtomicU64,
 }
 
-static SITES: KeptSites<AccessSite> = KeptSites::new();
+static SITES: KeptSites<usize, AccessSite> = KeptSites::new();
 
 static TRACER: OnceCell<Tracer> = OnceCell::new();
 
