@@ -167,14 +167,25 @@ MEMORY_HOT = {"work"}
 NO_WRITES = {"alpha", "beta", "delta", "worker", "wor", "work"}
 
 
+#: Functions whose own bytes read no memory and branch nowhere: glibc's
+#: pthread_join is `mov $1,%r8d; xor %ecx,%ecx; xor %edx,%edx; jmp` into
+#: __pthread_clockjoin_ex, which the stripped libc does not name (an
+#: instruction's function_name is the symbol whose bytes hold it).
+NO_READS = {"pthread_join"}
+
+
+def _memory_read_sites(target, heat):
+    return [p for p in _memory_sites(target, heat) if p.split('"')[1] not in NO_READS]
+
+
 def _memory_write_sites(target, heat):
-    return [p for p in _memory_sites(target, heat) if p.split('"')[1] not in NO_WRITES]
+    return [p for p in _memory_sites(target, heat) if p.split('"')[1] not in NO_WRITES | NO_READS]
 
 
 def _branch_sites(target, heat):
     # The branches of functions the target calls a few times, never a hot
     # function's; workers.c's straight-line functions have none.
-    return [p for p in _memory_sites(target, heat) if p.split('"')[1] not in NO_WRITES]
+    return [p for p in _memory_sites(target, heat) if p.split('"')[1] not in NO_WRITES | NO_READS]
 
 
 def _module_sites(target, heat):
@@ -239,7 +250,7 @@ PROBE_KINDS = {
     "thread_exit": ProbeKind("thread_exit", True, _thread_sites),
     "process_exit": ProbeKind("process_exit", True, _process_sites, fields=("exit_code", "signal")),
     "memory_read": ProbeKind(
-        "memory_read", True, _memory_sites, fields=MEMORY_FIELDS, writable=("value",), code_addr="ctx.pc",
+        "memory_read", True, _memory_read_sites, fields=MEMORY_FIELDS, writable=("value",), code_addr="ctx.pc",
     ),
     "memory_write": ProbeKind(
         "memory_write", True, _memory_write_sites, fields=MEMORY_FIELDS + ("old_value",), writable=("value",),

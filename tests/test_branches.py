@@ -15,6 +15,8 @@ what it prints untraced, unless a test forces a branch to change it.
 
 import collections
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -400,3 +402,43 @@ def test_a_branch_probe_that_never_fires_is_warned_about(trace, ftarget, run_nat
         "[!] probe misspelt never matched: no conditional branch in a function named 'decid'",
         "[!] probe not_run never matched: no conditional branch in a function named 'count_to'",
     ], str(result)
+
+
+LIBC_NAMES_SCRIPT = """\
+base = {}
+
+@module_load(module_name == "libc.so.6")
+def loaded(ctx):
+    base["libc"] = ctx.module_base
+
+@branch(module_name == "libc.so.6", once=True)
+def named(ctx):
+    print("[libc]", ctx.function_name, ctx.pc - base["libc"])
+"""
+
+
+def test_libc_branches_are_named_by_the_symbol_whose_bytes_hold_them(trace, ftarget, run_native, tmp_path):
+    # Stripped, libc names its exported functions only (nm -D, with sizes):
+    # a branch in a static one (glibc's __strcmp_avx2 behind strcmp, the
+    # __pthread_clockjoin_ex pthread_join jumps to) is in no function,
+    # not in the exported one before it.
+    libc = next(p for p in ("/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6") if Path(p).exists())
+    listing = subprocess.run(["nm", "-D", "--defined-only", "-S", libc], capture_output=True, text=True, check=True).stdout
+    extents = collections.defaultdict(set)
+    starts = []
+    for value, size, kind, name in (line.split() for line in listing.splitlines() if len(line.split()) == 4):
+        if kind in "TtWiI":
+            extents[name.split("@")[0]].add((int(value, 16), int(size, 16)))
+            starts.append((int(value, 16), int(size, 16)))
+    path = ftarget("password")
+    native = run_native(path, "not-the-password")
+    result, lines = traced(trace, tmp_path, LIBC_NAMES_SCRIPT, [path, "not-the-password"])
+    assert (result.returncode, result.stdout) == (native.returncode, native.stdout), str(result)
+    seen = [(name, int(offset)) for name, offset in fields(lines, "[libc] ")]
+    assert len(seen) > 50, lines
+    for name, offset in seen:
+        if name == "None":
+            assert not any(start <= offset < start + size for start, size in starts), (offset, "is in a named function")
+        else:
+            assert any(start <= offset < start + size for start, size in extents[name]), (name, offset)
+    assert {"None", "strcmp"} <= {name for name, _ in seen}, seen    # the resolver is strcmp's, its choice unnamed

@@ -46,7 +46,8 @@ pub struct Instruction {
     /// The module holding it ("" outside every module: generated code).
     pub module: &'static str,
     /// The names of the function holding it (aliases: `calloc`,
-    /// `__libc_calloc`), by the nearest symbol at or below it.
+    /// `__libc_calloc`): of the symbol whose bytes hold it, none past
+    /// its end (`Symbols::function_at`).
     pub function_names: Vec<&'static str>,
 }
 
@@ -76,7 +77,7 @@ impl Instruction {
             }
             match &*cache {
                 Some(m) => {
-                    let function_names = m.symbols.lookup(pc - m.start).map(|(f, _)| f.names.iter().map(|n| intern(n)).collect());
+                    let function_names = m.symbols.function_at(pc - m.start).map(|f| f.names.iter().map(|n| intern(n)).collect());
                     Instruction { pc, module: m.name, function_names: function_names.unwrap_or_default() }
                 }
                 None => Instruction { pc, module: "", function_names: Vec::new() },

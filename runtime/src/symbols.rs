@@ -113,4 +113,12 @@ impl SymbolTable {
         let f = self.functions.get(i.checked_sub(1)?)?;
         Some((f, offset - f.offset))
     }
+
+    /// The function whose bytes hold `offset`: the nearest before it, if
+    /// its size reaches it (or it has none). Code past a symbol's end is
+    /// some function the table does not name (a static one in a stripped
+    /// library, such as glibc's `__strcmp_avx2`), not the symbol before.
+    pub fn function_at(&self, offset: usize) -> Option<&FunctionSymbol> {
+        self.lookup(offset).filter(|(f, into)| f.size == 0 || *into < f.size).map(|(f, _)| f)
+    }
 }
