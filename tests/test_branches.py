@@ -442,3 +442,38 @@ def test_libc_branches_are_named_by_the_symbol_whose_bytes_hold_them(trace, ftar
         else:
             assert any(start <= offset < start + size for start, size in extents[name]), (name, offset)
     assert {"None", "strcmp"} <= {name for name, _ in seen}, seen    # the resolver is strcmp's, its choice unnamed
+
+
+FORK_ONCE_SCRIPT = """\
+@branch(module_name == "forks", once=True)
+def first(ctx):
+    print("[once]", ctx.pid, ctx.function_name, ctx.pc, ctx.taken)
+"""
+
+
+def test_once_in_a_forked_child_reports_its_own_directions(trace, ftarget, run_native, tmp_path):
+    # forks.c: the parent forks, then each process runs calls() (a loop of
+    # getppid, an open that fails).
+    path = ftarget("forks")
+    native = run_native(path)
+    result, lines = traced(trace, tmp_path, FORK_ONCE_SCRIPT, [path], options=["-v"])
+    # The output is the program's own but for the child's pid.
+    assert re.fullmatch(r"child \d+ exited 7\n", native.stdout), native.stdout
+    assert result.returncode == native.returncode and re.fullmatch(r"child \d+ exited 7\n", result.stdout), str(result)
+    child = int(result.stdout.split()[1])
+    events = [(int(pid), function, int(pc), taken) for pid, function, pc, taken in fields(lines, "[once] ")]
+    by_pid = collections.defaultdict(list)
+    for pid, function, pc, taken in events:
+        by_pid[pid].append((function, pc, taken))
+    assert len(by_pid) == 2 and child in by_pid, events
+    parent = next(p for p in by_pid if p != child)
+    for pid, seen in by_pid.items():
+        assert len(seen) == len(set(seen)), (pid, seen)       # each direction once per process
+    # Both run calls(): each reports its directions.
+    calls = lambda pid: {(pc, taken) for function, pc, taken in by_pid[pid] if function == "calls"}
+    assert calls(child) and calls(child) == calls(parent), events
+    # What the parent reported before the fork, the child does not repeat.
+    before_fork = {(pc, taken) for function, pc, taken in by_pid[parent] if function in ("_init", "register_tm_clones", "frame_dummy")}
+    assert before_fork and not before_fork & {(pc, taken) for _, pc, taken in by_pid[child]}, events
+    summaries = re.findall(r"branch: \d+ directions instrumented, \d+ callouts in pid (\d+)", result.stderr)
+    assert sorted(map(int, summaries)) == sorted([parent, child]), str(result)

@@ -243,11 +243,13 @@ unsafe extern "C" fn on_exit() {
             ]
         });
         ptap_runtime::flush();
+        // Each process of the trace says its own: named, as forks print
+        // no banner of their own.
         if let Some(n) = crate::memory::instrumented_instructions() {
-            tracer.banner.verbose(&format!("memory: {n} instructions instrumented"));
+            tracer.banner.verbose(&format!("memory: {n} instructions instrumented in pid {}", fields.pid));
         }
         if let Some(summary) = crate::branches::summary() {
-            tracer.banner.verbose(&summary);
+            tracer.banner.verbose(&format!("{summary} in pid {}", fields.pid));
         }
         crate::match_reports::warn_at_exit();
         for p in tracer.runtime.probes.iter().filter(|p| p.error_count() > 0) {
