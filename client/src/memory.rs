@@ -329,14 +329,21 @@ fn fire(site: &AccessSite, address: usize, old_value: Option<Vec<u8>>) {
     let tid = unsafe { dr_sys::process::tid_of(dc) };
     let pid = dr_sys::process::pid();
     let fields = AccessFields { site, address, tid, pid, value: RefCell::new(None) };
-    let chosen: Vec<&SiteProbe> = site.probes.iter().filter(|sp| sp.predicate.as_ref().is_none_or(|p| p.matches(&fields))).collect();
-    if chosen.is_empty() {
+    // Decided for every probe before any handler runs (a handler may
+    // change the value a later probe's predicate tests); as bits, not a
+    // list, for the first 64: an allocation per event costs as much as
+    // the predicates.
+    let accepts = |sp: &SiteProbe| sp.predicate.as_ref().is_none_or(|p| p.matches(&fields));
+    let bits = site.probes.iter().take(64).enumerate().fold(0u64, |bits, (i, sp)| bits | (accepts(sp) as u64) << i);
+    let rest: Vec<&SiteProbe> = site.probes.iter().skip(64).filter(|sp| accepts(sp)).collect();
+    if bits == 0 && rest.is_empty() {
         return;
     }
     let kind = kind_of(site.access);
     // SAFETY: in the thread's clean call; no other register view of it lives.
     let mut regs = unsafe { SyscallRegisters::new(dc, site.pc, 0) };
-    let probes = chosen.iter().map(|sp| {
+    let first = site.probes.iter().take(64).enumerate().filter(|(i, _)| bits & (1 << i) != 0).map(|(_, sp)| sp);
+    let probes = first.chain(rest).map(|sp| {
         crate::match_reports::matched(sp.probe);
         &tracer.probes[sp.probe]
     });
