@@ -101,22 +101,15 @@ pub fn summary() -> Option<String> {
     ))
 }
 
-/// What a predicate can know of a direction when its block is built.
-struct DirectionFields<'a> {
-    instruction: &'a Instruction,
-    function: Option<&'static str>,
+/// What a predicate can know of a direction when its block is built,
+/// besides its instruction's: which way it goes.
+struct DirectionFields {
     taken: bool,
 }
 
-impl EventFields for DirectionFields<'_> {
+impl EventFields for DirectionFields {
     fn value(&self, var: Variable) -> Option<Value> {
-        match var {
-            Variable::ModuleName => Some(Value::Str(self.instruction.module.to_string())),
-            Variable::FunctionName => self.function.map(|f| Value::Str(f.to_string())),
-            Variable::InstructionAddress => Some(Value::Int(self.instruction.pc as i128)),
-            Variable::BranchTaken => Some(Value::Bool(self.taken)),
-            _ => None,
-        }
+        (var == Variable::BranchTaken).then_some(Value::Bool(self.taken))
     }
 }
 
@@ -126,7 +119,7 @@ fn decide(tracer: &Tracer, instruction: &Instruction, branch: &ConditionalBranch
     let already = |i: usize| seen.as_ref().is_some_and(|s| s.contains(&(instruction.pc, taken, i)));
     let wanted = |i: usize, p: &Probe| handles(p.kind) && !(p.once && already(i));
     let (probes, function) =
-        crate::instructions::site_probes(tracer.probes, wanted, instruction, &RUN_TIME_VARIABLES, |function| DirectionFields { instruction, function, taken });
+        crate::instructions::site_probes(tracer.probes, wanted, instruction, &RUN_TIME_VARIABLES, &DirectionFields { taken });
     drop(seen);
     if probes.is_empty() {
         return None;

@@ -13,7 +13,7 @@ use dr_sys::instrument::{self, Instr, InstrList, RawTlsWord, ThreadTest};
 use dr_sys::process::DrContext;
 use once_cell::sync::OnceCell;
 use ptap_runtime::interned::intern;
-use ptap_runtime::predicate::{EventFields, Predicate, Variable};
+use ptap_runtime::predicate::{EventFields, Predicate, Value, Variable};
 use ptap_runtime::probe::{Probe, ProbeKind};
 use ptap_runtime::symbols::SymbolTable;
 use parking_lot::Mutex;
@@ -163,26 +163,47 @@ unsafe extern "C" fn on_fork(dc: *mut c_void) {
     publish_thread_bits(dc as DrContext);
 }
 
+/// What a predicate knows of an instruction when its block is built: its
+/// module, address and (one of) its function's names, and what the probe
+/// class adds (`class`: a memory access's size, a branch's direction).
+struct BuildFields<'a, C> {
+    instruction: &'a Instruction,
+    function: Option<&'static str>,
+    class: &'a C,
+}
+
+impl<C: EventFields> EventFields for BuildFields<'_, C> {
+    fn value(&self, var: Variable) -> Option<Value> {
+        match var {
+            Variable::ModuleName => Some(Value::Str(self.instruction.module.to_string())),
+            Variable::FunctionName => self.function.map(|f| Value::Str(f.to_string())),
+            Variable::InstructionAddress => Some(Value::Int(self.instruction.pc as i128)),
+            other => self.class.value(other),
+        }
+    }
+}
+
 /// The probes of `probes` that `wanted` names (by index) and that may fire
 /// at an event of `instruction`, each with what is left of its predicate
 /// to test when the event happens (`runtime`'s variables), and the name of
-/// the instruction's function to report. `fields(name)` gives what a
-/// predicate knows at block building with `name` as `function_name`: a
-/// function has aliases (`calloc`, `__libc_calloc`), and a predicate on
-/// the name matches when one of them does, reported as that one.
-pub fn site_probes<F: EventFields>(
+/// the instruction's function to report. `class` gives what the probe
+/// class knows at block building besides the instruction's module,
+/// address and function; a function has aliases (`calloc`,
+/// `__libc_calloc`), and a predicate on the name matches when one of them
+/// does, reported as that one.
+pub fn site_probes(
     probes: &[Probe],
     wanted: impl Fn(usize, &Probe) -> bool,
     instruction: &Instruction,
     runtime: &[Variable],
-    fields: impl Fn(Option<&'static str>) -> F,
+    class: &impl EventFields,
 ) -> (Vec<SiteProbe>, Option<&'static str>) {
     let names: Vec<Option<&'static str>> =
         if instruction.function_names.is_empty() { vec![None] } else { instruction.function_names.iter().map(|&n| Some(n)).collect() };
     let mut chosen = Vec::new();
     let mut matched_name = None;
     for (i, p) in probes.iter().enumerate().filter(|(i, p)| wanted(*i, p)) {
-        let decided = names.iter().find_map(|&function| match p.predicate.residual(&fields(function), runtime) {
+        let decided = names.iter().find_map(|&function| match p.predicate.residual(&BuildFields { instruction, function, class }, runtime) {
             Predicate::Const(false) => None,
             Predicate::Const(true) => Some((function, None)),
             rest => Some((function, Some(rest))),

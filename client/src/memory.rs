@@ -129,21 +129,16 @@ pub fn instrumented_instructions() -> Option<u64> {
     TRACER.get().map(|t| t.instrumented.load(Ordering::Relaxed))
 }
 
-/// What a predicate can know of an access when its block is built.
-struct StaticFields<'a> {
-    instruction: &'a Instruction,
-    /// Which of the function's names `function_name` is tested against.
-    function: Option<&'static str>,
+/// What a predicate can know of an access when its block is built, besides
+/// its instruction's.
+struct StaticFields {
     size: usize,
     known_address: Option<usize>,
 }
 
-impl EventFields for StaticFields<'_> {
+impl EventFields for StaticFields {
     fn value(&self, var: Variable) -> Option<Value> {
         match var {
-            Variable::ModuleName => Some(Value::Str(self.instruction.module.to_string())),
-            Variable::FunctionName => self.function.map(|f| Value::Str(f.to_string())),
-            Variable::InstructionAddress => Some(Value::Int(self.instruction.pc as i128)),
             Variable::MemorySize => Some(Value::Int(self.size as i128)),
             Variable::MemoryAddress => self.known_address.map(|a| span(a, self.size)),
             _ => None,
@@ -159,12 +154,8 @@ fn span(address: usize, size: usize) -> Value {
 fn decide_site(tracer: &Tracer, access: Access, instruction: &Instruction, size: usize, known_address: Option<usize>, next_pc: usize) -> Option<&'static AccessSite> {
     let kind = kind_of(access);
     let runtime: &[Variable] = if known_address.is_some() { &RUN_TIME_WITH_ADDRESS } else { &RUN_TIME_VARIABLES };
-    let (probes, function) = crate::instructions::site_probes(tracer.probes, |_, p| p.kind == kind, instruction, runtime, |function| StaticFields {
-        instruction,
-        function,
-        size,
-        known_address,
-    });
+    let fields = StaticFields { size, known_address };
+    let (probes, function) = crate::instructions::site_probes(tracer.probes, |_, p| p.kind == kind, instruction, runtime, &fields);
     if probes.is_empty() {
         return None;
     }
