@@ -108,6 +108,7 @@ pub fn install(probes: &'static [Probe]) -> Result<(), String> {
         .collect();
     address_sets::watch_constant_ranges(&constants);
     let page_map = PageMap {
+        hull: address_sets::hull_address(),
         table: address_sets::page_map_table(),
         chunks: address_sets::CHUNKS,
         chunk_shift: address_sets::CHUNK_SHIFT as u8,

@@ -166,6 +166,8 @@ impl Scratch {
 /// Where the page map lives, for [`insert_access_test`].
 #[derive(Clone, Copy)]
 pub struct PageMap {
+    /// Two words, `[low, high)`: accesses starting outside skip the map.
+    pub hull: usize,
     /// The table of chunk pointers, indexed by `address >> chunk_shift`.
     pub table: usize,
     pub chunks: usize,
@@ -206,10 +208,10 @@ pub unsafe fn insert_access_test(
     site: usize,
 ) -> bool {
     let [addr, r2, r3] = scratch.regs;
-    // The address and drutil's scratch register; the page map needs a
-    // third, and so does a range too long for a 32-bit immediate.
+    // The address and drutil's scratch register; a range too long for a
+    // 32-bit immediate needs a third. (The page map's third is saved only
+    // where an access passes the hull: insert_page_map_test.)
     let used = match filter {
-        Filter::PageMap(_) => 3,
         Filter::Ranges { ranges, size } if ranges.iter().any(|&r| span_of(r, *size) > i32::MAX as usize) => 3,
         _ => 2,
     };
@@ -299,9 +301,9 @@ fn span_of((start, end): (usize, usize), size: usize) -> usize {
     end.saturating_sub(start).saturating_add(size.max(1) - 1)
 }
 
-/// The page-map test: goes on (to the clean call) when the page of the
-/// address in `scratch.regs[0]` is marked, or lies past the map; jumps to
-/// `skip` when it is not.
+/// The page-map test: goes on (to the clean call) when the address in
+/// `scratch.regs[0]` is inside the hull and its page is marked, or lies
+/// past the map; jumps to `skip` when it is not.
 ///
 /// # Safety
 /// As for [`insert_access_test`].
@@ -312,14 +314,23 @@ unsafe fn insert_page_map_test(dc: DrContext, bb: InstrList, where_: Instr, scra
     let imm = |v: i64, size: u32| ffi::opnd_create_immed_int(v as ffi::ptr_int_t, size as ffi::opnd_size_t);
     let jump = |op: u32, to: Instr| ffi::instr_create_0dst_1src(dc, op as i32, ffi::opnd_create_instr(to));
     let past_map = ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
+    //     r2 = &hull; if addr < [r2] or addr >= [r2 + 8]: skip
     //     r2 = addr >> chunk_shift; if r2 >= chunks: past_map
+    //     save r3
     //     r2 = table[r2]; r3 = (addr >> page_shift) & (pages per chunk - 1)
-    //     if byte [r2 + r3] == 0: skip
+    //     byte [r2 + r3] == 0?; restore r3 (a mov: the flags stay); if so: skip
     // past_map:
+    meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, reg(r2), imm(map.hull as i64, ffi::OPSZ_8)));
+    let word = |offset: i32| ffi::opnd_create_base_disp(r2, 0, 0, offset, ffi::OPSZ_8 as ffi::opnd_size_t);
+    meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(addr), word(0)));
+    meta(jump(ffi::OP_jb, skip));
+    meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(addr), word(8)));
+    meta(jump(ffi::OP_jnb, skip));
     meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_ld as i32, reg(r2), reg(addr)));
     meta(ffi::instr_create_1dst_2src(dc, ffi::OP_shr as i32, reg(r2), imm(map.chunk_shift as i64, ffi::OPSZ_1), reg(r2)));
     meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(r2), imm(map.chunks as i64, ffi::OPSZ_4)));
     meta(jump(ffi::OP_jnb, past_map));
+    ffi::dr_save_reg(dc, bb, where_, r3, SCRATCH_SLOTS[2]);
     meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, reg(r3), imm(map.table as i64, ffi::OPSZ_8)));
     let slot = ffi::opnd_create_base_disp(r3, r2, 8, 0, ffi::OPSZ_8 as ffi::opnd_size_t);
     meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_ld as i32, reg(r2), slot));
@@ -329,6 +340,7 @@ unsafe fn insert_page_map_test(dc: DrContext, bb: InstrList, where_: Instr, scra
     meta(ffi::instr_create_1dst_2src(dc, ffi::OP_and as i32, reg(r3), imm(mask, ffi::OPSZ_4), reg(r3)));
     let byte = ffi::opnd_create_base_disp(r2, r3, 1, 0, ffi::OPSZ_1 as ffi::opnd_size_t);
     meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, byte, imm(0, ffi::OPSZ_1)));
+    ffi::dr_restore_reg(dc, bb, where_, r3, SCRATCH_SLOTS[2]);
     meta(jump(ffi::OP_jz, skip));
     meta(past_map);
 }
