@@ -30,7 +30,7 @@ use dr_sys::syscall::SyscallRegisters;
 use once_cell::sync::OnceCell;
 use ptap_runtime::address_sets;
 use ptap_runtime::call::CallState;
-use ptap_runtime::context::{Access, Fields, HitContext, MemoryFields};
+use ptap_runtime::context::{Access, Fields, HitContext, MemoryFields, OldBytes};
 use ptap_runtime::dispatch::call_handlers_with;
 use ptap_runtime::predicate::{EventFields, Footprint, Value, Variable};
 use ptap_runtime::probe::{Probe, ProbeKind};
@@ -313,7 +313,7 @@ impl EventFields for AccessFields<'_> {
 
 /// Runs the handlers of the site's probes that accept the access at
 /// `address`; `old_value` is a write's bytes before it.
-fn fire(site: &AccessSite, address: usize, old_value: Option<Vec<u8>>) {
+fn fire(site: &AccessSite, address: usize, old_value: Option<OldBytes>) {
     let Some(tracer) = TRACER.get() else { return };
     // SAFETY: in a clean call of a thread DynamoRIO runs.
     let dc = unsafe { ffi::dr_get_current_drcontext() };
@@ -433,7 +433,7 @@ unsafe extern "C" fn after_write(_: usize) {
         let write = PENDING.with_borrow(|p| p.writes[i]);
         // SAFETY: as for on_read.
         let site = &*(write.site as *const AccessSite);
-        let old = (write.old_len == site.size).then(|| write.old[..write.old_len].to_vec());
+        let old = (write.old_len == site.size).then(|| OldBytes::new(&write.old[..write.old_len])).flatten();
         fire(site, write.address, old);
     }
 }
@@ -447,14 +447,17 @@ unsafe extern "C" fn on_call_write(site_word: usize) {
     // SAFETY: as for on_read.
     let site = &*(site_word as *const AccessSite);
     let address = stored_address(site);
-    let mut old = vec![0u8; site.size];
-    let got = dr_sys::memory::safe_read(address, &mut old);
     let value = site.next_pc.to_le_bytes();
-    if got < site.size || site.size > value.len() || !dr_sys::memory::safe_write(address, &value[..site.size]) {
+    let mut old = [0u8; 8];
+    if site.size > value.len() {
+        return;
+    }
+    let got = dr_sys::memory::safe_read(address, &mut old[..site.size]);
+    if got < site.size || !dr_sys::memory::safe_write(address, &value[..site.size]) {
         // The call itself faults: no write happens.
         return;
     }
-    fire(site, address, Some(old));
+    fire(site, address, OldBytes::new(&old[..site.size]));
 }
 
 /// A fault interrupts the thread: the store that faulted wrote nothing.

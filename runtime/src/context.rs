@@ -90,7 +90,31 @@ pub struct MemoryFields {
     pub function_name: Option<&'static str>,
     pub module: &'static str,
     /// At a write: the bytes before the instruction wrote them.
-    pub old_value: Option<Vec<u8>>,
+    pub old_value: Option<OldBytes>,
+}
+
+/// A write's bytes before it, kept inline: an allocation per event cost
+/// as much as deciding the event's probes. Writes longer than
+/// [`OldBytes::MAX`] keep none.
+#[derive(Clone, Copy)]
+pub struct OldBytes {
+    bytes: [u8; OldBytes::MAX],
+    len: u8,
+}
+
+impl OldBytes {
+    pub const MAX: usize = crate::address_sets::MAX_FILTERED_ACCESS;
+
+    /// `bytes`, if there are at most MAX of them.
+    pub fn new(bytes: &[u8]) -> Option<OldBytes> {
+        let mut kept = OldBytes { bytes: [0; OldBytes::MAX], len: bytes.len().try_into().ok()? };
+        kept.bytes.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(kept)
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
 }
 
 impl MemoryFields {
@@ -112,7 +136,7 @@ impl MemoryFields {
             // The bytes there now: what the instruction is about to read,
             // or wrote, as a handler may have changed them.
             "value" => return Some(crate::memory::read_exact(py, self.address, self.size).map(|b| PyBytes::new(py, &b).into_any())),
-            "old_value" => PyBytes::new(py, self.old_value.as_deref()?).into_any(),
+            "old_value" => PyBytes::new(py, self.old_value.as_ref()?.as_slice()).into_any(),
             _ => return None,
         }))
     }
