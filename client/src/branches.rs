@@ -82,13 +82,12 @@ impl DirectionSite {
 }
 
 /// Sets up branch probes, if the script has any.
-pub fn install(probes: &'static [Probe]) -> Result<(), String> {
+pub fn install(probes: &'static [Probe]) {
     if probes.iter().any(|p| handles(p.kind)) {
         // SAFETY: at the client's start; on_shared_direction takes no arguments.
         let call = unsafe { SharedCall::new(on_shared_direction as *mut c_void) };
         let _ = TRACER.set(Tracer { probes, instrumented: AtomicU64::new(0), callouts: AtomicU64::new(0), call });
     }
-    Ok(())
 }
 
 /// What `-v` says of branch probes at exit, if the script has any.

@@ -98,7 +98,7 @@ pub fn install(probes: &'static [Probe]) -> Result<(), String> {
     let memory = probes.iter().any(|p| crate::memory::handles(p.kind));
     let _ = LAYER.set(Layer { probes, memory, threads: RawTlsWord::allocate() });
     crate::memory::install(probes)?;
-    crate::branches::install(probes)?;
+    crate::branches::install(probes);
     // SAFETY: registering plain extern "C" callbacks with the signatures
     // drmgr expects (drmgr is initialised by the lifecycle events).
     unsafe {
