@@ -36,7 +36,6 @@ on. A row whose tool is not installed is skipped with a note. Goals (issue
 13) are printed beside the rows.
 """
 
-import argparse
 import os
 import re
 import shutil
@@ -45,8 +44,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from functions import python_with_frida
-from memory import BENCH, DYNAMORIO, PROCESSTAP, Row, first_line, measure, symbols
+from functions import FRIDA_RUN_TO_EXIT, python_with_frida
+from memory import BENCH, DYNAMORIO, PROCESSTAP, Row, first_line, measure, parse_arguments, symbols
 
 TARGET = "branch_heavy"
 DR = "DynamoRIO, no client"
@@ -120,12 +119,7 @@ def on_message(message, data):
 script = session.create_script(source.replace("MAIN", main).replace("HOT", hot).replace("SIZE", size))
 script.on("message", on_message)
 script.load()
-done = []
-session.on("detached", lambda *a: done.append(1))
-frida.resume(pid)
-while not done:
-    time.sleep(0.01)
-"""
+""" + FRIDA_RUN_TO_EXIT
 
 
 def build(tmp):
@@ -265,16 +259,10 @@ def report(rows, args, taken_per_key, in_executable):
 
 def main():
     global PROCESSTAP
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, help=f"keys for the rows without a handler per branch (default 2,000,000,000;"
-                                              f" 40,000,000 with --quick); the others get N/{SLOW}")
-    parser.add_argument("--runs", type=int, help="interleaved runs (default 5; 1 with --quick)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: small work, one run")
-    parser.add_argument("--processtap", type=Path, default=PROCESSTAP, help="the launcher to measure (default: this checkout's)")
-    args = parser.parse_args()
+    args = parse_arguments(__doc__, {
+        "--n": (f"keys for the rows without a handler per branch, which get N/{SLOW}", 2_000_000_000, 40_000_000),
+    })
     PROCESSTAP = args.processtap
-    args.n = args.n or (40_000_000 if args.quick else 2_000_000_000)
-    args.runs = args.runs or (1 if args.quick else 5)
     if not DYNAMORIO.is_file() or not shutil.which("gcc") or not shutil.which("objdump"):
         sys.exit("build first (scripts/bootstrap) and install gcc and binutils")
     notes = []

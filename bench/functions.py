@@ -41,6 +41,16 @@ SCRIPTS = {
     ),
 }
 
+# The end of every Frida runner: let the spawned target run until it exits
+# (the session detaches then).
+FRIDA_RUN_TO_EXIT = r"""
+done = []
+session.on("detached", lambda *a: done.append(1))
+frida.resume(pid)
+while not done:
+    time.sleep(0.01)
+"""
+
 FRIDA_RUNNER = r"""
 import sys, time, frida
 target, name, calls = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -56,12 +66,7 @@ Interceptor.attach(address, { onEnter(args) {} });
 '''
 script = session.create_script(source.replace("NAME", repr(name)))
 script.load()
-done = []
-session.on("detached", lambda *a: done.append(1))
-frida.resume(pid)
-while not done:
-    time.sleep(0.01)
-"""
+""" + FRIDA_RUN_TO_EXIT
 
 
 def build(tmp):

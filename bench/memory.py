@@ -378,19 +378,31 @@ def report(rows, args, per_round, sse_accesses, counted_by):
         print(f"{'gdb / ProcessTap per hit':42}{'':8}{ratio:9.0f}x{best:>9}  >= 100x: {'met' if ratio >= 100 else 'MISSED'}")
 
 
-def main():
-    global PROCESSTAP
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, help="rounds for the throughput rows (default 40,000; 2,000 with --quick)")
-    parser.add_argument("--hits", type=int, help="writes of `hits` for the per-hit rows (default 1,000,000; 40,000 with --quick)")
+def parse_arguments(doc, work):
+    """The command line of a benchmark: --runs, --quick and --processtap,
+    and the amounts of work *work* names, ``{option: (help, default,
+    default with --quick)}``, filled in."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for option, (text, default, quick) in work.items():
+        parser.add_argument(option, type=int, help=f"{text} (default {default:,}; {quick:,} with --quick)")
     parser.add_argument("--runs", type=int, help="interleaved runs (default 5; 1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: small work, one run")
     parser.add_argument("--processtap", type=Path, default=PROCESSTAP, help="the launcher to measure (default: this checkout's)")
     args = parser.parse_args()
-    PROCESSTAP = args.processtap
-    args.n = args.n or (2_000 if args.quick else 40_000)
-    args.hits = args.hits or (40_000 if args.quick else 1_000_000)
+    for option, (_, default, quick) in work.items():
+        name = option.lstrip("-")
+        setattr(args, name, getattr(args, name) or (quick if args.quick else default))
     args.runs = args.runs or (1 if args.quick else 5)
+    return args
+
+
+def main():
+    global PROCESSTAP
+    args = parse_arguments(__doc__, {
+        "--n": ("rounds for the throughput rows", 40_000, 2_000),
+        "--hits": ("writes of `hits` for the per-hit rows", 1_000_000, 40_000),
+    })
+    PROCESSTAP = args.processtap
     if not DYNAMORIO.is_file() or not shutil.which("gcc"):
         sys.exit("build first (scripts/bootstrap) and install gcc")
     notes = []
