@@ -6,35 +6,102 @@ use ::regex::*;
 
 pub const BUILD_DIR: &str = "DRIO_BUILD_DIR";
 
-#[cfg(target_os = "windows")]
-pub const PLATFORM: &str = "WINDOWS";
+// ProcessTap: the platform, architecture and library folder are the TARGET's,
+// read from the CARGO_CFG_TARGET_* variables cargo gives build scripts. The
+// published crate used `#[cfg(target_os/target_arch)]` here, which in a build
+// script is the HOST's: a `--target i686-unknown-linux-gnu` build on x86-64
+// then generated bindings with -DX86_64 (dr_mcontext_t 2208 bytes instead of
+// C's 648) and linked lib64.
+fn target_os() -> String {
+    std::env::var("CARGO_CFG_TARGET_OS").unwrap()
+}
 
-#[cfg(target_os = "linux")]
-pub const PLATFORM: &str = "LINUX";
+fn platform() -> &'static str {
+    match target_os().as_str() {
+        "windows" => "WINDOWS",
+        "linux" => "LINUX",
+        os => panic!("dynamorio-sys: unsupported target OS {os}"),
+    }
+}
 
-#[cfg(target_os = "windows")]
-pub const BUILD_TARGET: &str = "ALL_BUILD";
+fn build_target() -> &'static str {
+    if target_os() == "windows" { "ALL_BUILD" } else { "all" }
+}
 
-#[cfg(target_os = "linux")]
-pub const BUILD_TARGET: &str = "all";
+fn architecture() -> &'static str {
+    match std::env::var("CARGO_CFG_TARGET_ARCH").unwrap().as_str() {
+        "x86" => "X86_32",
+        "x86_64" => "X86_64",
+        "arm" => "ARM_32",
+        "aarch64" => "ARM_64",
+        arch => panic!("dynamorio-sys: unsupported target architecture {arch}"),
+    }
+}
 
-#[cfg(target_arch = "x86")]
-pub const ARCHITECTURE: &str = "X86_32";
+fn lib_path() -> &'static str {
+    match architecture() {
+        "X86_32" | "ARM_32" => "lib32",
+        _ => "lib64",
+    }
+}
 
-#[cfg(target_arch = "x86_64")]
-pub const ARCHITECTURE: &str = "X86_64";
-
-#[cfg(target_arch = "arm")]
-pub const ARCHITECTURE: &str = "ARM_32";
-
-#[cfg(target_arch = "aarch64")]
-pub const ARCHITECTURE: &str = "ARM_64";
-
-#[cfg(any(target_arch = "x86", target_arch = "arm"))]
-pub const LIB_PATH: &str = "lib32";
-
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub const LIB_PATH: &str = "lib64";
+/// The DynamoRIO sources. This copy of the crate does not carry them (50 MB):
+/// they are the ones the published crate of the same version vendors, taken
+/// from cargo's registry: unpacked (registry/src), or unpacked here from the
+/// downloaded .crate (registry/cache). `upstream/Cargo.toml` beside this file
+/// names that crate, so `cargo fetch --manifest-path` on it downloads it.
+/// A `dynamorio/` folder next to this file wins over both.
+fn dynamorio_sources() -> PathBuf {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let here = manifest_dir.join("dynamorio");
+    if here.join("CMakeLists.txt").is_file() {
+        return here;
+    }
+    let crate_name = format!("dynamorio-sys-{}", env!("CARGO_PKG_VERSION"));
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .expect("dynamorio-sys: neither CARGO_HOME nor HOME is set");
+    println!("cargo:rerun-if-env-changed=CARGO_HOME");
+    let registries = |kind: &str| -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(cargo_home.join("registry").join(kind))
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        dirs.sort();
+        dirs
+    };
+    for reg in registries("src") {
+        let dir = reg.join(&crate_name).join("dynamorio");
+        if dir.join("CMakeLists.txt").is_file() {
+            return dir;
+        }
+    }
+    for reg in registries("cache") {
+        let archive = reg.join(format!("{crate_name}.crate"));
+        if archive.is_file() {
+            let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+            let dir = out_dir.join(&crate_name).join("dynamorio");
+            if !dir.join("CMakeLists.txt").is_file() {
+                let status = std::process::Command::new("tar")
+                    .arg("-xzf")
+                    .arg(&archive)
+                    .arg("-C")
+                    .arg(&out_dir)
+                    .arg(format!("{crate_name}/dynamorio"))
+                    .status()
+                    .expect("dynamorio-sys: cannot run tar");
+                assert!(status.success(), "dynamorio-sys: cannot unpack {}", archive.display());
+            }
+            return dir;
+        }
+    }
+    panic!(
+        "dynamorio-sys: the DynamoRIO sources of {crate_name} are not in {}/registry; \
+         fetch them with `cargo fetch --manifest-path {}`",
+        cargo_home.display(),
+        manifest_dir.join("upstream").join("Cargo.toml").display()
+    );
+}
 
 fn version_ok(generated_rs: &Path) -> bool {
     let mut fin = match File::open(generated_rs) {
@@ -85,30 +152,34 @@ fn main() {
             PathBuf::from(build_dir)
         }
         _ => {
-            println!("cargo:rerun-if-changed=dynamorio");
+            let sources = dynamorio_sources();
+            println!("cargo:rerun-if-changed={}", sources.display());
 
-            #[cfg(target_os = "windows")]
-            let mut path = cmake::Config::new("dynamorio")
+            let mut config = cmake::Config::new(&sources);
+            if target_os() == "windows" {
+                config.define("BUILD_DRSTATS", "NO");
+            } else {
+                config
+                    .define("CMAKE_ASM_COMPILER", "/usr/bin/as")
+                    .define("CMAKE_ASM_FLAGS", "");
+            }
+            // ProcessTap: a 32-bit x86 build on an x86-64 Linux host is a
+            // multilib build (cc -m32, which cmake-rs passes in the C flags),
+            // not a cross build. Told the host is the target, cmake-rs does
+            // not set CMAKE_SYSTEM_NAME/PROCESSOR, which made Debian 12's
+            // cmake 3.25 crash configuring DynamoRIO.
+            let host = std::env::var("HOST").unwrap();
+            let target = std::env::var("TARGET").unwrap();
+            if host.starts_with("x86_64-") && host.ends_with("-linux-gnu") && architecture() == "X86_32" && target_os() == "linux" {
+                config.host(&target);
+            }
+            let mut path = config
                 .define("BUILD_CLIENTS", "NO")
                 .define("BUILD_DOCS", "NO")
-                .define("BUILD_DRSTATS", "NO")
                 .define("BUILD_SAMPLES", "NO")
                 .define("BUILD_TESTS", "NO")
                 .define("BUILD_TOOLS", "NO")
-                .build_target(BUILD_TARGET)
-                .profile("RelWithDebInfo")
-                .build();
-
-            #[cfg(target_os = "linux")]
-            let mut path = cmake::Config::new("dynamorio")
-                .define("BUILD_CLIENTS", "NO")
-                .define("BUILD_DOCS", "NO")
-                .define("BUILD_SAMPLES", "NO")
-                .define("BUILD_TESTS", "NO")
-                .define("BUILD_TOOLS", "NO")
-                .define("CMAKE_ASM_COMPILER", "/usr/bin/as")
-                .define("CMAKE_ASM_FLAGS", "")
-                .build_target(BUILD_TARGET)
+                .build_target(build_target())
                 .profile("RelWithDebInfo")
                 .build();
 
@@ -120,8 +191,8 @@ fn main() {
     let mut extra_args = vec![];
     let mut libs = vec!["dynamorio"];
 
-    extra_args.push(format!("-D{}", PLATFORM));
-    extra_args.push(format!("-D{}", ARCHITECTURE));
+    extra_args.push(format!("-D{}", platform()));
+    extra_args.push(format!("-D{}", architecture()));
 
     #[cfg(windows)]
     {
@@ -144,7 +215,7 @@ fn main() {
     // Core DynamoRIO lib
     println!(
         "cargo:rustc-link-search={}",
-        build_dir.join(LIB_PATH).join("release").to_string_lossy()
+        build_dir.join(lib_path()).join("release").to_string_lossy()
     );
 
     // Extensions
@@ -152,7 +223,7 @@ fn main() {
         "cargo:rustc-link-search={}",
         build_dir
             .join("ext")
-            .join(LIB_PATH)
+            .join(lib_path())
             .join("release")
             .to_string_lossy()
     );
@@ -208,12 +279,13 @@ fn main() {
     }
 
     for lib in libs {
-        #[cfg(target_os = "linux")]
-        println!("cargo:rustc-link-lib={}", lib);
-
-        #[cfg(target_os = "windows")]
         println!("cargo:rustc-link-lib={}", lib);
     }
+
+    // ProcessTap: `links = "dynamorio"` (Cargo.toml) hands this to the build
+    // scripts of the crates that depend on this one, as
+    // DEP_DYNAMORIO_BUILD_DIR, and runs them after this one.
+    println!("cargo:build_dir={}", build_dir.display());
 
     // Tell cargo to invalidate the built crate whenever the wrapper changes
     println!("cargo:rerun-if-changed=src/wrapper.h");
@@ -272,8 +344,8 @@ fn main() {
     println!("cargo:rerun-if-changed=src/wrapper.c");
 
     cc::Build::new()
-        .define(PLATFORM, None)
-        .define(ARCHITECTURE, None)
+        .define(platform(), None)
+        .define(architecture(), None)
         .include(build_dir.join("include"))
         .include(build_dir.join("ext/include"))
         .file("src/wrapper.c")
