@@ -2,8 +2,9 @@
 //! extensions statically, and publishes the build at a stable path.
 //!
 //! `dynamorio-sys` builds DynamoRIO 11.90 with cmake inside its own hashed
-//! `OUT_DIR` and asks for the extensions (drmgr, ...) by plain name, which
-//! the linker would satisfy with their shared variants. ProcessTap's
+//! `OUT_DIR` (or uses the build `DRIO_BUILD_DIR` names), tells us which
+//! (`DEP_DYNAMORIO_BUILD_DIR`), and asks for the extensions (drmgr, ...) by
+//! plain name, which the linker would satisfy with their shared variants. ProcessTap's
 //! `libptap.so` must need nothing at run time but `libdynamorio.so` and
 //! libpython, so we copy each extension's `lib<ext>_static.a` into our own
 //! `OUT_DIR` under the plain name `lib<ext>.a`; our search path comes first,
@@ -13,7 +14,6 @@
 //! to the `processtap` launcher, which looks for `libdynamorio.so` there.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 use std::{env, fs};
 
 /// Extensions `dr-sys` enables in `dynamorio-sys`; keep in step with Cargo.toml.
@@ -22,9 +22,11 @@ const STATIC_EXTENSIONS: &[&str] = &["drmgr", "drwrap", "drreg", "drutil", "drx"
 fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     // OUT_DIR is target/<profile>/build/dr-sys-<hash>/out.
-    let build_root = out_dir.ancestors().nth(2).unwrap().to_path_buf();
     let profile_dir = out_dir.ancestors().nth(3).unwrap().to_path_buf();
-    let dr_build = find_dynamorio_build(&build_root);
+    let dr_build = PathBuf::from(env::var("DEP_DYNAMORIO_BUILD_DIR").expect(
+        "DEP_DYNAMORIO_BUILD_DIR is not set: dynamorio-sys must be ProcessTap's copy \
+         (vendor/dynamorio-sys, [patch.crates-io] in Cargo.toml), which has links = \"dynamorio\"",
+    ));
 
     let lib_arch = if env::var("CARGO_CFG_TARGET_POINTER_WIDTH").unwrap() == "64" {
         "lib64"
@@ -49,29 +51,6 @@ fn main() {
     publish_stable_link(&dr_build, &profile_dir.join("dynamorio"));
     println!("cargo:rustc-env=PTAP_DYNAMORIO_BUILD={}", dr_build.display());
     println!("cargo:rerun-if-changed=build.rs");
-}
-
-/// The newest `dynamorio-sys-*/out/build` that holds a built libdynamorio.so.
-fn find_dynamorio_build(build_root: &Path) -> PathBuf {
-    let mut best: Option<(SystemTime, PathBuf)> = None;
-    for entry in fs::read_dir(build_root).unwrap().flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().starts_with("dynamorio-sys-") {
-            continue;
-        }
-        let dir = entry.path().join("out").join("build");
-        for lib_arch in ["lib64", "lib32"] {
-            let lib = dir.join(lib_arch).join("release").join("libdynamorio.so");
-            if let Ok(meta) = fs::metadata(&lib) {
-                let when = meta.modified().unwrap();
-                if best.as_ref().map_or(true, |(t, _)| when > *t) {
-                    best = Some((when, dir.clone()));
-                }
-            }
-        }
-    }
-    best.map(|(_, dir)| dir)
-        .expect("dynamorio-sys has not built DynamoRIO (no libdynamorio.so under target/*/build)")
 }
 
 /// Points `link` at `target`, replacing an older link.
