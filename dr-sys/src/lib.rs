@@ -17,6 +17,12 @@
 
 pub use dynamorio_sys as ffi;
 
+// Compile-time asserts that the bindings of the DynamoRIO types ProcessTap
+// uses have the size and alignment the target's C compiler gives them (see
+// `check_binding_sizes` in build.rs): bindings generated for the wrong
+// architecture fail here instead of misreading registers at run time.
+include!(concat!(env!("OUT_DIR"), "/binding_sizes.rs"));
+
 pub mod access;
 pub mod branch;
 pub mod instrument;
