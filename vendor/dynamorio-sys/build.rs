@@ -20,7 +20,7 @@ fn platform() -> &'static str {
     match target_os().as_str() {
         "windows" => "WINDOWS",
         "linux" => "LINUX",
-        os => panic!("dynamorio-sys: unsupported target OS {os}"),
+        os => panic!("dynamorio-sys: unsupported target OS {}", os),
     }
 }
 
@@ -34,7 +34,7 @@ fn architecture() -> &'static str {
         "x86_64" => "X86_64",
         "arm" => "ARM_32",
         "aarch64" => "ARM_64",
-        arch => panic!("dynamorio-sys: unsupported target architecture {arch}"),
+        arch => panic!("dynamorio-sys: unsupported target architecture {}", arch),
     }
 }
 
