@@ -93,7 +93,13 @@ pub unsafe fn memory_operands(instr: Instr) -> Vec<MemoryOperand> {
             return;
         }
         let size = ffi::drutil_opnd_mem_size_in_bytes(operand, instr) as usize;
-        let known = ffi::opnd_is_rel_addr(operand) != 0 || ffi::opnd_is_near_abs_addr(operand) != 0;
+        // RIP-relative operands exist only on x86-64 (and DynamoRIO's
+        // opnd_is_rel_addr with them).
+        #[cfg(target_arch = "x86_64")]
+        let rel = ffi::opnd_is_rel_addr(operand) != 0;
+        #[cfg(not(target_arch = "x86_64"))]
+        let rel = false;
+        let known = rel || ffi::opnd_is_near_abs_addr(operand) != 0;
         let known_address = known.then(|| ffi::opnd_get_addr(operand) as usize);
         out.push(MemoryOperand { operand, is_write, size, known_address });
     };

@@ -268,11 +268,16 @@ impl RawTlsWord {
     /// # Safety
     /// As for [`Self::set`].
     pub unsafe fn get(self) -> usize {
-        let value: usize;
         #[cfg(target_arch = "x86_64")]
-        std::arch::asm!("mov {value}, qword ptr gs:[{offset}]", offset = in(reg) self.offset as usize, value = out(reg) value,
-            options(nostack, preserves_flags, readonly));
-        value
+        {
+            let value: usize;
+            std::arch::asm!("mov {value}, qword ptr gs:[{offset}]", offset = in(reg) self.offset as usize, value = out(reg) value,
+                options(nostack, preserves_flags, readonly));
+            value
+        }
+        // `allocate` gives no RawTlsWord elsewhere.
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("RawTlsWord off x86-64 (offset {})", self.offset)
     }
 
     /// Sets the calling thread's word.
@@ -286,6 +291,9 @@ impl RawTlsWord {
         #[cfg(target_arch = "x86_64")]
         std::arch::asm!("mov qword ptr gs:[{offset}], {value}", offset = in(reg) self.offset as usize, value = in(reg) value,
             options(nostack, preserves_flags));
+        // `allocate` gives no RawTlsWord elsewhere.
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("RawTlsWord off x86-64 (offset {}, value {value})", self.offset);
     }
 }
 

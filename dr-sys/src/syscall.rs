@@ -35,7 +35,13 @@ pub unsafe fn set_result_of_skipped(dc: DrContext, value: isize) {
 }
 
 /// Where the Linux x86-64 system-call convention passes parameter `i`.
+#[cfg(target_arch = "x86_64")]
 const PARAM_REGISTERS: [Register; 6] = [Register::Rdi, Register::Rsi, Register::Rdx, Register::R10, Register::R8, Register::R9];
+/// Where the Linux i386 convention (int 0x80) passes parameter `i`: ebx,
+/// ecx, edx, esi, edi, ebp. (Through __kernel_vsyscall's sysenter, the
+/// sixth is on the stack at [ebp] instead: not handled yet.)
+#[cfg(target_arch = "x86")]
+const PARAM_REGISTERS: [Register; 6] = [Register::Rbx, Register::Rcx, Register::Rdx, Register::Rsi, Register::Rdi, Register::Rbp];
 
 thread_local! {
     /// The machine context the clean calls at system calls read and write:

@@ -81,6 +81,16 @@ pub unsafe fn register_args(wc: WrapContext) -> [usize; 6] {
     }
 }
 
+/// The first six integer arguments by the i386 cdecl convention (on the
+/// stack), which a call without a prototype records.
+///
+/// # Safety
+/// `wc` must be the live context of a pre callback.
+#[cfg(target_arch = "x86")]
+pub unsafe fn register_args(wc: WrapContext) -> [usize; 6] {
+    std::array::from_fn(|i| arg(wc, i))
+}
+
 /// Changes argument `index` before the function body runs.
 ///
 /// # Safety
