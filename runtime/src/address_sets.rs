@@ -25,8 +25,10 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 pub const PAGE_SHIFT: u32 = 12;
 pub const CHUNK_SHIFT: u32 = 30;
-/// Chunks of the user address space (x86-64: 2**47 bytes).
-pub const CHUNKS: usize = 1 << (47 - CHUNK_SHIFT);
+/// Bits of a user address: x86-64's 2**47 bytes, or all 32 on i386.
+const ADDRESS_BITS: u32 = if cfg!(target_pointer_width = "64") { 47 } else { 32 };
+/// Chunks of the user address space.
+pub const CHUNKS: usize = 1 << (ADDRESS_BITS - CHUNK_SHIFT);
 const PAGES_PER_CHUNK: usize = 1 << (CHUNK_SHIFT - PAGE_SHIFT);
 /// The longest access the page map filters; longer ones always reach the client.
 pub const MAX_FILTERED_ACCESS: usize = 64;

@@ -68,16 +68,18 @@ unsafe fn call_on_stack(top: usize, f: extern "C" fn(*mut c_void), data: *mut c_
 #[cfg(target_arch = "x86")]
 unsafe fn call_on_stack(top: usize, f: extern "C" fn(*mut c_void), data: *mut c_void) {
     std::arch::asm!(
-        "mov esi, esp",
+        // edi, callee-saved, keeps the old stack pointer (LLVM reserves esi
+        // and ebx on x86 and refuses them as operands).
+        "mov edi, esp",
         "mov esp, {top}",
         "sub esp, 12",
         "push {data}",
         "call {f}",
-        "mov esp, esi",
+        "mov esp, edi",
         top = in(reg) top,
         f = in(reg) f,
         data = in(reg) data,
-        out("esi") _,
+        out("edi") _,
         clobber_abi("C"),
     );
 }

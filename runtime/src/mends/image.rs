@@ -26,15 +26,12 @@ const DT_PLTRELSZ: i64 = 2;
 const DT_HASH: i64 = 4;
 const DT_STRTAB: i64 = 5;
 const DT_SYMTAB: i64 = 6;
-const DT_RELA: i64 = 7;
-const DT_RELASZ: i64 = 8;
 const DT_STRSZ: i64 = 10;
 const DT_SONAME: i64 = 14;
 const DT_PLTREL: i64 = 20;
 const DT_JMPREL: i64 = 23;
 const DT_GNU_HASH: i64 = 0x6fff_fef5;
 const DT_VERSYM: i64 = 0x6fff_fff0;
-const DT_RELACOUNT: i64 = 0x6fff_fff9;
 const DT_VERDEF: i64 = 0x6fff_fffc;
 const DT_VERDEFNUM: i64 = 0x6fff_fffd;
 const DT_VERNEED: i64 = 0x6fff_fffe;
@@ -42,27 +39,96 @@ const DT_VERNEEDNUM: i64 = 0x6fff_ffff;
 
 const SHN_UNDEF: u16 = 0;
 const STT_GNU_IFUNC: u8 = 10;
-/// `DT_PLTREL`'s value for RELA relocations.
-const PLTREL_RELA: u64 = 7;
+// x86-64's R_X86_64_64, _GLOB_DAT and _JUMP_SLOT have the numbers of
+// i386's R_386_32, _GLOB_DAT and _JMP_SLOT.
 const R_X86_64_64: u32 = 1;
 const R_X86_64_GLOB_DAT: u32 = 6;
 const R_X86_64_JUMP_SLOT: u32 = 7;
 /// The "hidden" bit of a `.gnu.version` entry: a non-default version.
 const VERSYM_HIDDEN: u16 = 0x8000;
 
-#[repr(C)]
+/// A dynamic entry, widened to 64 bits whatever the ELF class.
 #[derive(Clone, Copy)]
 struct Dyn {
     tag: i64,
     val: u64,
 }
 
-#[repr(C)]
+/// A relocation, widened to 64 bits: `sym` and `kind` decoded from r_info.
 #[derive(Clone, Copy)]
 struct Rela {
     offset: u64,
-    info: u64,
+    sym: usize,
+    kind: u32,
     addend: i64,
+}
+
+/// The ELF class of the process: ELFCLASS64 with RELA relocations on x86-64.
+#[cfg(target_pointer_width = "64")]
+pub(crate) mod elf {
+    pub type Phdr = libc::Elf64_Phdr;
+    pub type Sym = libc::Elf64_Sym;
+    /// Where the linker puts the symbol-naming relocations (other than PLT).
+    pub const DT_RELOCS: i64 = 7; // DT_RELA
+    pub const DT_RELOCSZ: i64 = 8; // DT_RELASZ
+    pub const DT_RELOCCOUNT: i64 = 0x6fff_fff9; // DT_RELACOUNT
+    /// `DT_PLTREL`'s value for this class's relocations (DT_RELA).
+    pub const PLTREL: u64 = 7;
+
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct RawDyn {
+        pub tag: i64,
+        pub val: u64,
+    }
+
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct RawReloc {
+        offset: u64,
+        info: u64,
+        addend: i64,
+    }
+
+    impl RawReloc {
+        pub(super) fn widen(self) -> super::Rela {
+            super::Rela { offset: self.offset, sym: (self.info >> 32) as usize, kind: self.info as u32, addend: self.addend }
+        }
+    }
+}
+
+/// ELFCLASS32 with REL relocations on i386. A REL relocation's addend is in
+/// the slot, overwritten once relocated: imports are taken with addend 0
+/// (what GLOB_DAT and JMP_SLOT have; an R_386_32 with another is missed).
+#[cfg(target_pointer_width = "32")]
+pub(crate) mod elf {
+    pub type Phdr = libc::Elf32_Phdr;
+    pub type Sym = libc::Elf32_Sym;
+    pub const DT_RELOCS: i64 = 17; // DT_REL
+    pub const DT_RELOCSZ: i64 = 18; // DT_RELSZ
+    pub const DT_RELOCCOUNT: i64 = 0x6fff_fffa; // DT_RELCOUNT
+    /// `DT_PLTREL`'s value for this class's relocations (DT_REL).
+    pub const PLTREL: u64 = 17;
+
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct RawDyn {
+        pub tag: i32,
+        pub val: u32,
+    }
+
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct RawReloc {
+        offset: u32,
+        info: u32,
+    }
+
+    impl RawReloc {
+        pub(super) fn widen(self) -> super::Rela {
+            super::Rela { offset: self.offset as u64, sym: (self.info >> 8) as usize, kind: self.info & 0xff, addend: 0 }
+        }
+    }
 }
 
 #[repr(C)]
@@ -223,7 +289,7 @@ impl LibraryImage {
     /// `phdrs` must be the program headers of a library that is mapped at
     /// `base` (as `dl_iterate_phdr` reports them) and stays mapped for the
     /// duration of the call.
-    pub unsafe fn from_memory(path: &str, base: usize, phdrs: &[libc::Elf64_Phdr]) -> Option<LibraryImage> {
+    pub unsafe fn from_memory(path: &str, base: usize, phdrs: &[elf::Phdr]) -> Option<LibraryImage> {
         let segments = phdrs
             .iter()
             .filter(|p| p.p_type == PT_LOAD && p.p_flags & PF_R != 0)
@@ -232,8 +298,12 @@ impl LibraryImage {
         let mapped = Mapped { base, segments };
         let dynamic = phdrs.iter().find(|p| p.p_type == PT_DYNAMIC)?;
         let dynamic_at = base + dynamic.p_vaddr as usize;
-        let count = dynamic.p_memsz as usize / std::mem::size_of::<Dyn>();
-        let entries: Vec<Dyn> = mapped.array(dynamic_at, count)?;
+        let count = dynamic.p_memsz as usize / std::mem::size_of::<elf::RawDyn>();
+        let entries: Vec<Dyn> = mapped
+            .array::<elf::RawDyn>(dynamic_at, count)?
+            .iter()
+            .map(|d| Dyn { tag: d.tag as i64, val: d.val as u64 })
+            .collect();
         let value = |tag: i64| entries.iter().take_while(|d| d.tag != DT_NULL).find(|d| d.tag == tag).map(|d| d.val);
         let address = |tag: i64| value(tag).map(|v| mapped.address(v));
 
@@ -250,9 +320,9 @@ impl LibraryImage {
             None => 0,
         };
         let symbols: Vec<Symbol> = mapped
-            .array::<libc::Elf64_Sym>(symtab, symbol_count)?
+            .array::<elf::Sym>(symtab, symbol_count)?
             .iter()
-            .map(|s| Symbol { name: s.st_name, info: s.st_info, shndx: s.st_shndx, value: s.st_value })
+            .map(|s| Symbol { name: s.st_name, info: s.st_info, shndx: s.st_shndx, value: s.st_value as u64 })
             .collect();
         let versions = match address(DT_VERSYM) {
             Some(at) => mapped.array::<u16>(at, symbol_count)?,
@@ -285,25 +355,25 @@ impl LibraryImage {
         };
 
         let mut relocations = Vec::new();
-        if let (Some(at), Some(size)) = (address(DT_RELA), value(DT_RELASZ)) {
+        if let (Some(at), Some(size)) = (address(elf::DT_RELOCS), value(elf::DT_RELOCSZ)) {
             // The linker puts the RELATIVE relocations first and counts
             // them (`-z combreloc`): they name no symbol, so they are
             // skipped unread (26,000 of libpython's 39,000).
-            let relative = value(DT_RELACOUNT).unwrap_or(0) as usize * std::mem::size_of::<Rela>();
+            let relative = value(elf::DT_RELOCCOUNT).unwrap_or(0) as usize * std::mem::size_of::<elf::RawReloc>();
             let skipped = relative.min(size as usize);
             relocations.push((at + skipped, size as usize - skipped));
         }
         if let (Some(at), Some(size)) = (address(DT_JMPREL), value(DT_PLTRELSZ)) {
-            if value(DT_PLTREL).unwrap_or(PLTREL_RELA) == PLTREL_RELA {
+            if value(DT_PLTREL).unwrap_or(elf::PLTREL) == elf::PLTREL {
                 relocations.push((at, size as usize));
             }
         }
         for (at, size) in relocations {
             let relas = mapped.bytes(at, size)?;
-            for chunk in relas.chunks_exact(std::mem::size_of::<Rela>()) {
-                // SAFETY: the chunk holds exactly one Rela (plain data).
-                let r = unsafe { std::ptr::read_unaligned(chunk.as_ptr() as *const Rela) };
-                image.add_import(r);
+            for chunk in relas.chunks_exact(std::mem::size_of::<elf::RawReloc>()) {
+                // SAFETY: the chunk holds exactly one relocation (plain data).
+                let r = unsafe { std::ptr::read_unaligned(chunk.as_ptr() as *const elf::RawReloc) };
+                image.add_import(r.widen());
             }
         }
         Some(image)
@@ -311,7 +381,7 @@ impl LibraryImage {
 
     /// Records `r` if it fills a slot with an imported symbol's address.
     fn add_import(&mut self, r: Rela) {
-        let (sym, kind) = ((r.info >> 32) as usize, r.info as u32);
+        let (sym, kind) = (r.sym, r.kind);
         if !matches!(kind, R_X86_64_GLOB_DAT | R_X86_64_JUMP_SLOT | R_X86_64_64) || sym == 0 {
             return;
         }
@@ -461,7 +531,8 @@ impl Iterator for Candidates<'_> {
 fn read_gnu_hash(mapped: &Mapped, at: usize) -> Option<HashTable> {
     let header: [u32; 4] = mapped.one(at)?;
     let [bucket_count, first, bloom_words, _shift] = header;
-    let buckets_at = at + 16 + bloom_words as usize * 8;
+    // The bloom filter has bloom_words ElfW(Addr) words.
+    let buckets_at = at + 16 + bloom_words as usize * std::mem::size_of::<usize>();
     let buckets: Vec<u32> = mapped.array(buckets_at, bucket_count as usize)?;
     let chain_at = buckets_at + bucket_count as usize * 4;
     let last_start = buckets.iter().copied().max().unwrap_or(0);

@@ -154,8 +154,8 @@ fn read_new_libraries(known: &[LibraryImage]) -> Vec<LibraryImage> {
 /// DynamoRIO's private loader holds, except DynamoRIO itself. A client's
 /// `dl_iterate_phdr` is redirected by DynamoRIO to list them; `f` runs
 /// while DynamoRIO holds its loader's lock.
-fn for_each_private_library(mut f: impl FnMut(&str, usize, &[libc::Elf64_Phdr])) {
-    type Visit<'a> = &'a mut dyn FnMut(&str, usize, &[libc::Elf64_Phdr]);
+fn for_each_private_library(mut f: impl FnMut(&str, usize, &[image::elf::Phdr])) {
+    type Visit<'a> = &'a mut dyn FnMut(&str, usize, &[image::elf::Phdr]);
     unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> libc::c_int {
         // SAFETY: `data` is the `Visit` passed below; `info` and the name
         // and headers it points to are valid for the call.
