@@ -16,6 +16,8 @@ mod branches;
 mod environment;
 mod fd_guard;
 mod functions;
+#[cfg(target_arch = "x86")]
+mod heap32;
 mod instructions;
 mod lifecycle;
 mod match_reports;
