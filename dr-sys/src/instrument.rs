@@ -63,7 +63,7 @@ pub unsafe fn syscall_number_set_before(instr: Instr) -> Option<i64> {
     let mut prev = ffi::instr_get_prev(instr);
     while !prev.is_null() {
         if is_app(prev) {
-            if ffi::instr_writes_to_reg(prev, ffi::DR_REG_RAX as ffi::reg_id_t, ffi::_dr_opnd_query_flags_t_DR_QUERY_INCLUDE_ALL as _) != 0 {
+            if ffi::instr_writes_to_reg(prev, XAX, ffi::_dr_opnd_query_flags_t_DR_QUERY_INCLUDE_ALL as _) != 0 {
                 break;
             }
             if ffi::instr_is_cti(prev) != 0 || is_syscall(prev) || ffi::instr_is_interrupt(prev) != 0 {
@@ -85,6 +85,27 @@ pub unsafe fn syscall_number_set_before(instr: Instr) -> Option<i64> {
     (sets_constant && into_rax).then_some(value as i64)
 }
 
+/// The target's pointer-sized registers and operand size: DynamoRIO's
+/// DR_REG_XAX, DR_REG_XCX, DR_REG_XSP and OPSZ_PTR, macros bindgen does not
+/// carry. (RAX and OPSZ_8 do not encode in 32-bit code.)
+#[cfg(target_arch = "x86_64")]
+mod ptr_sized {
+    use crate::ffi;
+    pub const XAX: ffi::reg_id_t = ffi::DR_REG_RAX as ffi::reg_id_t;
+    pub const XCX: ffi::reg_id_t = ffi::DR_REG_RCX as ffi::reg_id_t;
+    pub const XSP: ffi::reg_id_t = ffi::DR_REG_RSP as ffi::reg_id_t;
+    pub const OPSZ_PTR: ffi::opnd_size_t = ffi::OPSZ_8 as ffi::opnd_size_t;
+}
+#[cfg(target_arch = "x86")]
+mod ptr_sized {
+    use crate::ffi;
+    pub const XAX: ffi::reg_id_t = ffi::DR_REG_EAX as ffi::reg_id_t;
+    pub const XCX: ffi::reg_id_t = ffi::DR_REG_ECX as ffi::reg_id_t;
+    pub const XSP: ffi::reg_id_t = ffi::DR_REG_ESP as ffi::reg_id_t;
+    pub const OPSZ_PTR: ffi::opnd_size_t = ffi::OPSZ_4 as ffi::opnd_size_t;
+}
+use ptr_sized::{OPSZ_PTR, XAX, XCX, XSP};
+
 /// An argument of a clean call.
 #[derive(Clone, Copy)]
 pub enum Arg {
@@ -99,9 +120,9 @@ pub enum Arg {
 impl Arg {
     unsafe fn operand(self) -> ffi::opnd_t {
         match self {
-            Arg::Rax => ffi::opnd_create_reg(ffi::DR_REG_RAX as ffi::reg_id_t),
-            Arg::Rsp => ffi::opnd_create_reg(ffi::DR_REG_RSP as ffi::reg_id_t),
-            Arg::Word(w) => ffi::opnd_create_immed_int(w as ffi::ptr_int_t, ffi::OPSZ_8 as ffi::opnd_size_t),
+            Arg::Rax => ffi::opnd_create_reg(XAX),
+            Arg::Rsp => ffi::opnd_create_reg(XSP),
+            Arg::Word(w) => ffi::opnd_create_immed_int(w as ffi::ptr_int_t, OPSZ_PTR),
         }
     }
 }
@@ -200,11 +221,11 @@ impl SharedCall {
         // halves, crashed DynamoRIO's encoder; through a register, as the
         // memtrace_x86 sample does, it encodes.)
         let back = ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
-        let rcx = ffi::DR_REG_RCX as ffi::reg_id_t;
+        let rcx = XCX;
         let meta = |instr: Instr| ffi::instrlist_meta_preinsert(bb, where_, instr);
         let load = |value: ffi::opnd_t| meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, ffi::opnd_create_reg(rcx), value));
         ffi::dr_save_reg(dc, bb, where_, rcx, SHARED_CALL_SLOT);
-        load(ffi::opnd_create_immed_int(arg as ffi::ptr_int_t, ffi::OPSZ_8 as ffi::opnd_size_t));
+        load(ffi::opnd_create_immed_int(arg as ffi::ptr_int_t, OPSZ_PTR));
         self.arg.insert_write(dc, bb, where_, rcx);
         load(ffi::opnd_create_instr(back));
         self.back.insert_write(dc, bb, where_, rcx);
@@ -321,7 +342,7 @@ pub unsafe fn insert_clean_call_if(dc: DrContext, bb: InstrList, where_: Instr, 
         meta(done);
         return;
     }
-    let rcx = ffi::DR_REG_RCX as ffi::reg_id_t;
+    let rcx = XCX;
     let slot = ffi::dr_spill_slot_t::SPILL_SLOT_1;
     let (skip, call, done) = (label(), label(), label());
     let jump = |to: Instr| ffi::instr_create_0dst_1src(dc, ffi::OP_jmp as i32, ffi::opnd_create_instr(to));
