@@ -76,7 +76,7 @@ pub fn matched(index: usize) {
 /// predicates test the set `set` that follows it have something to match.
 pub fn symbol_loaded(probes: &[Probe], set: u64) {
     for (index, probe) in probes.iter().enumerate() {
-        if crate::memory::handles(probe.kind) && probe.predicate.sets().contains(&set) {
+        if probe.kind.is_memory() && probe.predicate.sets().contains(&set) {
             matched(index);
         }
     }

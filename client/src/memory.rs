@@ -39,7 +39,7 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub fn handles(kind: ProbeKind) -> bool {
-    matches!(kind, ProbeKind::MemoryRead | ProbeKind::MemoryWrite | ProbeKind::MemoryExecute)
+    kind.is_memory()
 }
 
 /// Variables known only when the access happens.

@@ -39,6 +39,11 @@ impl ProbeKind {
         ProbeKind::ProcessExit,
     ];
 
+    /// A memory read, write or execute probe.
+    pub fn is_memory(self) -> bool {
+        matches!(self, ProbeKind::MemoryRead | ProbeKind::MemoryWrite | ProbeKind::MemoryExecute)
+    }
+
     /// The name in scripts and in `ctx.event`.
     pub fn name(self) -> &'static str {
         match self {
