@@ -41,6 +41,7 @@ FUNCTION_TARGETS = (
     "secret_read",
     "lock_counter",
     "fault_store",
+    "flags_store",
     "branchy_O0",
     "branchy_O2",
     "libbranchplugin.so",

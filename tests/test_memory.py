@@ -1,6 +1,6 @@
 """Memory probes end to end: memory_read, memory_write, memory_execute (issue 12).
 
-Targets: tests/targets/{memwatch,heapblocks,secret_read,lock_counter,fault_store}.c
+Targets: tests/targets/{memwatch,heapblocks,secret_read,lock_counter,fault_store,flags_store}.c
 (their header comments say what each does and prints).
 
 Every expected number here comes from outside the tracer:
@@ -475,6 +475,10 @@ def entered(ctx):
 @memory_execute(memory_address == loop_insn)
 def looped(ctx):
     print("[loop] %d %s %s %d" % (ctx.size, ctx.value.hex(), ctx.function_name, ctx.regs.RDX))
+
+@function_entry(function_name == "target_fn")
+def called(ctx):
+    print("[entry] target_fn")
 """
 
 
@@ -496,6 +500,10 @@ def test_memory_execute_counts_calls_and_loop_iterations(trace, ftarget, run_nat
     result, lines = traced(trace, tmp_path, EXECUTE_SCRIPT.replace("LOOP_OFFSET", str(loop_offset)), [path])
     check_untouched(result, native, lines)
     assert fields(lines, "[fn] ") == [["execute", "0", str(len(first[1])), first[1].hex(), "target_fn"]] * calls, lines
+    # At a function's first instruction the function_entry comes first,
+    # then the instruction's own events (docs/scripts.md).
+    order = [line.split()[0] for line in lines if line.startswith(("[entry] ", "[fn] "))]
+    assert order == ["[entry]", "[fn]"] * calls, lines
     # The loop counter i is in edx at the bswap (objdump: add $0x1,%edx after
     # it): the events come in program order, i = 0..36.
     assert fields(lines, "[loop] ") == [[str(len(bswap[1])), bswap[1].hex(), "loop_fn", str(i)] for i in range(37)], lines
@@ -654,6 +662,51 @@ def done(ctx):
     for name, n in sorted(reads.items()):
         print("[reads] %s %d" % (name, n))
 """
+
+
+FLAGS_SCRIPT = """\
+watched_set = AddressSet()
+w = symbol_range("watched")
+watched_set.add(w.start, 8)
+values = []
+
+@memory_write(PREDICATE)
+def written(ctx):
+    values.append((ctx.function_name, ctx.size, int.from_bytes(ctx.value, "little")))
+
+@process_exit
+def done(ctx):
+    for name in ("add_carrying", "store_below"):
+        mine = [v for f, size, v in values if f == name and size == 8]
+        print("[writes] %s %d %s" % (name, len(mine), " ".join(str(v) for v in mine[:4])))
+    print("[other] %d" % sum(1 for f, size, v in values if size != 8 or f not in ("add_carrying", "store_below")))
+"""
+
+
+@pytest.mark.parametrize("predicate", ['memory_address >> symbol_range("watched")', "memory_address >> watched_set"],
+                         ids=["constant-range", "address-set"])
+def test_stores_keep_the_flags_their_neighbours_read(trace, ftarget, run_native, tmp_path, predicate):
+    # `add %rdx,(%rdi); adc $0,%rax` and `cmp; mov %rdx,(%rdi); setb`: the
+    # probe's code before the store (its test) and on the way to its clean
+    # call (a copy of the store, the after-write call) must leave the flags
+    # as the program left them, whether the store matches (on `watched`)
+    # or not (on `other`): a changed carry changes the counts it prints.
+    path = ftarget("flags_store")
+    text = {name: [t for _, _, t in objdump_function(path, name)] for name in ("add_carrying", "store_below")}
+    assert any(re.match(r"add\s+%rsi,\(%rdi\)", t) for t in text["add_carrying"]), text
+    assert any(t.startswith("adc ") for t in text["add_carrying"]), text
+    below = text["store_below"]
+    store = [i for i, t in enumerate(below) if re.match(r"mov\s+%\w+,\(%rdi\)", t)]
+    assert len(store) == 1 and below[store[0] - 1].startswith("cmp ") and below[store[0] + 1].startswith("setb "), below
+    native = run_native(path, "1000")
+    assert native.stdout == "carries 500 500\nbelow 500 500\nvalues 999 999\n"
+    result, lines = traced(trace, tmp_path, FLAGS_SCRIPT.replace("PREDICATE", predicate), [path, "1000"])
+    check_untouched(result, native, lines)
+    # Every store to `watched` seen, with the value it left: the adds of
+    # 2^63 alternate 2^63 and 0, the movs store 0, 1, 2, ...
+    assert fields(lines, "[writes] ") == [["add_carrying", "1000", str(1 << 63), "0", str(1 << 63), "0"],
+                                          ["store_below", "1000", "0", "1", "2", "3"]], lines
+    assert fields(lines, "[other] ") == [["0"]], lines
 
 
 def test_threads_lock_add_every_write_seen(trace, ftarget, run_native, tmp_path):

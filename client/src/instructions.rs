@@ -103,7 +103,17 @@ pub fn install(probes: &'static [Probe]) -> Result<(), String> {
     // drmgr expects (drmgr is initialised by the lifecycle events).
     unsafe {
         ffi::drmgr_register_bb_app2app_event(Some(on_app2app), std::ptr::null_mut());
-        ffi::drmgr_register_bb_instrumentation_event(None, Some(on_instruction), std::ptr::null_mut());
+        // After drwrap's insertion (function probes), so that nothing
+        // stands between an access's test and its instruction: the
+        // instruction's copy on the way from a clean call runs alone.
+        let mut priority = ffi::drmgr_priority_t {
+            struct_size: std::mem::size_of::<ffi::drmgr_priority_t>(),
+            name: c"ptap_instructions".as_ptr(),
+            before: std::ptr::null(),
+            after: std::ptr::null(),
+            priority: dr_sys::instrument::AFTER_DRWRAP_PRIORITY,
+        };
+        ffi::drmgr_register_bb_instrumentation_event(None, Some(on_instruction), &mut priority);
         ffi::drmgr_register_thread_init_event(Some(on_thread_init));
         ffi::dr_register_fork_init_event(Some(on_fork));
     }
@@ -246,6 +256,12 @@ impl<K: Eq + std::hash::Hash, T: PartialEq> KeptSites<K, T> {
     }
 }
 
+thread_local! {
+    /// While a block is built: its app2app stage expanded a gather or a
+    /// scatter (see memory::instrument's `copy_allowed`).
+    static GATHERS_EXPANDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 unsafe extern "C" fn on_app2app(
     dc: *mut std::ffi::c_void,
     _tag: *mut std::ffi::c_void,
@@ -253,9 +269,8 @@ unsafe extern "C" fn on_app2app(
     _for_trace: ffi::bool_,
     _translating: ffi::bool_,
 ) -> ffi::dr_emit_flags_t {
-    if LAYER.get().is_some_and(|l| l.memory) {
-        dr_sys::access::expand_for_accesses(dc, bb);
-    }
+    let gathers = LAYER.get().is_some_and(|l| l.memory) && dr_sys::access::expand_for_accesses(dc, bb);
+    GATHERS_EXPANDED.set(gathers);
     ffi::dr_emit_flags_t::DR_EMIT_DEFAULT
 }
 
@@ -283,7 +298,7 @@ unsafe extern "C" fn on_instruction(
     // for the instructions a probe class looks at.
     let fetched_at = if memory || branch { at(fetched) } else { None };
     if memory {
-        crate::memory::instrument(dc, bb, instr, first, operands, at(operands), fetched, fetched_at.clone());
+        crate::memory::instrument(dc, bb, instr, first, operands, at(operands), fetched, fetched_at.clone(), !GATHERS_EXPANDED.get());
     }
     match fetched_at.filter(|_| branch) {
         Some(at) if crate::branches::instrument(dc, bb, instr, &at) => ffi::dr_emit_flags_t::DR_EMIT_STORE_TRANSLATIONS,

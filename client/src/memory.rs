@@ -22,7 +22,7 @@
 
 use crate::instructions::{Instruction, KeptSites};
 use crate::site_probes::SiteProbe;
-use dr_sys::access::{Filter, MemoryOperand, PageMap, Scratch};
+use dr_sys::access::{CallPath, Filter, MemoryOperand, PageMap, Scratch};
 use dr_sys::ffi;
 use dr_sys::instrument::{Instr, InstrList, RawTlsWord, ThreadTest};
 use dr_sys::process::DrContext;
@@ -94,6 +94,9 @@ pub fn install(probes: &'static [Probe]) -> Result<(), String> {
     let any = KINDS.map(|(kind, _)| probes.iter().any(|p| p.kind == kind));
     if !any.iter().any(|&a| a) {
         return Ok(());
+    }
+    if !dr_sys::access::words_are_reachable() {
+        return Err("memory probes need DynamoRIO's -reachable_client (its default), which this run turned off".into());
     }
     let (Some(address), Some(pending)) = (RawTlsWord::allocate(), RawTlsWord::allocate()) else {
         return Err("memory probes need two of DynamoRIO's thread-local slots, and none are left".into());
@@ -183,6 +186,14 @@ fn filter_for(tracer: &Tracer, site: &AccessSite) -> Filter {
     }
 }
 
+/// A new label.
+///
+/// # Safety
+/// On thread `dc`.
+unsafe fn label(dc: DrContext) -> Instr {
+    ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32)
+}
+
 /// The inline test of the thread for the site, if it has one.
 fn thread_test(site: &AccessSite) -> Option<ThreadTest> {
     crate::instructions::thread_test(site.thread_mask)
@@ -200,6 +211,9 @@ thread_local! {
 /// Instruments one application instruction (`instr`, the insertion point)
 /// whose memory operands are those of `operands` (the string instruction
 /// inside an expanded `rep` loop) and whose execution is `fetched`'s.
+/// `copy_allowed`: the instruction may be copied to run on the way from
+/// its clean calls (nothing drreg restores lazily stands before it: no
+/// gather or scatter was expanded in the block).
 ///
 /// # Safety
 /// From drmgr's insertion callback on thread `dc`.
@@ -213,6 +227,7 @@ pub unsafe fn instrument(
     operands_at: Option<Instruction>,
     fetched: Instr,
     fetched_at: Option<Instruction>,
+    copy_allowed: bool,
 ) {
     let Some(tracer) = TRACER.get() else { return };
     if first {
@@ -255,20 +270,51 @@ pub unsafe fn instrument(
         }
     }
     for (op, site) in &reads {
-        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(site), &filter_for(tracer, site), on_read as *mut c_void, *site as *const _ as usize);
+        let filter = filter_for(tracer, site);
+        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(site), &filter, on_read as *mut c_void, *site as *const _ as usize, CallPath::Rejoin);
     }
     let before = if is_call { on_call_write as *mut c_void } else { before_write as *mut c_void };
-    for (op, site) in &writes {
-        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(site), &filter_for(tracer, site), before, *site as *const _ as usize);
-    }
-    if !writes.is_empty() && !is_call {
-        if ffi::drmgr_is_last_instr(dc, instr) != 0 {
-            // Nothing follows in this block: the test goes after it here.
-            let end = ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
-            ffi::instrlist_meta_postinsert(bb, instr, end);
-            dr_sys::instrument::insert_clean_call_if(dc, bb, end, tracer.pending, after_write as *mut c_void, &[dr_sys::instrument::Arg::Word(0)]);
-        } else {
-            AFTER_PENDING.set(true);
+    let last = ffi::drmgr_is_last_instr(dc, instr) != 0;
+    // An access that always reaches its clean call gains nothing from it.
+    let tested = |site: &AccessSite| thread_test(site).is_some() || !matches!(filter_for(tracer, site), Filter::None);
+    let copied = match writes.as_slice() {
+        [(op, site)] if copy_allowed && !is_call && !last && operands == instr && tested(site) => Some((op, site)),
+        _ => None,
+    };
+    if let Some((op, site)) = copied {
+        // One write: the way to its clean call runs a copy of the
+        // instruction and the after-write call, and goes on after the
+        // instruction; an access that does not match runs the instruction
+        // itself, with no test of the pending word after it.
+        //     <test: jumps to call or to skip>
+        // call: <before_write>; <copy of instr>; <after_write if pending>; jmp next
+        // skip: <restore>; instr
+        // next:
+        let next = label(dc);
+        ffi::instrlist_meta_postinsert(bb, instr, next);
+        let then = |at: Instr| {
+            dr_sys::access::insert_instruction_copy(dc, bb, at, instr);
+            // It goes on after the instruction: the flags it leaves are
+            // the ones to keep.
+            dr_sys::instrument::insert_clean_call_if_before(dc, bb, at, next, tracer.pending, after_write as *mut c_void, &[dr_sys::instrument::Arg::Word(0)]);
+        };
+        let filter = filter_for(tracer, site);
+        let path = CallPath::Instead { then: &then, resume: next };
+        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(site), &filter, before, *site as *const _ as usize, path);
+    } else {
+        for (op, site) in &writes {
+            let filter = filter_for(tracer, site);
+            dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(site), &filter, before, *site as *const _ as usize, CallPath::Rejoin);
+        }
+        if !writes.is_empty() && !is_call {
+            if last {
+                // Nothing follows in this block: the test goes after it here.
+                let end = label(dc);
+                ffi::instrlist_meta_postinsert(bb, instr, end);
+                dr_sys::instrument::insert_clean_call_if(dc, bb, end, tracer.pending, after_write as *mut c_void, &[dr_sys::instrument::Arg::Word(0)]);
+            } else {
+                AFTER_PENDING.set(true);
+            }
         }
     }
     if !reads.is_empty() || !writes.is_empty() || execute.is_some() {

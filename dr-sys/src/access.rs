@@ -37,12 +37,17 @@ pub fn init() -> bool {
 /// Rewrites `bb` (in drmgr's app2app stage) so that each memory access is
 /// one instruction's: `rep` string loops become loops of single string
 /// instructions, gathers and scatters one load or store per element.
+/// Returns whether a gather or scatter was expanded: drx's code for it
+/// reserves registers from drreg, which restores them lazily, before
+/// later instructions of the block.
 ///
 /// # Safety
 /// `bb` is the list drmgr hands to an app2app callback on thread `dc`.
 pub unsafe fn expand_for_accesses(dc: DrContext, bb: InstrList) -> bool {
     let mut expanded: ffi::bool_ = 0;
-    ffi::drutil_expand_rep_string(dc, bb) != 0 && ffi::drx_expand_scatter_gather(dc, bb, &mut expanded) != 0
+    ffi::drutil_expand_rep_string(dc, bb);
+    ffi::drx_expand_scatter_gather(dc, bb, &mut expanded);
+    expanded != 0
 }
 
 /// The instruction whose operands an insertion callback should read: the
@@ -140,7 +145,10 @@ impl Scratch {
     /// Picks the registers for the code before `at` that computes the
     /// addresses of `uses`'s operands (the same instruction, or the string
     /// instruction of an expanded `rep` loop); `None` if it uses too many
-    /// registers to leave three.
+    /// registers to leave three. Registers no instruction of the block
+    /// uses come first: restoring one that the block goes on to use (or
+    /// uses again in its next turn round a loop) would put the spill
+    /// slot's store and load on that value's dependency chain.
     ///
     /// # Safety
     /// `at` is an application instruction of a list being built.
@@ -149,7 +157,11 @@ impl Scratch {
             ffi::DR_REG_RCX, ffi::DR_REG_RDX, ffi::DR_REG_RSI, ffi::DR_REG_RDI, ffi::DR_REG_R8, ffi::DR_REG_R9, ffi::DR_REG_R10,
             ffi::DR_REG_R11, ffi::DR_REG_R12, ffi::DR_REG_R13, ffi::DR_REG_R14, ffi::DR_REG_R15, ffi::DR_REG_RBX,
         ];
-        let mut free = candidates.iter().map(|&r| r as ffi::reg_id_t).filter(|&r| ffi::instr_uses_reg(uses, r) == 0 && ffi::instr_uses_reg(at, r) == 0);
+        let mut free: Vec<ffi::reg_id_t> =
+            candidates.iter().map(|&r| r as ffi::reg_id_t).filter(|&r| ffi::instr_uses_reg(uses, r) == 0 && ffi::instr_uses_reg(at, r) == 0).collect();
+        // A stable sort: otherwise in the order above.
+        free.sort_by_key(|&r| block_uses(at, r));
+        let mut free = free.into_iter();
         let regs = [free.next()?, free.next()?, free.next()?];
         Some(Scratch { regs, flags_live: crate::instrument::arith_flags_live_at(at) })
     }
@@ -167,6 +179,30 @@ impl Scratch {
             ffi::dr_restore_reg(dc, bb, where_, *r, slot);
         }
     }
+}
+
+/// Whether an application instruction of `at`'s block, before or after
+/// it, uses `reg`.
+///
+/// # Safety
+/// `at` is an instruction of a list being built.
+unsafe fn block_uses(at: Instr, reg: ffi::reg_id_t) -> bool {
+    let uses = |i: Instr| ffi::instr_is_app(i) != 0 && ffi::instr_uses_reg(i, reg) != 0;
+    let mut i = ffi::instr_get_prev(at);
+    while !i.is_null() {
+        if uses(i) {
+            return true;
+        }
+        i = ffi::instr_get_prev(i);
+    }
+    let mut i = ffi::instr_get_next(at);
+    while !i.is_null() {
+        if uses(i) {
+            return true;
+        }
+        i = ffi::instr_get_next(i);
+    }
+    false
 }
 
 /// Where the page map lives, for [`insert_access_test`].
@@ -192,10 +228,31 @@ pub enum Filter {
     PageMap(PageMap),
 }
 
+/// What follows an access's clean call.
+#[derive(Clone, Copy)]
+pub enum CallPath<'a> {
+    /// The instruction, after a jump over the code that skips the call.
+    Rejoin,
+    /// `then(at)`, which inserts before `at` the code that runs in the
+    /// instruction's place (a copy of it, [`insert_instruction_copy`], and
+    /// its after-write call), then a jump to `resume`, a label the caller
+    /// puts after the instruction: an access the tests pass over runs the
+    /// instruction itself, with no test after it.
+    Instead { then: &'a dyn Fn(Instr), resume: Instr },
+}
+
 /// Inserts before `where_`: the address of `operand` into the thread's
 /// `address` word, then (by `threads` and `filter`) tests that jump over
 /// the clean call of `callee(site)` when the thread or the address is not
-/// one it may be made for.
+/// one it may be made for; the clean call goes where `path` says.
+///
+/// An access the tests pass over costs one spilled register: the address
+/// is computed into it (biased by a range's start where a displacement
+/// holds the bias, so one `lea` both computes and subtracts), and the
+/// tests compare it with immediates and with words the code cache reaches
+/// RIP-relative. More registers are spilled only where they are needed:
+/// inside drutil's address computation, past the page map's hull, and on
+/// the way to the clean call.
 ///
 /// # Safety
 /// In an insertion callback of thread `dc`, `scratch` chosen for the
@@ -212,99 +269,312 @@ pub unsafe fn insert_access_test(
     filter: &Filter,
     callee: *mut c_void,
     site: usize,
+    path: CallPath,
 ) -> bool {
-    let [addr, r2, r3] = scratch.regs;
-    // The address and drutil's scratch register; a range too long for a
-    // 32-bit immediate needs a third. (The page map's third is saved only
-    // where an access passes the hull: insert_page_map_test.)
-    let used = match filter {
-        Filter::Ranges { ranges, size } if ranges.iter().any(|&r| span_of(r, *size) > i32::MAX as usize) => 3,
-        _ => 2,
-    };
-    scratch.save(dc, bb, where_, used);
-    if ffi::drutil_insert_get_mem_addr(dc, bb, where_, operand, addr, r2) == 0 {
-        scratch.restore(dc, bb, where_, used);
-        return false;
-    }
+    let addr = scratch.regs[0];
     let call_args = [crate::instrument::Arg::Word(site)];
-    if let (Filter::None, None) = (filter, threads) {
-        address.insert_write(dc, bb, where_, addr);
-        scratch.restore(dc, bb, where_, used);
-        crate::instrument::insert_clean_call(dc, bb, where_, callee, &call_args);
-        return true;
-    }
-    let meta = |instr: Instr| ffi::instrlist_meta_preinsert(bb, where_, instr);
-    let reg = |r: ffi::reg_id_t| ffi::opnd_create_reg(r);
-    let imm = |v: i64, size: u32| ffi::opnd_create_immed_int(v as ffi::ptr_int_t, size as ffi::opnd_size_t);
     let label = || ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
-    let (call, skip, done) = (label(), label(), label());
+    let meta = |instr: Instr| ffi::instrlist_meta_preinsert(bb, where_, instr);
     let jump = |op: u32, to: Instr| ffi::instr_create_0dst_1src(dc, op as i32, ffi::opnd_create_instr(to));
-    if scratch.flags_live {
-        ffi::dr_save_arith_flags(dc, bb, where_, FLAGS_SLOT);
-    }
-    let restore_all = || {
+    let restore_flags = || {
         if scratch.flags_live {
             ffi::dr_restore_arith_flags(dc, bb, where_, FLAGS_SLOT);
         }
-        scratch.restore(dc, bb, where_, used);
     };
+    let ranges = match filter {
+        Filter::Ranges { ranges, size } => Some(RangesTest::plan(operand, ranges, *size)),
+        _ => None,
+    };
+    // The address first: saving the flags takes RAX, which the operand
+    // may use.
+    scratch.save(dc, bb, where_, 1);
+    let Some(bias) = insert_address(dc, bb, where_, scratch, operand, ranges.as_ref().map_or(0, |r| r.bias)) else {
+        // drutil cannot compute it (no operand of x86 Linux code is known
+        // to make it): the access goes without its test and its call.
+        scratch.restore(dc, bb, where_, 1);
+        return false;
+    };
+    // The way to the clean call: the flags back, the address (unbiased:
+    // the ranges' compares leave it less the low end of the one that
+    // matched) into the address word, the register back, the call.
+    let call_path = |flags_saved: bool| {
+        if flags_saved {
+            restore_flags();
+        }
+        if ranges.is_some() {
+            insert_address(dc, bb, where_, scratch, operand, 0);
+        }
+        address.insert_write(dc, bb, where_, addr);
+        scratch.restore(dc, bb, where_, 1);
+        crate::instrument::insert_clean_call(dc, bb, where_, callee, &call_args);
+    };
+    if let (Filter::None, None, CallPath::Rejoin) = (filter, threads, path) {
+        call_path(false);
+        return true;
+    }
+    debug_assert!(ranges.is_some() || bias == 0);
+    if scratch.flags_live {
+        ffi::dr_save_arith_flags(dc, bb, where_, FLAGS_SLOT);
+    }
+    let (call, skip, done) = (label(), label(), label());
     //     <the thread's test: jumps to skip>
     //     <the filter's test: jumps to call or to skip>
-    // call: address word = addr; restore; <clean call>; jmp done
+    // call: <the way to the clean call>
+    //       jmp done                        (Rejoin)
+    //       <then>; jmp resume              (Instead)
     // skip: restore
-    // done:
+    // done: where_
     if let Some(test) = threads {
         test.insert_jump_unless_passed(dc, bb, where_, skip);
     }
-    if let Filter::Ranges { ranges, size } = filter {
-        // The access [addr, addr + size) meets [start, end) when
-        // addr - (start - size + 1) < end - start + size - 1, unsigned:
-        //     r2 = addr - low; if r2 < span: call   (per range)
-        //     jmp skip
-        // with `lea` for the subtraction where -low fits a displacement
-        // (globals of an executable that is not position-independent),
-        // and span an immediate where it fits one.
-        for &(start, end) in ranges {
-            let low = start.wrapping_sub((*size).max(1) - 1);
-            let span = span_of((start, end), *size);
-            match i32::try_from(low.wrapping_neg() as isize) {
+    match (filter, &ranges) {
+        (_, Some(test)) => test.insert_compares(dc, bb, where_, addr, call, skip),
+        (Filter::PageMap(map), _) => insert_page_map_test(dc, bb, where_, scratch, map, skip),
+        _ => {}
+    }
+    meta(call);
+    call_path(true);
+    match path {
+        CallPath::Rejoin => meta(jump(ffi::OP_jmp, done)),
+        CallPath::Instead { then, resume } => {
+            then(where_);
+            meta(jump(ffi::OP_jmp, resume));
+        }
+    }
+    meta(skip);
+    restore_flags();
+    scratch.restore(dc, bb, where_, 1);
+    meta(done);
+    true
+}
+
+/// Inserts before `at` a copy of the application instruction `original`
+/// that runs in its place on the way from a clean call: the same bytes at
+/// the same application address, so that a fault in it is the original's.
+///
+/// # Safety
+/// `original` is an application instruction of `bb`, not a control
+/// transfer, in an insertion callback of thread `dc`.
+pub unsafe fn insert_instruction_copy(dc: DrContext, bb: InstrList, at: Instr, original: Instr) {
+    let copy = ffi::instr_clone(dc, original);
+    ffi::instr_set_translation(copy, ffi::instr_get_app_pc(original));
+    ffi::instrlist_preinsert(bb, at, copy);
+}
+
+/// Inserts before `where_` code that leaves `operand`'s address less
+/// `bias` (or less 0) in `scratch.regs[0]`, and returns the bias it took
+/// off; `None` if drutil cannot compute the address.
+///
+/// A plain base, index and displacement with pointer-sized registers is
+/// one `lea` whose displacement takes the bias when it fits 32 bits (the
+/// globals of an executable that is not position-independent). Anything
+/// else (segments, `xlat`) is drutil's, with the second scratch register
+/// saved around it only when drutil uses it.
+///
+/// # Safety
+/// As for [`insert_access_test`], with `scratch.regs[0]` saved.
+unsafe fn insert_address(dc: DrContext, bb: InstrList, where_: Instr, scratch: &Scratch, operand: ffi::opnd_t, bias: usize) -> Option<usize> {
+    let [addr, r2, _] = scratch.regs;
+    for bias in [bias, 0] {
+        if let Some(lea) = plain_lea(operand, bias) {
+            ffi::instrlist_meta_preinsert(bb, where_, ffi::instr_create_1dst_1src(dc, ffi::OP_lea as i32, ffi::opnd_create_reg(addr), lea));
+            return Some(bias);
+        }
+    }
+    // drutil's code goes to a list of its own first, to learn whether it
+    // needs its scratch register saved.
+    let own = ffi::instrlist_create(dc);
+    let end = ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
+    ffi::instrlist_append(own, end);
+    let mut used: ffi::bool_ = 0;
+    if ffi::drutil_insert_get_mem_addr_ex(dc, own, end, operand, addr, r2, &mut used) == 0 {
+        ffi::instrlist_clear_and_destroy(dc, own);
+        return None;
+    }
+    if used != 0 {
+        ffi::dr_save_reg(dc, bb, where_, r2, SCRATCH_SLOTS[1]);
+    }
+    loop {
+        let first = ffi::instrlist_first(own);
+        if first == end {
+            break;
+        }
+        ffi::instrlist_remove(own, first);
+        ffi::instrlist_meta_preinsert(bb, where_, first);
+    }
+    ffi::instrlist_clear_and_destroy(dc, own);
+    if used != 0 {
+        ffi::dr_restore_reg(dc, bb, where_, r2, SCRATCH_SLOTS[1]);
+    }
+    Some(0)
+}
+
+/// The `lea` operand that computes `operand`'s address less `bias`, when
+/// `operand` is a plain base, index and displacement with pointer-sized
+/// registers (an address-size prefix would wrap the biased sum
+/// differently) and the biased displacement fits 32 bits.
+///
+/// # Safety
+/// `operand` is an operand of an instruction being instrumented.
+unsafe fn plain_lea(operand: ffi::opnd_t, bias: usize) -> Option<ffi::opnd_t> {
+    let pointer_register = |r: ffi::reg_id_t| {
+        let r = r as u32;
+        #[cfg(target_arch = "x86_64")]
+        let gprs = ffi::DR_REG_RAX..=ffi::DR_REG_R15;
+        #[cfg(not(target_arch = "x86_64"))]
+        let gprs = ffi::DR_REG_EAX..=ffi::DR_REG_EDI;
+        r == ffi::DR_REG_NULL || gprs.contains(&r)
+    };
+    let (base, index) = (ffi::opnd_get_base(operand), ffi::opnd_get_index(operand));
+    let plain = ffi::opnd_is_base_disp(operand) != 0
+        && ffi::opnd_get_segment(operand) as u32 == ffi::DR_REG_NULL
+        && pointer_register(base)
+        && pointer_register(index);
+    let disp = i32::try_from((ffi::opnd_get_disp(operand) as isize).wrapping_sub(bias as isize)).ok()?;
+    // OPSZ_0 is DynamoRIO's OPSZ_lea: an address computed, not read.
+    plain.then(|| ffi::opnd_create_base_disp(base, index, ffi::opnd_get_scale(operand), disp, ffi::OPSZ_0 as ffi::opnd_size_t))
+}
+
+/// The inline test of a few constant ranges. The access
+/// `[addr, addr + size)` meets `[start, end)` when
+/// `addr - (start - size + 1) < end - start + size - 1`, unsigned: the
+/// address is computed less the first range's low end (one `lea`, where
+/// the displacement holds it), then per range the register moves from one
+/// range's low end to the next (a `lea`, or a `sub` of a word where the
+/// difference needs 64 bits), one `cmp` and a `jb`.
+struct RangesTest {
+    /// What the address is computed less.
+    bias: usize,
+    /// Per range: the step from the previous low end (a displacement, or
+    /// a word), and the span (an immediate, or a word). `None` when the
+    /// words ran out: every access then goes to the client, which tests
+    /// it there.
+    compares: Option<Vec<(Operand32, Operand32)>>,
+}
+
+/// A 32-bit displacement or immediate, or the operand of a word that holds
+/// a value too wide for one.
+type Operand32 = Result<i32, ffi::opnd_t>;
+
+impl RangesTest {
+    /// # Safety
+    /// `operand` is an operand of an instruction being instrumented.
+    unsafe fn plan(operand: ffi::opnd_t, ranges: &[(usize, usize)], size: usize) -> RangesTest {
+        let low_of = |start: usize| start.wrapping_sub(size.max(1) - 1);
+        let first = ranges.first().map_or(0, |&(start, _)| low_of(start));
+        let bias = if plain_lea(operand, first).is_some() { first } else { 0 };
+        let mut previous = bias;
+        let compares = ranges
+            .iter()
+            .map(|&(start, end)| {
+                let low = low_of(start);
+                let step = low.wrapping_sub(previous);
+                previous = low;
+                let step = match i32::try_from(step.wrapping_neg() as isize) {
+                    Ok(disp) => Ok(disp),
+                    Err(_) => Err(constant_word(step).ok_or(())?),
+                };
+                let span = span_of((start, end), size);
+                let span = match i32::try_from(span) {
+                    Ok(span) => Ok(span),
+                    Err(_) => Err(constant_word(span).ok_or(())?),
+                };
+                Ok((step, span))
+            })
+            .collect::<Result<Vec<_>, ()>>()
+            .ok();
+        RangesTest { bias: if compares.is_some() { bias } else { 0 }, compares }
+    }
+
+    /// Inserts the compares of the address in `addr` (computed less
+    /// `self.bias`): jumps to `call` when the access meets a range, to
+    /// `skip` when it meets none.
+    ///
+    /// # Safety
+    /// In an insertion callback of thread `dc`, before `where_`.
+    unsafe fn insert_compares(&self, dc: DrContext, bb: InstrList, where_: Instr, addr: ffi::reg_id_t, call: Instr, skip: Instr) {
+        let meta = |instr: Instr| ffi::instrlist_meta_preinsert(bb, where_, instr);
+        let reg = ffi::opnd_create_reg(addr);
+        let imm = |v: i32| ffi::opnd_create_immed_int(v as ffi::ptr_int_t, ffi::OPSZ_4 as ffi::opnd_size_t);
+        let jump = |op: u32, to: Instr| ffi::instr_create_0dst_1src(dc, op as i32, ffi::opnd_create_instr(to));
+        let Some(compares) = &self.compares else {
+            meta(jump(ffi::OP_jmp, call));
+            return;
+        };
+        for &(step, span) in compares {
+            match step {
+                Ok(0) => {}
                 Ok(disp) => {
-                    // OPSZ_0 is DynamoRIO's OPSZ_lea: an address computed, not read.
-                    let lea = ffi::opnd_create_base_disp(addr, 0, 0, disp, ffi::OPSZ_0 as ffi::opnd_size_t);
-                    meta(ffi::instr_create_1dst_1src(dc, ffi::OP_lea as i32, reg(r2), lea));
+                    let lea = ffi::opnd_create_base_disp(addr, ffi::DR_REG_NULL as ffi::reg_id_t, 0, disp, ffi::OPSZ_0 as ffi::opnd_size_t);
+                    meta(ffi::instr_create_1dst_1src(dc, ffi::OP_lea as i32, reg, lea));
                 }
-                Err(_) => {
-                    meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, reg(r2), imm(low.wrapping_neg() as i64, ffi::OPSZ_8)));
-                    meta(ffi::instr_create_1dst_2src(dc, ffi::OP_add as i32, reg(r2), reg(addr), reg(r2)));
-                }
+                Err(word) => meta(ffi::instr_create_1dst_2src(dc, ffi::OP_sub as i32, reg, word, reg)),
             }
-            if span <= i32::MAX as usize {
-                meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(r2), imm(span as i64, ffi::OPSZ_4)));
-            } else {
-                meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, reg(r3), imm(span as i64, ffi::OPSZ_8)));
-                meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(r2), reg(r3)));
-            }
+            let span = match span {
+                Ok(span) => imm(span),
+                Err(word) => word,
+            };
+            meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg, span));
             meta(jump(ffi::OP_jb, call));
         }
         meta(jump(ffi::OP_jmp, skip));
-    } else if let Filter::PageMap(map) = filter {
-        insert_page_map_test(dc, bb, where_, scratch, map, skip);
     }
-    meta(call);
-    address.insert_write(dc, bb, where_, addr);
-    restore_all();
-    crate::instrument::insert_clean_call(dc, bb, where_, callee, &call_args);
-    meta(jump(ffi::OP_jmp, done));
-    meta(skip);
-    restore_all();
-    meta(done);
-    true
 }
 
 /// How many addresses an access of `size` bytes may start at to meet
 /// `[start, end)`: from `start - size + 1` on.
 fn span_of((start, end): (usize, usize), size: usize) -> usize {
     end.saturating_sub(start).saturating_add(size.max(1) - 1)
+}
+
+/// A memory operand of the word at `at` that code in the code cache reads
+/// without a register: RIP-relative on x86-64 (DynamoRIO keeps client
+/// libraries within a 32-bit displacement of the code cache; see
+/// [`words_are_reachable`]), absolute on 32-bit x86.
+fn word_operand(at: *const usize) -> ffi::opnd_t {
+    // SAFETY: builds an operand value; nothing is read or written.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        return ffi::opnd_create_rel_addr(at as *mut c_void, ffi::OPSZ_8 as ffi::opnd_size_t);
+        #[cfg(not(target_arch = "x86_64"))]
+        return ffi::opnd_create_abs_addr(at as *mut c_void, ffi::OPSZ_4 as ffi::opnd_size_t);
+    }
+}
+
+/// Whether [`word_operand`]s of this library's statics can be encoded:
+/// DynamoRIO's `-reachable_client`, on by default, puts the client within
+/// reach of the code cache.
+pub fn words_are_reachable() -> bool {
+    if cfg!(not(target_arch = "x86_64")) {
+        return true;
+    }
+    let mut value: u64 = 0;
+    // SAFETY: reads an option into a full u64, as the API asks.
+    let known = unsafe { ffi::dr_get_integer_option(c"reachable_client".as_ptr(), &mut value) } != 0;
+    known && value != 0
+}
+
+/// The constants the inline tests compare with where an immediate cannot
+/// hold them (the bounds of globals in position-independent code): words
+/// of this library that live as long as the code cache does, each value
+/// kept once.
+static CONSTANTS: [std::sync::atomic::AtomicUsize; 1024] = [const { std::sync::atomic::AtomicUsize::new(0) }; 1024];
+static CONSTANTS_USED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+/// An operand of a word that holds `value`, or `None` when 1,024
+/// different constants are already in use.
+fn constant_word(value: usize) -> Option<ffi::opnd_t> {
+    let mut used = CONSTANTS_USED.lock().unwrap_or_else(|e| e.into_inner());
+    let slot = match used.iter().position(|&v| v == value) {
+        Some(slot) => slot,
+        None if used.len() < CONSTANTS.len() => {
+            CONSTANTS[used.len()].store(value, std::sync::atomic::Ordering::Relaxed);
+            used.push(value);
+            used.len() - 1
+        }
+        None => return None,
+    };
+    Some(word_operand(CONSTANTS[slot].as_ptr()))
 }
 
 /// The page-map test: goes on (to the clean call) when the address in
@@ -320,23 +590,25 @@ unsafe fn insert_page_map_test(dc: DrContext, bb: InstrList, where_: Instr, scra
     let imm = |v: i64, size: u32| ffi::opnd_create_immed_int(v as ffi::ptr_int_t, size as ffi::opnd_size_t);
     let jump = |op: u32, to: Instr| ffi::instr_create_0dst_1src(dc, op as i32, ffi::opnd_create_instr(to));
     let past_map = ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
-    //     r2 = &hull; if addr < [r2] or addr >= [r2 + 8]: skip
+    //     if addr < hull[0] or addr >= hull[1]: skip      (RIP-relative words)
+    //     save r2, r3
     //     r2 = addr >> chunk_shift; if r2 >= chunks: past_map
-    //     save r3
     //     r2 = table[r2]; r3 = (addr >> page_shift) & (pages per chunk - 1)
-    //     byte [r2 + r3] == 0?; restore r3 (a mov: the flags stay); if so: skip
-    // past_map:
-    meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, reg(r2), imm(map.hull as i64, ffi::OPSZ_8)));
-    let word = |offset: i32| ffi::opnd_create_base_disp(r2, 0, 0, offset, ffi::OPSZ_8 as ffi::opnd_size_t);
-    meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(addr), word(0)));
+    //     byte [r2 + r3] == 0?; restore r3, r2 (movs: the flags stay)
+    //     if the byte was 0: skip; jmp on
+    // past_map: restore r3, r2
+    // on:
+    let hull = map.hull as *const usize;
+    meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(addr), word_operand(hull)));
     meta(jump(ffi::OP_jb, skip));
-    meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(addr), word(8)));
+    meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(addr), word_operand(hull.wrapping_add(1))));
     meta(jump(ffi::OP_jnb, skip));
+    ffi::dr_save_reg(dc, bb, where_, r2, SCRATCH_SLOTS[1]);
+    ffi::dr_save_reg(dc, bb, where_, r3, SCRATCH_SLOTS[2]);
     meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_ld as i32, reg(r2), reg(addr)));
     meta(ffi::instr_create_1dst_2src(dc, ffi::OP_shr as i32, reg(r2), imm(map.chunk_shift as i64, ffi::OPSZ_1), reg(r2)));
     meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(r2), imm(map.chunks as i64, ffi::OPSZ_4)));
     meta(jump(ffi::OP_jnb, past_map));
-    ffi::dr_save_reg(dc, bb, where_, r3, SCRATCH_SLOTS[2]);
     meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, reg(r3), imm(map.table as i64, ffi::OPSZ_8)));
     let slot = ffi::opnd_create_base_disp(r3, r2, 8, 0, ffi::OPSZ_8 as ffi::opnd_size_t);
     meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_ld as i32, reg(r2), slot));
@@ -347,8 +619,14 @@ unsafe fn insert_page_map_test(dc: DrContext, bb: InstrList, where_: Instr, scra
     let byte = ffi::opnd_create_base_disp(r2, r3, 1, 0, ffi::OPSZ_1 as ffi::opnd_size_t);
     meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, byte, imm(0, ffi::OPSZ_1)));
     ffi::dr_restore_reg(dc, bb, where_, r3, SCRATCH_SLOTS[2]);
+    ffi::dr_restore_reg(dc, bb, where_, r2, SCRATCH_SLOTS[1]);
     meta(jump(ffi::OP_jz, skip));
+    let on = ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
+    meta(jump(ffi::OP_jmp, on));
     meta(past_map);
+    ffi::dr_restore_reg(dc, bb, where_, r3, SCRATCH_SLOTS[2]);
+    ffi::dr_restore_reg(dc, bb, where_, r2, SCRATCH_SLOTS[1]);
+    meta(on);
 }
 
 /// The instruction at `pc` in DynamoRIO's AT&T-style disassembly, or

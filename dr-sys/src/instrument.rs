@@ -328,9 +328,18 @@ impl RawTlsWord {
 /// # Safety
 /// As for [`insert_clean_call`].
 pub unsafe fn insert_clean_call_if(dc: DrContext, bb: InstrList, where_: Instr, flag: RawTlsWord, callee: *mut c_void, args: &[Arg]) {
+    insert_clean_call_if_before(dc, bb, where_, where_, flag, callee, args)
+}
+
+/// [`insert_clean_call_if`] before `where_`, on a way that goes on at
+/// `then` (the flags must be kept where they are live there).
+///
+/// # Safety
+/// As for [`insert_clean_call`]; `then` is an instruction of `bb`.
+pub unsafe fn insert_clean_call_if_before(dc: DrContext, bb: InstrList, where_: Instr, then: Instr, flag: RawTlsWord, callee: *mut c_void, args: &[Arg]) {
     let label = || ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
     let meta = |instr: Instr| ffi::instrlist_meta_preinsert(bb, where_, instr);
-    if !arith_flags_live_at(where_) {
+    if !arith_flags_live_at(then) {
         //     cmp qword gs:[flag], 0; je done; <clean call>
         // done: where_
         let done = label();
@@ -385,6 +394,10 @@ impl ThreadTest {
         ffi::instrlist_meta_preinsert(bb, where_, ffi::instr_create_0dst_1src(dc, ffi::OP_jz as i32, ffi::opnd_create_instr(skip)));
     }
 }
+
+/// A drmgr insertion priority after drwrap's (500) and before drreg's
+/// lazy restores (7500).
+pub const AFTER_DRWRAP_PRIORITY: i32 = ffi::DRMGR_PRIORITY_INSERT_DRWRAP + 100;
 
 /// Where the arithmetic flags are kept while inline tests run.
 pub(crate) const FLAGS_SLOT: ffi::dr_spill_slot_t = ffi::dr_spill_slot_t::SPILL_SLOT_5;
