@@ -64,7 +64,7 @@ def test_script_output_on_stdout_and_banner_on_stderr(tracer, target, run_native
     assert result.returncode == 0, str(result)
     assert result.stdout == "[ptap] top level\n" + native.stdout + "[ptap] exit 0\n", str(result)
     lines = result.stderr.splitlines()
-    assert lines[:2] == [f"[*] Executable file: {hello}", f"[*] PTAP file: {result.script}"], str(result)
+    assert lines[:2] == [f"[*] Executable file: {hello} (x86-64)", f"[*] PTAP file: {result.script}"], str(result)
     probes = lines[lines.index("[*] Loaded probes:") + 1:]
     assert probes[:2] == ["    [*] process.exit", "        [+] (true) done"], str(result)
     assert any(line.startswith(f"[*] Parsing '{hello}' [") for line in lines), str(result)

@@ -1,5 +1,5 @@
-"""32-bit x86 processes (issue 14, first step): the i686 client under a
-32-bit drrun.
+"""32-bit x86 processes (issue 14): the i686 client under a 32-bit drrun,
+and under the launcher, which chooses it by the command's ELF class.
 
 ``scripts/test`` builds them (``scripts/build-i686 --drrun``:
 ``target/i686-unknown-linux-gnu/release/libptap.so``, its 32-bit DynamoRIO
@@ -9,9 +9,12 @@ program built here; what it does is in its source below, and its own
 output and exit status are the ground truth.
 
 Not yet covered (docs/i686.md): ``syscall_exit``, memory probes, the
-i386 register names, the launcher choosing the client by ELF class.
+i386 register names, a process that execs a program of the other
+architecture.
 """
 
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -61,7 +64,9 @@ def i686_build():
     return I686
 
 
-def test_a_32bit_program_traced_by_the_i686_client(i686_build, tmp_path, configdir):
+@pytest.fixture
+def hello32(tmp_path):
+    """A gcc -m32 program, and what it does untraced."""
     source = tmp_path / "hello32.c"
     source.write_text(HELLO32)
     exe = tmp_path / "hello32"
@@ -69,24 +74,87 @@ def test_a_32bit_program_traced_by_the_i686_client(i686_build, tmp_path, configd
     assert "ELF 32-bit" in subprocess.run(["file", "-L", exe], capture_output=True, text=True).stdout
     native = subprocess.run([exe], capture_output=True, text=True)
     assert (native.returncode, native.stdout) == (3, "hello from 32-bit\n")
+    return exe
+
+
+# i386 numbering: write is 4 (x86-64's is 1); puts's argument is read from
+# the stack (cdecl), its return value from EAX. stdout is a pipe: the
+# program writes its line when it exits.
+EXPECTED = [
+    "[ptap] top level",
+    "[ptap] puts hello from 32-bit",
+    "[ptap] puts -> 18",
+    "[ptap] write 4 1 b'hello from 32-bit\\n' 18",
+    "hello from 32-bit",
+    "[ptap] exit 3",
+]
+
+
+def run_traced(argv, configdir, env=()):
+    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "DYNAMORIO_CONFIGDIR": str(configdir), **dict(env)})
+
+
+def test_a_32bit_program_traced_by_the_i686_client(i686_build, hello32, tmp_path, configdir):
     script = tmp_path / "hello32.ptap"
     script.write_text(SCRIPT)
-    traced = subprocess.run(
-        [DRRUN, "-root", i686_build / "dynamorio", "-c", i686_build / "libptap.so", "-q", script, "--", exe],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "DYNAMORIO_CONFIGDIR": str(configdir)},
-        stdin=subprocess.DEVNULL, timeout=120,
-    )
+    traced = run_traced([DRRUN, "-root", i686_build / "dynamorio", "-c", i686_build / "libptap.so", "-q", script, "--", hello32],
+                        configdir)
     detail = f"stdout:\n{traced.stdout}\nstderr:\n{traced.stderr}"
     assert traced.returncode == 3, detail
     assert "[!]" not in traced.stderr and "Traceback" not in traced.stderr, detail
-    # i386 numbering: write is 4 (x86-64's is 1); puts's argument is read
-    # from the stack (cdecl), its return value from EAX. stdout is a pipe:
-    # the program writes its line when it exits.
-    assert traced.stdout.splitlines() == [
-        "[ptap] top level",
-        "[ptap] puts hello from 32-bit",
-        "[ptap] puts -> 18",
-        "[ptap] write 4 1 b'hello from 32-bit\\n' 18",
-        "hello from 32-bit",
-        "[ptap] exit 3",
-    ], detail
+    assert traced.stdout.splitlines() == EXPECTED, detail
+
+
+@pytest.mark.parametrize("how", ["program", "shebang"])
+def test_the_launcher_chooses_the_i686_client_by_elf_class(i686_build, processtap, hello32, tmp_path, configdir, how):
+    # The 64-bit launcher reads the command's ELF class (for a #! script,
+    # its interpreter's) and runs the 32-bit DynamoRIO and client; the
+    # banner names the architecture.
+    script = tmp_path / "hello32.ptap"
+    script.write_text(SCRIPT)
+    command = hello32
+    if how == "shebang":
+        # hello32 as a script's interpreter (it ignores its arguments).
+        command = tmp_path / "run-hello"
+        command.write_text(f"#!{hello32}\n")
+        command.chmod(0o755)
+    traced = run_traced([processtap, script, "--", command], configdir)
+    detail = f"stdout:\n{traced.stdout}\nstderr:\n{traced.stderr}"
+    assert traced.returncode == 3, detail
+    assert "[!]" not in traced.stderr and "Traceback" not in traced.stderr, detail
+    assert traced.stdout.splitlines() == EXPECTED, detail
+    assert traced.stderr.splitlines()[0] == f"[*] Executable file: {hello32} (32-bit x86)", detail
+
+
+def test_a_32bit_program_without_the_i686_build_is_refused_saying_what_to_build(processtap, hello32, tmp_path, configdir):
+    # A launcher whose folder holds only the x86-64 build.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(processtap, alone / "processtap")
+    (alone / "libptap.so").symlink_to(processtap.parent / "libptap.so")
+    (alone / "dynamorio").symlink_to((processtap.parent / "dynamorio").resolve())
+    script = tmp_path / "hello32.ptap"
+    script.write_text(SCRIPT)
+    refused = run_traced([alone / "processtap", script, "--", hello32], configdir)
+    assert refused.returncode == 2, refused
+    assert refused.stdout == "", refused
+    (message,) = refused.stderr.splitlines()
+    assert message.startswith("processtap: the command is a 32-bit x86 program, and the 32-bit libdynamorio.so is not built ("), message
+    assert message.endswith("; scripts/build-i686 builds it"), message
+    # The x86-64 build beside it still traces 64-bit programs.
+    native64 = subprocess.run(["/bin/true"])
+    assert run_traced([alone / "processtap", "-q", script, "--", "/bin/true"], configdir).returncode == native64.returncode
+
+
+def test_a_program_for_another_machine_is_refused(processtap, tmp_path, configdir):
+    # An ELF header for AArch64 (EM_AARCH64 = 183), 64-bit.
+    foreign = tmp_path / "arm64-program"
+    foreign.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(9) + (2).to_bytes(2, "little") + (183).to_bytes(2, "little") + bytes(44))
+    foreign.chmod(0o755)
+    script = tmp_path / "any.ptap"
+    script.write_text("")
+    refused = run_traced([processtap, script, "--", foreign], configdir)
+    assert (refused.returncode, refused.stdout) == (2, ""), refused
+    assert refused.stderr == (f"processtap: {foreign}: a 64-bit ELF program for machine 183: "
+                              "ProcessTap traces x86-64 and 32-bit x86 programs\n"), refused

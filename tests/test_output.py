@@ -215,7 +215,7 @@ def test_banner(trace, target):
     result = trace(BANNER_SCRIPT, hello)
     assert result.returncode == 0, str(result)
     lines = result.stderr.splitlines()
-    assert lines[0] == f"[*] Executable file: {hello}", str(result)
+    assert lines[0] == f"[*] Executable file: {hello} (x86-64)", str(result)
     assert lines[1] == f"[*] PTAP file: {result.script}", str(result)
     assert "[*] Loaded probes:" in lines, str(result)
     probes = lines[lines.index("[*] Loaded probes:") + 1:]

@@ -32,7 +32,10 @@ impl Banner {
     /// The executable, the script, the system calls and headers it knows
     /// of, and its probes, grouped by kind.
     pub fn header(&self, exe: &str, script: &str, runtime: &Runtime) {
-        self.line(&format!("[*] Executable file: {exe}"));
+        // The architecture: the launcher chose this client by the
+        // executable's ELF class.
+        let arch = if cfg!(target_arch = "x86_64") { "x86-64" } else { "32-bit x86" };
+        self.line(&format!("[*] Executable file: {exe} ({arch})"));
         self.line(&format!("[*] PTAP file: {script}"));
         if let Some(count) = runtime.syscall_count {
             self.line(&format!("[*] Loaded {count} system calls"));

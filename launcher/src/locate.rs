@@ -31,16 +31,48 @@ pub fn find_command(program: &str) -> Result<PathBuf, String> {
 /// How many `#!` interpreters may stand in a row, as in Linux.
 const MAX_INTERPRETER_DEPTH: usize = 4;
 
-/// The executable to run and the argv it gets. DynamoRIO maps ELF files
-/// only, so for a `#!` script we do what the kernel would: run the
-/// interpreter with the optional argument and the script's path.
-pub fn resolve_interpreters(executable: PathBuf, argv: &[String]) -> Result<(PathBuf, Vec<String>), String> {
+/// The architectures ProcessTap traces, each with its own DynamoRIO and
+/// client.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Arch {
+    X86_64,
+    /// 32-bit x86 (ELFCLASS32, EM_386).
+    I686,
+}
+
+impl Arch {
+    /// DynamoRIO's name for the folder of its libraries.
+    fn lib_dir(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "lib64",
+            Arch::I686 => "lib32",
+        }
+    }
+
+    /// The folder of this architecture's build beside the running
+    /// launcher's (`target/release` and `target/i686-unknown-linux-gnu/release`).
+    fn build_dir(self, exe_dir: &Path) -> PathBuf {
+        let own = if cfg!(target_pointer_width = "64") { Arch::X86_64 } else { Arch::I686 };
+        match (own, self) {
+            (a, b) if a == b => exe_dir.to_path_buf(),
+            (_, Arch::I686) => exe_dir.join("../i686-unknown-linux-gnu/release"),
+            (_, Arch::X86_64) => exe_dir.join("../../x86_64-unknown-linux-gnu/release"),
+        }
+    }
+
+}
+
+/// The executable to run, the argv it gets and its architecture.
+/// DynamoRIO maps ELF files only, so for a `#!` script we do what the
+/// kernel would: run the interpreter with the optional argument and the
+/// script's path (the interpreter's ELF class is the one that counts).
+pub fn resolve_interpreters(executable: PathBuf, argv: &[String]) -> Result<(PathBuf, Vec<String>, Arch), String> {
     let mut executable = executable;
     let mut argv = argv.to_vec();
     for _ in 0..MAX_INTERPRETER_DEPTH {
         let Some((interpreter, optional)) = read_shebang(&executable) else {
-            check_elf(&executable)?;
-            return Ok((executable, argv));
+            let arch = elf_arch(&executable)?;
+            return Ok((executable, argv, arch));
         };
         let mut new_argv = vec![interpreter.clone()];
         new_argv.extend(optional);
@@ -52,19 +84,34 @@ pub fn resolve_interpreters(executable: PathBuf, argv: &[String]) -> Result<(Pat
     Err(format!("{}: too many levels of #! interpreters", executable.display()))
 }
 
-/// DynamoRIO maps ELF executables only; the kernel refuses anything else
-/// with ENOEXEC (a shell would then run a text file as a shell script,
-/// which is the shell's choice, not a program's).
-fn check_elf(path: &Path) -> Result<(), String> {
+/// The architecture of the ELF executable at `path`. DynamoRIO maps ELF
+/// executables only; the kernel refuses anything else with ENOEXEC (a
+/// shell would then run a text file as a shell script, which is the
+/// shell's choice, not a program's).
+fn elf_arch(path: &Path) -> Result<Arch, String> {
     use std::io::Read;
-    let mut magic = [0u8; 4];
-    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
+    // e_ident (16 bytes), e_type (2), e_machine (2, little-endian here).
+    let mut head = [0u8; 20];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
     match read {
-        Ok(()) if &magic == b"\x7fELF" => Ok(()),
+        Ok(()) if &head[..4] == b"\x7fELF" => {}
         Err(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => {
-            Err(format!("{}: cannot execute: {}", path.display(), io_reason(&e)))
+            return Err(format!("{}: cannot execute: {}", path.display(), io_reason(&e)))
         }
-        _ => Err(format!("{}: cannot execute: not an ELF executable nor a #! script", path.display())),
+        _ => return Err(format!("{}: cannot execute: not an ELF executable nor a #! script", path.display())),
+    }
+    const ELFCLASS32: u8 = 1;
+    const ELFCLASS64: u8 = 2;
+    const EM_386: u16 = 3;
+    const EM_X86_64: u16 = 62;
+    match (head[4], u16::from_le_bytes([head[18], head[19]])) {
+        (ELFCLASS64, EM_X86_64) => Ok(Arch::X86_64),
+        (ELFCLASS32, EM_386) => Ok(Arch::I686),
+        (class, machine) => Err(format!(
+            "{}: a {}-bit ELF program for machine {machine}: ProcessTap traces x86-64 and 32-bit x86 programs",
+            path.display(),
+            if class == ELFCLASS32 { 32 } else { 64 }
+        )),
     }
 }
 
@@ -83,40 +130,61 @@ fn read_shebang(path: &Path) -> Option<(String, Option<String>)> {
     (!interpreter.is_empty()).then(|| (interpreter.to_string(), (!rest.is_empty()).then(|| rest.to_string())))
 }
 
-/// `libdynamorio.so`: `$DYNAMORIO_HOME` if set, else next to this
-/// executable (`target/<profile>/dynamorio`, linked there by the build) or
-/// in an installed prefix (`<prefix>/lib/processtap/dynamorio`).
-pub fn dynamorio_library() -> Result<PathBuf, String> {
+/// `libdynamorio.so` for `arch`: in `$DYNAMORIO_HOME` (`$DYNAMORIO_HOME32`
+/// for 32-bit x86, where a DynamoRIO of each architecture stands apart) if
+/// set, else in that architecture's build beside this executable
+/// (`target/<profile>/dynamorio`, linked there by the build;
+/// `scripts/build-i686` makes the 32-bit one) or in an installed prefix
+/// (`<prefix>/lib/processtap/dynamorio`).
+pub fn dynamorio_library(arch: Arch) -> Result<PathBuf, String> {
     let mut homes = Vec::new();
-    if let Some(home) = std::env::var_os("DYNAMORIO_HOME") {
-        homes.push(PathBuf::from(home));
-    }
+    let variables: &[&str] = match arch {
+        Arch::X86_64 => &["DYNAMORIO_HOME"],
+        Arch::I686 => &["DYNAMORIO_HOME32", "DYNAMORIO_HOME"],
+    };
+    homes.extend(variables.iter().filter_map(std::env::var_os).map(PathBuf::from));
     let exe_dir = own_dir()?;
-    homes.push(exe_dir.join("dynamorio"));
+    homes.push(arch.build_dir(&exe_dir).join("dynamorio"));
     homes.push(exe_dir.join("../lib/processtap/dynamorio"));
-    let lib_dir = if cfg!(target_pointer_width = "64") { "lib64" } else { "lib32" };
     homes
         .iter()
-        .map(|home| home.join(lib_dir).join("release").join("libdynamorio.so"))
+        .map(|home| home.join(arch.lib_dir()).join("release").join("libdynamorio.so"))
         .find(|lib| lib.is_file())
-        .ok_or_else(|| format!("cannot find libdynamorio.so (looked in {}); set DYNAMORIO_HOME", join_paths(&homes)))
+        .ok_or_else(|| missing(arch, "libdynamorio.so", &format!("looked in {}; set {}", join_paths(&homes), variables[0])))
 }
 
-/// `libptap.so`: `$PTAP_CLIENT` if set, else next to this executable or in
-/// an installed prefix (`<prefix>/lib/processtap/libptap.so`).
-pub fn client_library() -> Result<PathBuf, String> {
+/// `libptap.so` for `arch`: `$PTAP_CLIENT` (`$PTAP_CLIENT32` for 32-bit
+/// x86) if set, else in that architecture's build beside this executable
+/// or in an installed prefix (`<prefix>/lib/processtap/libptap.so`,
+/// `<prefix>/lib/processtap/lib32/libptap.so`).
+pub fn client_library(arch: Arch) -> Result<PathBuf, String> {
     let exe_dir = own_dir()?;
+    let variable = match arch {
+        Arch::X86_64 => "PTAP_CLIENT",
+        Arch::I686 => "PTAP_CLIENT32",
+    };
     let mut candidates = Vec::new();
-    if let Some(client) = std::env::var_os("PTAP_CLIENT") {
+    if let Some(client) = std::env::var_os(variable) {
         candidates.push(PathBuf::from(client));
     }
-    candidates.push(exe_dir.join("libptap.so"));
-    candidates.push(exe_dir.join("../lib/processtap/libptap.so"));
+    candidates.push(arch.build_dir(&exe_dir).join("libptap.so"));
+    candidates.push(match arch {
+        Arch::X86_64 => exe_dir.join("../lib/processtap/libptap.so"),
+        Arch::I686 => exe_dir.join("../lib/processtap/lib32/libptap.so"),
+    });
     candidates
         .iter()
         .find(|c| c.is_file())
         .map(|c| c.canonicalize().unwrap_or_else(|_| c.clone()))
-        .ok_or_else(|| format!("cannot find libptap.so (looked for {}); set PTAP_CLIENT", join_paths(&candidates)))
+        .ok_or_else(|| missing(arch, "libptap.so", &format!("looked for {}; set {variable}", join_paths(&candidates))))
+}
+
+/// The message for a part of `arch`'s build that is not there.
+fn missing(arch: Arch, what: &str, looked: &str) -> String {
+    match arch {
+        Arch::X86_64 => format!("cannot find {what} ({looked})"),
+        Arch::I686 => format!("the command is a 32-bit x86 program, and the 32-bit {what} is not built ({looked}); scripts/build-i686 builds it"),
+    }
 }
 
 /// The directory holding the running `processtap`, links resolved.

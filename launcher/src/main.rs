@@ -116,10 +116,12 @@ fn launch(args: &[String]) -> Result<i32, String> {
     let Some(program) = command.first() else {
         return Err(format!("no command to trace after '{}'", options.script));
     };
-    let (executable, argv) = locate::resolve_interpreters(locate::find_command(program)?, command)?;
-    let dynamorio = locate::dynamorio_library()?;
-    let client = locate::client_library()?;
+    // The command's ELF class (or its #! interpreter's) chooses the
+    // DynamoRIO and the client, as drrun does.
+    let (executable, argv, arch) = locate::resolve_interpreters(locate::find_command(program)?, command)?;
+    let dynamorio = locate::dynamorio_library(arch)?;
+    let client = locate::client_library(arch)?;
     headers::prepare(&image, &client);
     let inherited = run::Inherited { streams: streams(&options)?, script: image.to_memfd().map_err(|e| format!("cannot keep the script in memory: {e}"))? };
-    run::run_under_dynamorio(&dynamorio, &client, &options, &executable, &argv, &inherited)
+    run::run_under_dynamorio(&dynamorio, &client, arch, &options, &executable, &argv, &inherited)
 }

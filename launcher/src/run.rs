@@ -1,6 +1,7 @@
 //! Running the target under DynamoRIO with the tracer's streams in place,
 //! and reporting how it ended.
 
+use crate::locate::Arch;
 use crate::reports::ReportReader;
 use ptap_options::inherited::InheritedFds;
 use ptap_options::{client_lib_option, Options};
@@ -31,14 +32,18 @@ pub struct Inherited {
 pub fn run_under_dynamorio(
     dynamorio: &Path,
     client: &Path,
+    arch: Arch,
     options: &Options,
     executable: &Path,
     command: &[String],
     inherited: &Inherited,
 ) -> Result<i32, String> {
     let client_lib = client_lib_option(&client.to_string_lossy(), &options.to_client_args()).map_err(|e| e.0)?;
-    let dr_options = format!("-code_api -client_lib64 {client_lib}");
-    let dr_options = if cfg!(target_pointer_width = "64") { dr_options } else { dr_options.replace("-client_lib64", "-client_lib32") };
+    let client_option = match arch {
+        Arch::X86_64 => "-client_lib64",
+        Arch::I686 => "-client_lib32",
+    };
+    let dr_options = format!("-code_api {client_option} {client_lib}");
     let limit = nofile_limit();
     let fds = InheritedFds::for_hard_limit(limit.rlim_max as u64).ok_or_else(|| {
         format!("the hard limit on open files ({}) leaves DynamoRIO no fds of its own; raise it (ulimit -Hn)", limit.rlim_max)
