@@ -294,6 +294,10 @@ unsafe extern "C" fn on_instruction(
         if let Some(needs_exit) = instrumentation_for(instrument::syscall_number_set_before(instr)) {
             let syscall_pc = instrument::app_pc(instr);
             let return_pc = instrument::next_app_pc(dc, instr);
+            // 32-bit x86: the vDSO's sysenter and syscall return past the
+            // `int $0x80` after them.
+            #[cfg(target_arch = "x86")]
+            let return_pc = dr_sys::syscall::Entry32::return_pc(syscall_pc, return_pc - syscall_pc);
             if needs_exit && translating == 0 {
                 remember_return_point(dc, return_pc);
             }
@@ -353,6 +357,26 @@ fn fire(tracer: &Tracer, kind: ProbeKind, site: &SyscallSite, set: ProbeSet, num
     })
 }
 
+/// Where the thread comes back to the application's code after the system
+/// call at `syscall_pc`, which returns to `return_pc`. On x86-64 that is
+/// `return_pc`. On 32-bit x86 the vDSO's `__kernel_vsyscall` (three
+/// pushes, then `sysenter` or `syscall`, `int $0x80`, the landing pad)
+/// returns to DynamoRIO's displaced copy of its landing pad, where no
+/// block of ours is built: the exit waits at the return address of the
+/// call to `__kernel_vsyscall` instead, above the three words it pushed.
+fn exit_point(syscall_pc: usize, return_pc: usize, rsp: usize) -> usize {
+    #[cfg(target_arch = "x86")]
+    // A two-byte `sysenter` or `syscall`, and the `int $0x80` skipped.
+    if dr_sys::syscall::Entry32::at(syscall_pc) != dr_sys::syscall::Entry32::Int80 && return_pc == syscall_pc + 4 {
+        let mut word = [0u8; 4];
+        if dr_sys::memory::safe_read(rsp + 12, &mut word) == 4 {
+            return u32::from_le_bytes(word) as usize;
+        }
+    }
+    let _ = (syscall_pc, rsp);
+    return_pc
+}
+
 /// The clean call before an instrumented `syscall` instruction at
 /// `syscall_pc`, with the application's RAX and stack pointer; the call
 /// returns to `return_pc`.
@@ -367,7 +391,17 @@ unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize,
         return;
     }
     let Ok(number) = i32::try_from(rax as i64) else { return };
-    if is_restart(number, return_pc, rsp) {
+    // Where the exit clean call waits; `return_pc` is where the thread goes
+    // on if the call is skipped.
+    let exit_pc = exit_point(syscall_pc, return_pc, rsp);
+    if exit_pc != return_pc && site(number).is_some_and(|(_, s)| s.needs_return_point()) {
+        remember_return_point(ffi::dr_get_current_drcontext(), exit_pc);
+        if flush_stale_return_points() {
+            instrument::resume_at(ffi::dr_get_current_drcontext(), syscall_pc);
+            return;
+        }
+    }
+    if is_restart(number, exit_pc, rsp) {
         return;
     }
     let Some((tracer, site)) = site(number) else { return };
@@ -380,7 +414,7 @@ unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize,
         return;
     }
     let mut regs = SyscallRegisters::new(dc, syscall_pc, rax);
-    match run_entry(tracer, site, number, tid, (entry, exit), &mut regs, (return_pc, rsp)) {
+    match run_entry(tracer, site, number, tid, (entry, exit), &mut regs, (exit_pc, rsp)) {
         // Nothing on this frame needs dropping: DynamoRIO resumes the
         // thread at return_pc without returning here.
         Some(result) => regs.skip_to(return_pc, result),

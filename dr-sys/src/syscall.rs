@@ -38,10 +38,61 @@ pub unsafe fn set_result_of_skipped(dc: DrContext, value: isize) {
 #[cfg(target_arch = "x86_64")]
 const PARAM_REGISTERS: [Register; 6] = [Register::Rdi, Register::Rsi, Register::Rdx, Register::R10, Register::R8, Register::R9];
 /// Where the Linux i386 convention (int 0x80) passes parameter `i`: ebx,
-/// ecx, edx, esi, edi, ebp. (Through __kernel_vsyscall's sysenter, the
-/// sixth is on the stack at [ebp] instead: not handled yet.)
+/// ecx, edx, esi, edi, ebp. The vDSO's `__kernel_vsyscall` enters by
+/// `sysenter` or (on AMD) `syscall` instead, which move some: see
+/// [`Entry32`].
 #[cfg(target_arch = "x86")]
 const PARAM_REGISTERS: [Register; 6] = [Register::Rbx, Register::Rcx, Register::Rdx, Register::Rsi, Register::Rdi, Register::Rbp];
+
+/// How a 32-bit x86 thread enters the kernel, which decides where the
+/// parameters are (Linux's entry_64_compat.S and entry_32.S).
+#[cfg(target_arch = "x86")]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Entry32 {
+    /// `int $0x80`: ebx, ecx, edx, esi, edi, ebp.
+    Int80,
+    /// `sysenter`: ebp holds the stack pointer; the sixth is at [ebp].
+    Sysenter,
+    /// `syscall` in 32-bit mode (it overwrites ecx): the second is in ebp,
+    /// the sixth at [esp].
+    Syscall,
+}
+
+#[cfg(target_arch = "x86")]
+impl Entry32 {
+    /// The entry the instruction at `pc` makes (`int $0x80` when it
+    /// cannot be read).
+    pub fn at(pc: usize) -> Entry32 {
+        let mut bytes = [0u8; 2];
+        crate::memory::safe_read(pc, &mut bytes);
+        match bytes {
+            [0x0f, 0x34] => Entry32::Sysenter,
+            [0x0f, 0x05] => Entry32::Syscall,
+            _ => Entry32::Int80,
+        }
+    }
+
+    /// Where the kernel returns to after the instruction at `pc`, `len`
+    /// bytes long: `sysenter` and `syscall` return past the `int $0x80`
+    /// that follows them in the vDSO (its landing pad), not to it.
+    pub fn return_pc(pc: usize, len: usize) -> usize {
+        let mut bytes = [0u8; 2];
+        let after = pc + len;
+        let fast = Entry32::at(pc) != Entry32::Int80;
+        match fast && crate::memory::safe_read(after, &mut bytes) == 2 && bytes == [0xcd, 0x80] {
+            true => after + 2,
+            false => after,
+        }
+    }
+}
+
+/// Where parameter `index` of a system call is: a register, or the 32-bit
+/// stack word a register points at.
+enum ParamPlace {
+    Register(Register),
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+    StackWordAt(Register),
+}
 
 thread_local! {
     /// The machine context the clean calls at system calls read and write:
@@ -144,13 +195,42 @@ impl SyscallRegisters {
         true
     }
 
-    /// Parameter `index` (0–5) of the system call about to be made.
-    pub fn param(&mut self, index: usize) -> Option<usize> {
-        PARAM_REGISTERS.get(index).map(|&reg| self.register(reg))
+    /// Where parameter `index` (0–5) of the system call at `self.pc` is.
+    fn param_place(&self, index: usize) -> Option<ParamPlace> {
+        let reg = *PARAM_REGISTERS.get(index)?;
+        #[cfg(target_arch = "x86")]
+        match (Entry32::at(self.pc), index) {
+            (Entry32::Sysenter, 5) => return Some(ParamPlace::StackWordAt(Register::Rbp)),
+            (Entry32::Syscall, 1) => return Some(ParamPlace::Register(Register::Rbp)),
+            (Entry32::Syscall, 5) => return Some(ParamPlace::StackWordAt(Register::Rsp)),
+            _ => {}
+        }
+        Some(ParamPlace::Register(reg))
     }
 
+    /// Parameter `index` (0–5) of the system call about to be made.
+    pub fn param(&mut self, index: usize) -> Option<usize> {
+        match self.param_place(index)? {
+            ParamPlace::Register(reg) => Some(self.register(reg)),
+            ParamPlace::StackWordAt(reg) => {
+                let mut word = [0u8; 4];
+                crate::memory::safe_read(self.register(reg), &mut word);
+                Some(u32::from_le_bytes(word) as usize)
+            }
+        }
+    }
+
+    /// Changes parameter `index` before the kernel reads it (a stack word
+    /// is written in place).
     pub fn set_param(&mut self, index: usize, value: usize) -> bool {
-        PARAM_REGISTERS.get(index).is_some_and(|&reg| self.set_register(reg, value))
+        match self.param_place(index) {
+            Some(ParamPlace::Register(reg)) => self.set_register(reg, value),
+            Some(ParamPlace::StackWordAt(reg)) => {
+                let at = self.register(reg);
+                crate::memory::safe_write(at, &(value as u32).to_le_bytes())
+            }
+            None => false,
+        }
     }
 
     /// The value the kernel returned (a negative errno on failure).
@@ -178,20 +258,26 @@ impl SyscallRegisters {
         !self.changed || ffi::dr_set_mcontext(self.dc, self.mc()) != 0
     }
 
-    /// Goes on at `next_pc` (the instruction after the `syscall`) as if
-    /// the kernel had returned `result`, without making the system call:
-    /// RCX and R11 hold what `syscall` leaves there (the return address
-    /// and the flags). Returns only if DynamoRIO refused.
+    /// Goes on at `next_pc` (where the kernel would return) as if it had
+    /// returned `result`, without making the system call: on x86-64, RCX
+    /// and R11 hold what `syscall` leaves there (the return address and
+    /// the flags). Returns only if DynamoRIO refused.
     ///
     /// # Safety
     /// The clean call that captured the registers must be running, and
     /// nothing on the Rust stack between here and it may need dropping:
     /// DynamoRIO resumes the application without returning.
     pub unsafe fn skip_to(mut self, next_pc: usize, result: usize) {
-        let flags = self.register(Register::Rflags);
         self.set_result(result);
-        self.set_register(Register::Rcx, next_pc);
-        self.set_register(Register::R11, flags);
+        // On 32-bit x86 `int $0x80` keeps every other register, and the
+        // vDSO's landing pad after `sysenter` or `syscall` pops what they
+        // overwrite.
+        #[cfg(target_arch = "x86_64")]
+        {
+            let flags = self.register(Register::Rflags);
+            self.set_register(Register::Rcx, next_pc);
+            self.set_register(Register::R11, flags);
+        }
         let dc = self.dc;
         if self.commit() {
             crate::instrument::resume_at(dc, next_pc);
