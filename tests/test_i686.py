@@ -8,7 +8,7 @@ saying so, and the rest of the suite runs. The target is a ``gcc -m32``
 program built here; what it does is in its source below, and its own
 output and exit status are the ground truth.
 
-Not yet covered (docs/i686.md): memory probes, the i386 register names,
+Not yet covered (docs/i686.md): memory probes, the i386 floating-point ABI,
 a process that execs a program of the other architecture.
 """
 
@@ -230,3 +230,35 @@ def test_32bit_system_calls_through_the_vdso_enter_and_exit_as_strace_sees_them(
     assert traced.returncode == 0 and "Traceback" not in traced.stderr, detail
     assert traced.stdout == "mapped yes\npid 4242\n", detail
     assert out.read_text().splitlines() == expected, detail
+
+
+REGISTERS_SCRIPT = """\
+@function_exit(function_name == "puts")
+def puts_done(ctx):
+    regs = ctx.regs
+    print("[ptap] eax", regs.EAX, regs.EAX == ctx.retval)
+    print("[ptap] esp", regs.ESP == regs.STACKPTR, regs.EIP == regs.INSTPTR, regs.EIP == ctx.caller)
+    print("[ptap] names", " ".join(sorted(dir(regs))))
+    try:
+        regs.RAX
+    except AttributeError as e:
+        print("[ptap] error", e)
+"""
+
+
+def test_32bit_registers_have_their_i386_names(i686_build, processtap, hello32, tmp_path, configdir):
+    # At puts's exit: EAX holds its result (18 bytes written), ESP and EIP
+    # are STACKPTR and INSTPTR, and EIP is where puts returns to; the
+    # x86-64 names are not there.
+    script = tmp_path / "regs32.ptap"
+    script.write_text(REGISTERS_SCRIPT)
+    out = tmp_path / "handlers.txt"
+    traced = run_traced([processtap, "-q", "-o", out, script, "--", hello32], configdir)
+    detail = f"stdout:\n{traced.stdout}\nstderr:\n{traced.stderr}"
+    assert traced.returncode == 3 and traced.stdout == "hello from 32-bit\n", detail
+    assert out.read_text().splitlines() == [
+        "[ptap] eax 18 True",
+        "[ptap] esp True True True",
+        "[ptap] names EAX EBP EBX ECX EDI EDX EFLAGS EIP ESI ESP INSTPTR STACKPTR",
+        "[ptap] error no register RAX (32-bit x86: EAX, EBX, ECX, EDX, ESI, EDI, EBP, ESP, EIP, EFLAGS, STACKPTR, INSTPTR)",
+    ], detail

@@ -15,8 +15,9 @@ pub enum Register {
 
 impl Register {
     /// Every register with its script name; `STACKPTR` and `INSTPTR` are
-    /// aliases of RSP and RIP. On 32-bit x86 the names are the same (RAX is
-    /// EAX there, ...) and R8–R15 do not exist.
+    /// aliases of the stack pointer and the program counter on both
+    /// architectures. On 32-bit x86 the names are i386's (EAX for the
+    /// register the enum calls Rax), and R8–R15 do not exist.
     #[cfg(target_arch = "x86_64")]
     pub const NAMES: &'static [(&'static str, Register)] = &[
         ("RAX", Register::Rax), ("RBX", Register::Rbx), ("RCX", Register::Rcx), ("RDX", Register::Rdx),
@@ -27,10 +28,16 @@ impl Register {
     ];
     #[cfg(target_arch = "x86")]
     pub const NAMES: &'static [(&'static str, Register)] = &[
-        ("RAX", Register::Rax), ("RBX", Register::Rbx), ("RCX", Register::Rcx), ("RDX", Register::Rdx),
-        ("RSI", Register::Rsi), ("RDI", Register::Rdi), ("RBP", Register::Rbp), ("RSP", Register::Rsp),
-        ("RFLAGS", Register::Rflags), ("RIP", Register::Rip), ("STACKPTR", Register::Rsp), ("INSTPTR", Register::Rip),
+        ("EAX", Register::Rax), ("EBX", Register::Rbx), ("ECX", Register::Rcx), ("EDX", Register::Rdx),
+        ("ESI", Register::Rsi), ("EDI", Register::Rdi), ("EBP", Register::Rbp), ("ESP", Register::Rsp),
+        ("EFLAGS", Register::Rflags), ("EIP", Register::Rip), ("STACKPTR", Register::Rsp), ("INSTPTR", Register::Rip),
     ];
+
+    /// The names, for a message: "RAX..R15, RIP, RSP, ...".
+    #[cfg(target_arch = "x86_64")]
+    pub const SUMMARY: &'static str = "x86-64: RAX..R15, RIP, RSP, RBP, RFLAGS, STACKPTR, INSTPTR";
+    #[cfg(target_arch = "x86")]
+    pub const SUMMARY: &'static str = "32-bit x86: EAX, EBX, ECX, EDX, ESI, EDI, EBP, ESP, EIP, EFLAGS, STACKPTR, INSTPTR";
 
     /// The general-purpose registers and the flags: all but RIP.
     #[cfg(target_arch = "x86_64")]

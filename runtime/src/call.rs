@@ -371,10 +371,12 @@ impl CallState {
     pub fn set_register(&self, name: &str, reg: Register, value: usize) -> PyResult<()> {
         if reg == Register::Rip {
             match self.kind {
-                CallKind::Syscall => return Err(PyTypeError::new_err("RIP cannot be written at a system call")),
-                CallKind::Instruction => return Err(PyTypeError::new_err("RIP cannot be written at a memory or branch event (a branch goes where ctx.taken says)")),
+                CallKind::Syscall => return Err(PyTypeError::new_err(format!("{name} cannot be written at a system call"))),
+                CallKind::Instruction => {
+                    return Err(PyTypeError::new_err(format!("{name} cannot be written at a memory or branch event (a branch goes where ctx.taken says)")))
+                }
                 CallKind::Function if !self.is_exit => {
-                    return Err(PyTypeError::new_err("RIP can be written at function_exit only (drwrap cannot redirect at entry)"))
+                    return Err(PyTypeError::new_err(format!("{name} can be written at function_exit only (drwrap cannot redirect at entry)")))
                 }
                 CallKind::Function => {}
             }

@@ -277,7 +277,7 @@ impl Registers {
 
 fn register_named(name: &str) -> PyResult<dr_sys::wrap::Register> {
     dr_sys::wrap::Register::from_name(name)
-        .ok_or_else(|| PyAttributeError::new_err(format!("no register {name} (x86-64: RAX..R15, RIP, RSP, RBP, RFLAGS, STACKPTR, INSTPTR)")))
+        .ok_or_else(|| PyAttributeError::new_err(format!("no register {name} ({})", dr_sys::wrap::Register::SUMMARY)))
 }
 
 #[pymethods]
