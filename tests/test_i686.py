@@ -8,7 +8,7 @@ saying so, and the rest of the suite runs. The target is a ``gcc -m32``
 program built here; what it does is in its source below, and its own
 output and exit status are the ground truth.
 
-Not yet covered (docs/i686.md): memory probes, the i386 floating-point ABI,
+Not yet covered (docs/i686.md): memory probes, st0 and EDX:EAX results,
 a process that execs a program of the other architecture.
 """
 
@@ -262,3 +262,50 @@ def test_32bit_registers_have_their_i386_names(i686_build, processtap, hello32, 
         "[ptap] names EAX EBP EBX ECX EDI EDX EFLAGS EIP ESI ESP INSTPTR STACKPTR",
         "[ptap] error no register RAX (32-bit x86: EAX, EBX, ECX, EDX, ESI, EDI, EBP, ESP, EIP, EFLAGS, STACKPTR, INSTPTR)",
     ], detail
+
+
+ARGS32 = r"""
+#include <stdio.h>
+__attribute__((noipa)) int mix(int a, double x, long long b, float f, int c)
+{
+    return a + (int)x + (int)(b >> 32) + (int)f + c;
+}
+int main(void)
+{
+    printf("mix %d\n", mix(1, 2.5, 3LL << 32, 4.5f, 5));
+    return 0;
+}
+"""
+
+ARGS32_SCRIPT = """\
+declare("int mix(int a, double x, long long b, float f, int c);")
+
+@function_entry(function_name == "mix")
+def entry(ctx):
+    print("[ptap] entry", ctx.args[0], ctx.args[1], ctx.args[2], ctx.args[3], ctx.args[4])
+    ctx.args[1] = 10.0
+    ctx.args[2] = 7 << 32
+
+@function_exit(function_name == "mix")
+def exit(ctx):
+    print("[ptap] exit", ctx.retval, ctx.args[1], ctx.args[2])
+"""
+
+
+def test_32bit_eight_byte_arguments_take_two_stack_words(i686_build, processtap, tmp_path, configdir):
+    # cdecl: a double and a long long take two stack words each, low first;
+    # read at entry, changed there (the program adds them up: 1 + 10 + 7 +
+    # 4 + 5 = 27 instead of 1 + 2 + 3 + 4 + 5 = 15), and kept for the exit.
+    source = tmp_path / "args32.c"
+    source.write_text(ARGS32)
+    exe = tmp_path / "args32"
+    subprocess.run(["gcc", "-m32", "-O1", "-o", exe, source], check=True)
+    assert subprocess.run([exe], capture_output=True, text=True).stdout == "mix 15\n"
+    script = tmp_path / "args32.ptap"
+    script.write_text(ARGS32_SCRIPT)
+    out = tmp_path / "handlers.txt"
+    traced = run_traced([processtap, "-q", "-o", out, script, "--", exe], configdir)
+    detail = f"stdout:\n{traced.stdout}\nstderr:\n{traced.stderr}"
+    assert traced.returncode == 0 and "Traceback" not in traced.stderr, detail
+    assert traced.stdout == "mix 27\n", detail
+    assert out.read_text().splitlines() == [f"[ptap] entry 1 2.5 {3 << 32} 4.5 5", f"[ptap] exit 27 10.0 {7 << 32}"], detail

@@ -114,8 +114,19 @@ pub fn encode(ty: Option<&CType>, value: &Bound<'_, PyAny>) -> PyResult<u64> {
         _ if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() => Err(PyTypeError::new_err(
             "a string cannot be passed as is: write it into the target's memory (ctx.mem) and pass its address",
         )),
+        // 8 bytes on 32-bit x86 too (two stack words).
+        Some(CType::Int { size: 8, .. }) => to_u64(value),
         _ => Ok(to_word(value)? as u64),
     }
+}
+
+/// A Python int (negative ones as two's complement) as 64 bits.
+fn to_u64(value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if let Ok(w) = value.extract::<u64>() {
+        return Ok(w);
+    }
+    let signed: i64 = value.extract().map_err(|_| PyTypeError::new_err("a 64-bit integer must be an int that fits in 64 bits"))?;
+    Ok(signed as u64)
 }
 
 /// `error`, raised while converting a value to set `field` (`ctx.retval`,
@@ -130,7 +141,8 @@ pub fn to_word(value: &Bound<'_, PyAny>) -> PyResult<usize> {
     if let Ok(w) = value.extract::<usize>() {
         return Ok(w);
     }
-    let signed: isize = value.extract().map_err(|_| PyTypeError::new_err("a machine word must be an int that fits in 64 bits"))?;
+    let bits = usize::BITS;
+    let signed: isize = value.extract().map_err(|_| PyTypeError::new_err(format!("a machine word must be an int that fits in {bits} bits")))?;
     Ok(signed as usize)
 }
 

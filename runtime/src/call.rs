@@ -81,6 +81,7 @@ impl EntryValues {
 unsafe fn function_word(wc: WrapContext, location: &Location) -> Option<u64> {
     match location {
         Location::Word(n) => Some(dr_sys::wrap::arg(wc, *n) as u64),
+        Location::WordPair(n) => Some((dr_sys::wrap::arg(wc, *n) as u32 as u64) | ((dr_sys::wrap::arg(wc, *n + 1) as u32 as u64) << 32)),
         Location::Vector(n) => dr_sys::wrap::xmm(wc, *n),
         Location::Unknown(_) => None,
     }
@@ -280,6 +281,10 @@ impl CallState {
         let done = unsafe {
             match (self.kind, &location) {
                 (CallKind::Function, Location::Word(n)) => dr_sys::wrap::set_arg(live as WrapContext, *n, word as usize),
+                (CallKind::Function, Location::WordPair(n)) => {
+                    dr_sys::wrap::set_arg(live as WrapContext, *n, word as u32 as usize)
+                        && dr_sys::wrap::set_arg(live as WrapContext, *n + 1, (word >> 32) as u32 as usize)
+                }
                 (CallKind::Function, Location::Vector(n)) => dr_sys::wrap::set_xmm(live as WrapContext, *n, word),
                 (CallKind::Syscall, Location::Word(n)) => syscall_registers(live).set_param(*n, word as usize),
                 _ => false,

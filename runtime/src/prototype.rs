@@ -121,6 +121,9 @@ pub enum Location {
     /// counts them: the six argument registers, then the stack words
     /// above the return address (a system call's parameter `n`).
     Word(usize),
+    /// Words `n` and `n + 1`, low first: an 8-byte argument on 32-bit
+    /// x86's stack (`double`, `long long`).
+    WordPair(usize),
     /// Vector register xmm`n`.
     Vector(usize),
     /// Not known: the reason.
@@ -161,9 +164,13 @@ impl Signature {
                 Location::Unknown(reason.clone())
             } else if cfg!(target_arch = "x86") {
                 // Every argument on the stack; 8-byte ones take two words.
-                let at = Location::Word(stack);
-                stack += if matches!(ty, CType::Double | CType::Int { size: 8, .. }) { 2 } else { 1 };
-                at
+                if matches!(ty, CType::Double | CType::Int { size: 8, .. }) {
+                    stack += 2;
+                    Location::WordPair(stack - 2)
+                } else {
+                    stack += 1;
+                    Location::Word(stack - 1)
+                }
             } else if ty.is_floating() && vectors < VECTOR_REGISTERS {
                 vectors += 1;
                 Location::Vector(vectors - 1)
