@@ -63,13 +63,28 @@ def i686_build():
     return I686
 
 
+def build32(tmp_path, name, source, optimise="-O1"):
+    """The gcc -m32 program *name* built from *source* in *tmp_path*."""
+    (tmp_path / f"{name}.c").write_text(source)
+    exe = tmp_path / name
+    subprocess.run(["gcc", "-m32", optimise, "-o", exe, tmp_path / f"{name}.c"], check=True)
+    return exe
+
+
+def traced_lines(processtap, tmp_path, configdir, name, script_text, command):
+    """(the run of *command* under processtap with *script_text*, the
+    handlers' lines), the handlers' output kept apart with -o."""
+    script = tmp_path / f"{name}.ptap"
+    script.write_text(script_text)
+    out = tmp_path / f"{name}.txt"
+    traced = run_traced([processtap, "-q", "-o", out, script, "--", *command], configdir)
+    return traced, (out.read_text().splitlines() if out.exists() else [])
+
+
 @pytest.fixture
 def hello32(tmp_path):
     """A gcc -m32 program, and what it does untraced."""
-    source = tmp_path / "hello32.c"
-    source.write_text(HELLO32)
-    exe = tmp_path / "hello32"
-    subprocess.run(["gcc", "-m32", "-O0", "-o", exe, source], check=True)
+    exe = build32(tmp_path, "hello32", HELLO32, "-O0")
     assert "ELF 32-bit" in subprocess.run(["file", "-L", exe], capture_output=True, text=True).stdout
     native = subprocess.run([exe], capture_output=True, text=True)
     assert (native.returncode, native.stdout) == (3, "hello from 32-bit\n")
@@ -201,10 +216,7 @@ def test_32bit_system_calls_through_the_vdso_enter_and_exit_as_strace_sees_them(
     # landing pad. Every entry has its exit, with mmap2's six parameters
     # as strace shows them (its offset in bytes, ours in pages); a skipped
     # getpid returns what the handler said.
-    source = tmp_path / "syscalls32.c"
-    source.write_text(SYSCALLS32)
-    exe = tmp_path / "syscalls32"
-    subprocess.run(["gcc", "-m32", "-O1", "-o", exe, source], check=True)
+    exe = build32(tmp_path, "syscalls32", SYSCALLS32)
     log = tmp_path / "strace.txt"
     native = subprocess.run(["strace", "-f", "-X", "raw", "-e", "trace=mmap2,getpid,write", "-o", log, exe],
                             capture_output=True, text=True)
@@ -222,14 +234,11 @@ def test_32bit_system_calls_through_the_vdso_enter_and_exit_as_strace_sees_them(
             name = line.split("(")[0]
             expected += [f"[ptap] entry {name}", f"[ptap] exit {name} " + ("4242" if name == "getpid" else "ok")]
     assert sum(1 for e in expected if e.startswith("[ptap] entry mmap2")) >= 5, expected
-    script = tmp_path / "syscalls32.ptap"
-    script.write_text(SYSCALLS32_SCRIPT)
-    out = tmp_path / "handlers.txt"
-    traced = run_traced([processtap, "-q", "-o", out, script, "--", exe], configdir)
+    traced, lines = traced_lines(processtap, tmp_path, configdir, "syscalls32", SYSCALLS32_SCRIPT, [exe])
     detail = f"stdout:\n{traced.stdout}\nstderr:\n{traced.stderr}"
     assert traced.returncode == 0 and "Traceback" not in traced.stderr, detail
     assert traced.stdout == "mapped yes\npid 4242\n", detail
-    assert out.read_text().splitlines() == expected, detail
+    assert lines == expected, detail
 
 
 REGISTERS_SCRIPT = """\
@@ -250,13 +259,10 @@ def test_32bit_registers_have_their_i386_names(i686_build, processtap, hello32, 
     # At puts's exit: EAX holds its result (18 bytes written), ESP and EIP
     # are STACKPTR and INSTPTR, and EIP is where puts returns to; the
     # x86-64 names are not there.
-    script = tmp_path / "regs32.ptap"
-    script.write_text(REGISTERS_SCRIPT)
-    out = tmp_path / "handlers.txt"
-    traced = run_traced([processtap, "-q", "-o", out, script, "--", hello32], configdir)
+    traced, lines = traced_lines(processtap, tmp_path, configdir, "regs32", REGISTERS_SCRIPT, [hello32])
     detail = f"stdout:\n{traced.stdout}\nstderr:\n{traced.stderr}"
     assert traced.returncode == 3 and traced.stdout == "hello from 32-bit\n", detail
-    assert out.read_text().splitlines() == [
+    assert lines == [
         "[ptap] eax 18 True",
         "[ptap] esp True True True",
         "[ptap] names EAX EBP EBX ECX EDI EDX EFLAGS EIP ESI ESP INSTPTR STACKPTR",
@@ -296,16 +302,10 @@ def test_32bit_eight_byte_arguments_take_two_stack_words(i686_build, processtap,
     # cdecl: a double and a long long take two stack words each, low first;
     # read at entry, changed there (the program adds them up: 1 + 10 + 7 +
     # 4 + 5 = 27 instead of 1 + 2 + 3 + 4 + 5 = 15), and kept for the exit.
-    source = tmp_path / "args32.c"
-    source.write_text(ARGS32)
-    exe = tmp_path / "args32"
-    subprocess.run(["gcc", "-m32", "-O1", "-o", exe, source], check=True)
+    exe = build32(tmp_path, "args32", ARGS32)
     assert subprocess.run([exe], capture_output=True, text=True).stdout == "mix 15\n"
-    script = tmp_path / "args32.ptap"
-    script.write_text(ARGS32_SCRIPT)
-    out = tmp_path / "handlers.txt"
-    traced = run_traced([processtap, "-q", "-o", out, script, "--", exe], configdir)
+    traced, lines = traced_lines(processtap, tmp_path, configdir, "args32", ARGS32_SCRIPT, [exe])
     detail = f"stdout:\n{traced.stdout}\nstderr:\n{traced.stderr}"
     assert traced.returncode == 0 and "Traceback" not in traced.stderr, detail
     assert traced.stdout == "mix 27\n", detail
-    assert out.read_text().splitlines() == [f"[ptap] entry 1 2.5 {3 << 32} 4.5 5", f"[ptap] exit 27 10.0 {7 << 32}"], detail
+    assert lines == [f"[ptap] entry 1 2.5 {3 << 32} 4.5 5", f"[ptap] exit 27 10.0 {7 << 32}"], detail
