@@ -275,13 +275,14 @@ pub unsafe fn instrument(
     }
     let before = if is_call { on_call_write as *mut c_void } else { before_write as *mut c_void };
     let last = ffi::drmgr_is_last_instr(dc, instr) != 0;
+    let filters: Vec<Filter> = writes.iter().map(|(_, site)| filter_for(tracer, site)).collect();
     // An access that always reaches its clean call gains nothing from it.
-    let tested = |site: &AccessSite| thread_test(site).is_some() || !matches!(filter_for(tracer, site), Filter::None);
-    let copied = match writes.as_slice() {
-        [(op, site)] if copy_allowed && !is_call && !last && operands == instr && tested(site) => Some((op, site)),
+    let tested = |site: &AccessSite, filter: &Filter| thread_test(site).is_some() || !matches!(filter, Filter::None);
+    let copied = match (writes.as_slice(), filters.as_slice()) {
+        ([(op, site)], [filter]) if copy_allowed && !is_call && !last && operands == instr && tested(site, filter) => Some((op, site, filter)),
         _ => None,
     };
-    if let Some((op, site)) = copied {
+    if let Some((op, site, filter)) = copied {
         // One write: the way to its clean call runs a copy of the
         // instruction and the after-write call, and goes on after the
         // instruction; an access that does not match runs the instruction
@@ -298,13 +299,11 @@ pub unsafe fn instrument(
             // the ones to keep.
             dr_sys::instrument::insert_clean_call_if_before(dc, bb, at, next, tracer.pending, after_write as *mut c_void, &[dr_sys::instrument::Arg::Word(0)]);
         };
-        let filter = filter_for(tracer, site);
         let path = CallPath::Instead { then: &then, resume: next };
-        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(site), &filter, before, *site as *const _ as usize, path);
+        dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(site), filter, before, *site as *const _ as usize, path);
     } else {
-        for (op, site) in &writes {
-            let filter = filter_for(tracer, site);
-            dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(site), &filter, before, *site as *const _ as usize, CallPath::Rejoin);
+        for ((op, site), filter) in writes.iter().zip(&filters) {
+            dr_sys::access::insert_access_test(dc, bb, instr, &scratch, op.operand, tracer.address, thread_test(site), filter, before, *site as *const _ as usize, CallPath::Rejoin);
         }
         if !writes.is_empty() && !is_call {
             if last {

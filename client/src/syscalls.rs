@@ -391,10 +391,11 @@ unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize,
         return;
     }
     let Ok(number) = i32::try_from(rax as i64) else { return };
+    let Some((tracer, site)) = site(number) else { return };
     // Where the exit clean call waits; `return_pc` is where the thread goes
     // on if the call is skipped.
     let exit_pc = exit_point(syscall_pc, return_pc, rsp);
-    if exit_pc != return_pc && site(number).is_some_and(|(_, s)| s.needs_return_point()) {
+    if exit_pc != return_pc && site.needs_return_point() {
         remember_return_point(ffi::dr_get_current_drcontext(), exit_pc);
         if flush_stale_return_points() {
             instrument::resume_at(ffi::dr_get_current_drcontext(), syscall_pc);
@@ -404,7 +405,6 @@ unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize,
     if is_restart(number, exit_pc, rsp) {
         return;
     }
-    let Some((tracer, site)) = site(number) else { return };
     let dc = ffi::dr_get_current_drcontext();
     let tid = dr_sys::process::tid_of(dc);
     let pid = dr_sys::process::pid();
