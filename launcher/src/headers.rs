@@ -4,22 +4,28 @@
 //! `include("...")` calls, preprocesses and parses each header not yet in
 //! the cache, and writes it there; `include()` in the target reads it.
 
+use crate::locate::Arch;
 use ptap_options::inherited::ScriptImage;
 use ptap_options::layout::{find_ptap_lib, PYTHON};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Prepares the headers the script includes, if it includes any. A
+/// Prepares the headers the script includes, if it includes any, for
+/// `arch`'s data model (the target's, not this machine's Python's). A
 /// failure is not fatal here: `include()` in the target then says what is
 /// missing, with the script's line.
-pub fn prepare(script: &ScriptImage, client: &Path) {
+pub fn prepare(script: &ScriptImage, client: &Path, arch: Arch) {
     if !script.source.windows(b"include".len()).any(|w| w == b"include") {
         return;
     }
     let Some(ptap_lib) = find_ptap_lib(client) else { return };
     let mut command = Command::new(PYTHON);
-    command.args(["-m", "ptap.prepare"]);
+    command.args(["-m", "ptap.prepare", "--data-model"]);
+    command.arg(match arch {
+        Arch::X86_64 => "LP64",
+        Arch::I686 => "ILP32",
+    });
     for dir in &script.include_dirs {
         command.arg("-I").arg(dir);
     }

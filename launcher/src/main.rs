@@ -121,7 +121,7 @@ fn launch(args: &[String]) -> Result<i32, String> {
     let (executable, argv, arch) = locate::resolve_interpreters(locate::find_command(program)?, command)?;
     let dynamorio = locate::dynamorio_library(arch)?;
     let client = locate::client_library(arch)?;
-    headers::prepare(&image, &client);
+    headers::prepare(&image, &client, arch);
     let inherited = run::Inherited { streams: streams(&options)?, script: image.to_memfd().map_err(|e| format!("cannot keep the script in memory: {e}"))? };
     run::run_under_dynamorio(&dynamorio, &client, arch, &options, &executable, &argv, &inherited)
 }

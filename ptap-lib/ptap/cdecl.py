@@ -58,6 +58,7 @@ __all__ = [
     "DataModel",
     "LP64",
     "ILP32",
+    "DATA_MODELS",
     "native_data_model",
     "CType",
     "Basic",
@@ -99,6 +100,8 @@ class DataModel(Record):
 LP64 = DataModel("LP64", long_size=8, pointer_size=8)
 #: 32-bit x86 Linux: ``int``, ``long`` and pointers are 4 bytes.
 ILP32 = DataModel("ILP32", long_size=4, pointer_size=4)
+#: Both, by name.
+DATA_MODELS = {model.name: model for model in (LP64, ILP32)}
 
 
 def native_data_model():

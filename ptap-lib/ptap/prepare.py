@@ -2,7 +2,7 @@
 
 ::
 
-    python3 -m ptap.prepare [-I DIR]... SCRIPT
+    python3 -m ptap.prepare [-I DIR]... [--data-model LP64|ILP32] SCRIPT
 
 ``include("stdio.h")`` runs inside the traced program, where the C
 preprocessor cannot run (that would fork the target). So the processtap
@@ -70,6 +70,11 @@ GCC_BUILTIN_TYPEDEFS = {
     "__uint128_t": cdecl.Basic("unsigned __int128"),
 }
 
+#: What the preprocessor is told for each data model: glibc's headers
+#: differ between x86-64 and 32-bit x86 (``__WORDSIZE``, ``off_t``, ...),
+#: which gcc's ``-m32`` selects (Debian: gcc-multilib).
+_MACHINE_FLAGS = {"LP64": ("-m64",), "ILP32": ("-m32",)}
+
 #: The preprocessors tried, in order.
 _PREPROCESSORS = (("cpp",), ("gcc", "-E"), ("cc", "-E"))
 
@@ -91,7 +96,7 @@ def prepare_header(header, include_dirs, model=None):
     """
     files = []
     try:
-        text, files = _preprocess(header, include_dirs)
+        text, files = _preprocess(header, include_dirs, model)
         typedefs, prototypes = _parse(header, text)
         entry = headers.Header(header, None, typedefs, prototypes)
     except PrototypeError as error:
@@ -100,13 +105,14 @@ def prepare_header(header, include_dirs, model=None):
     return entry
 
 
-def _preprocess(header, include_dirs):
-    """Run the preprocessor on *header*; return its output and the files it read.
+def _preprocess(header, include_dirs, model=None):
+    """Run the preprocessor on *header* for *model*'s machine; return its
+    output and the files it read.
 
     Raises :exc:`~ptap.errors.PrototypeError` if the header is not found or
     the preprocessor fails.
     """
-    command = [*_preprocessor(), *PREPROCESSOR_FLAGS]
+    command = [*_preprocessor(), *PREPROCESSOR_FLAGS, *_MACHINE_FLAGS[(model or cdecl.native_data_model()).name]]
     for directory in include_dirs:
         command += ["-I", os.path.abspath(directory)]  # So the files' names are too.
     command.append("-")
@@ -216,8 +222,13 @@ def main(argv=None):
         "-I", dest="include_dirs", action="append", default=[], metavar="DIR",
         help="search DIR for headers before the system include path",
     )
+    parser.add_argument(
+        "--data-model", choices=sorted(cdecl.DATA_MODELS), default=cdecl.native_data_model().name,
+        help="the target's: LP64 (x86-64) or ILP32 (32-bit x86); default this Python's",
+    )
     parser.add_argument("script", help="the script whose include() calls to prepare")
     options = parser.parse_args(argv)
+    model = cdecl.DATA_MODELS[options.data_model]
     try:
         with open(options.script, encoding="utf-8-sig") as file:
             source = file.read()
@@ -225,10 +236,10 @@ def main(argv=None):
         print(f"{parser.prog}: cannot read {options.script}: {error}", file=sys.stderr)
         return 2
     for header in included_headers(source, options.script):
-        if headers.is_prepared(header, options.include_dirs):
+        if headers.is_prepared(header, options.include_dirs, model):
             continue
         try:
-            prepare_header(header, options.include_dirs)
+            prepare_header(header, options.include_dirs, model)
         except OSError as error:
             print(f"{parser.prog}: cannot write the header cache: {error}", file=sys.stderr)
             return 1

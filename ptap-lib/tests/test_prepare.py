@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 import ptap
-from ptap import headers, prepare, script
+from ptap import cdecl, headers, prepare, script
 from ptap.errors import PrototypeError
 from ptap.prepare import included_headers, main
 
@@ -81,6 +81,19 @@ def test_main_prepares_silently(tmp_path, cache_dir, include_dir, capsys):
     assert headers.is_prepared("string.h", [str(include_dir)])
     # Not for other -I directories.
     assert not headers.is_prepared("mylib.h", [])
+
+
+def test_main_prepares_for_the_targets_data_model(tmp_path, cache_dir, include_dir):
+    # A 32-bit target's runtime looks its headers up under ILP32, and glibc's
+    # headers are those of i386 there (gcc -m32).
+    (include_dir / "sizes.h").write_text(
+        "#include <bits/wordsize.h>\n#if __WORDSIZE == 32\nint narrow(void);\n#else\nint wide(void);\n#endif\n")
+    path = write_script(tmp_path, 'include("sizes.h")\n')
+    for model, name in ((cdecl.ILP32, "narrow"), (cdecl.LP64, "wide")):
+        assert not headers.is_prepared("sizes.h", [str(include_dir)], model)
+        assert main(["--data-model", model.name, "-I", str(include_dir), path]) == 0
+        assert headers.is_prepared("sizes.h", [str(include_dir)], model)
+        assert [p.name for p in headers.load("sizes.h", [str(include_dir)], model).prototypes] == [name]
 
 
 def test_main_skips_prepared_headers(tmp_path, cache_dir, include_dir, monkeypatch):

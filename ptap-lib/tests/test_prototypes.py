@@ -43,9 +43,9 @@ def preprocessor_runs(monkeypatch):
     runs = []
     real = prepare._preprocess
 
-    def counting(header, include_dirs):
+    def counting(header, include_dirs, model=None):
         runs.append(header)
-        return real(header, include_dirs)
+        return real(header, include_dirs, model)
 
     monkeypatch.setattr(prepare, "_preprocess", counting)
     return runs
