@@ -4,6 +4,8 @@ Targets: tests/targets/{malloc_sizes,password,recurse,longjmp_out,workers,
 dlopen_plugin,secret,memargs}.c, cxx_throw.cpp and plugin.c (libplugin.so).
 Handler output is unbuffered while a C target's stdout (a pipe) is flushed at
 exit, so tests compare the order of handler lines among themselves only.
+Tests that take ``arch_target`` run twice: on x86-64 programs and on the
+same programs built with gcc -m32 (function_targets.ARCHES).
 """
 
 import ast
@@ -13,7 +15,7 @@ import subprocess
 import pytest
 
 from conftest import HELLO_OUTPUT, script_lines
-from function_targets import fields_of, ftarget, nm_address, without_handler_lines  # noqa: F401
+from function_targets import arch, arch_target, fields_of, ftarget, nm_address, without_handler_lines  # noqa: F401
 
 # ---------------------------------------------------------------------------
 # 1. The malloctrace example of the contract
@@ -58,12 +60,12 @@ def malloc_entry(ctx):
 
 
 @pytest.mark.parametrize("script", [MALLOCTRACE_PY3, MALLOCTRACE_PY2], ids=["python3", "python2"])
-def test_malloctrace_sees_the_targets_malloc_calls(trace, ftarget, run_native, script):
-    native = run_native(ftarget("malloc_sizes"))
+def test_malloctrace_sees_the_targets_malloc_calls(trace, arch_target, run_native, script):
+    native = run_native(arch_target("malloc_sizes"))
     printed = [int(size) for size in script_lines(native.stdout, "malloc ")]
     assert native.returncode == 0 and printed == MALLOC_SIZES, "the test target itself misbehaves"
 
-    result = trace(script, ftarget("malloc_sizes"), options=["-q"])
+    result = trace(script, arch_target("malloc_sizes"), options=["-q"])
     assert result.returncode == 0, str(result)
     calls = [line.split() for line in script_lines(result.stdout, ">>> ")]
     # "malloc called from 5581c0a4b1d5 with argument 17"
@@ -106,25 +108,25 @@ def checked(ctx):
     ],
     ids=["grant", "deny"],
 )
-def test_exit_handler_changes_the_return_value(trace, ftarget, run_native, password, verdict,
+def test_exit_handler_changes_the_return_value(trace, arch_target, run_native, password, verdict,
                                                native_line, forced_line, forced_status):
-    native = run_native(ftarget("password"), password)
+    native = run_native(arch_target("password"), password)
     assert native.stdout == native_line + "\n", "the test target itself misbehaves"
 
-    observed = trace(OBSERVE_PASSWORD, ftarget("password"), password, options=["-q"])
+    observed = trace(OBSERVE_PASSWORD, arch_target("password"), password, options=["-q"])
     assert observed.returncode == native.returncode, str(observed)
     assert script_lines(observed.stdout, "[checked] ") == [f"{password} {1 - verdict} False"], str(observed)
     assert without_handler_lines(observed.stdout) == [native_line], str(observed)
 
-    forced = trace(FORCE_PASSWORD.format(verdict=verdict), ftarget("password"), password, options=["-q"])
+    forced = trace(FORCE_PASSWORD.format(verdict=verdict), arch_target("password"), password, options=["-q"])
     assert script_lines(forced.stdout, "[forced] ") == [str(1 - verdict)], str(forced)
     assert without_handler_lines(forced.stdout) == [forced_line], str(forced)
     assert forced.returncode == forced_status, str(forced)
 
 
-def test_function_context_fields(trace, ftarget):
-    offset = nm_address(ftarget("password"), "check_password")
-    main = nm_address(ftarget("password"), "main")
+def test_function_context_fields(trace, arch_target):
+    offset = nm_address(arch_target("password"), "check_password")
+    main = nm_address(arch_target("password"), "main")
     script = """\
 import os
 base = {}
@@ -137,7 +139,7 @@ def both(ctx):
     print("[ctx]", ctx.event, ctx.pid == os.getpid(), ctx.tid == os.getpid(), ctx.function - base["app"],
           ctx.function_name, ctx.module, ctx.pc == ctx.function, ctx.caller - base["app"])
 """
-    result = trace(script, ftarget("password"), "nope", options=["-q"])
+    result = trace(script, arch_target("password"), "nope", options=["-q"])
     assert result.returncode == 1, str(result)
     events = fields_of(result.stdout, "[ctx] ")
     assert [e[0] for e in events] == ["function_entry", "function_exit"], str(result)
@@ -304,11 +306,11 @@ def done(ctx):
 """
 
 
-def test_threads_each_call_is_seen_once(trace, ftarget, run_native):
+def test_threads_each_call_is_seen_once(trace, arch_target, run_native):
     threads, calls = 8, 10_000
-    native = run_native(ftarget("workers"), str(threads), str(calls), "0")
+    native = run_native(arch_target("workers"), str(threads), str(calls), "0")
     assert native.returncode == 0, "the test target itself misbehaves"
-    result = trace(THREADS_SCRIPT, ftarget("workers"), str(threads), str(calls), "0", options=["-q"], timeout=120)
+    result = trace(THREADS_SCRIPT, arch_target("workers"), str(threads), str(calls), "0", options=["-q"], timeout=120)
     assert result.returncode == 0, str(result)
     assert without_handler_lines(result.stdout) == native.stdout.splitlines(), str(result)
     rows = [line.split(None, 3) for line in script_lines(result.stdout, "[tid] ")]

@@ -1,7 +1,9 @@
 """C prototypes: include(), declare(), prototype(), and arguments decoded by them.
 
-Targets: tests/targets/{strlens,fpargs,records}.c (fpargs.h declares
-fpargs' functions, included with -I tests/targets). Every test that
+Targets: tests/targets/{strlens,fpargs,fpflags,records}.c (fpargs.h declares
+fpargs' functions, included with -I tests/targets); those of the tests that
+take ``arch_target`` are built for 32-bit x86 too, and the tests run on
+both (the launcher prepares headers for the target's data model). Every test that
 includes a header sets $PTAP_CACHE_DIR to a directory of its own, where the
 launcher keeps the preprocessed headers.
 """
@@ -12,7 +14,7 @@ import re
 import pytest
 
 from conftest import TARGETS_SOURCE_DIR, script_lines
-from function_targets import fields_of, ftarget, without_handler_lines  # noqa: F401
+from function_targets import arch, arch_target, fields_of, ftarget, without_handler_lines  # noqa: F401
 
 
 @pytest.fixture
@@ -130,34 +132,71 @@ def leave(ctx):
     print("[exit]", ctx.function_name, repr(args(ctx)), repr(ctx.retval))
 """
 
-#: The arguments fpargs passes, and the C expressions of the results.
+#: The arguments fpargs passes (on x86-64; 32-bit x86's long wraps them).
 FPARGS_CALLS = {
     "mix": [-2.5, -1234567890123, -42, -300, 4000000000, 77, -8, -7],
     "scale": [1.5, -0.125, 3],
     "wide": [0xfffffffffffffff0, 200, -100],
 }
 
+#: The bits of a long on each architecture.
+LONG_BITS = {"x86-64": 64, "i686": 32}
 
-def test_arguments_by_prototype(trace, ftarget, run_native, cache_env):
-    native = run_native(ftarget("fpargs"))
+
+def wrapped(value, bits, signed):
+    """*value* as a C integer of *bits* bits holds it."""
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if signed and value >> (bits - 1) else value
+
+
+def test_arguments_by_prototype(trace, arch, arch_target, run_native, cache_env):
+    bits = LONG_BITS[arch]
+    calls = dict(FPARGS_CALLS, mix=[*FPARGS_CALLS["mix"][:1], wrapped(FPARGS_CALLS["mix"][1], bits, True), *FPARGS_CALLS["mix"][2:]],
+                 wide=[wrapped(FPARGS_CALLS["wide"][0], bits, False), *FPARGS_CALLS["wide"][1:]])
+    native = run_native(arch_target("fpargs"))
     results = dict(line.split(" = ") for line in native.stdout.splitlines())
-    assert set(results) == set(FPARGS_CALLS), "the target itself misbehaves"
-    result = trace(FPARGS_SCRIPT, ftarget("fpargs"), options=["-q", "-I", TARGETS_SOURCE_DIR], env=cache_env)
+    assert set(results) == set(calls), "the target itself misbehaves"
+    result = trace(FPARGS_SCRIPT, arch_target("fpargs"), options=["-q", "-I", TARGETS_SOURCE_DIR], env=cache_env)
     assert result.returncode == 0, str(result)
     assert without_handler_lines(result.stdout) == native.stdout.splitlines(), str(result)
     entries = [(f[0], ast.literal_eval(" ".join(f[1:]))) for f in fields_of(result.stdout, "[entry] ")]
-    assert entries == list(FPARGS_CALLS.items()), str(result)
+    assert entries == list(calls.items()), str(result)
     # At exit: the arguments as they were at entry, and the return value by
-    # its type (double or unsigned long).
+    # its type (double or unsigned long); a double comes back in xmm0 on
+    # x86-64 and in x87's st0 on 32-bit x86.
     exits = []
     for fields in fields_of(result.stdout, "[exit] "):
         *args, retval = fields[1:]
         exits.append((fields[0], ast.literal_eval(" ".join(args)), ast.literal_eval(retval)))
-    expected = [(name, args, (float if name != "wide" else int)(results[name])) for name, args in FPARGS_CALLS.items()]
+    expected = [(name, args, (float if name != "wide" else int)(results[name])) for name, args in calls.items()]
     assert exits == expected, str(result)
     assert [type(e[2]) for e in exits] == [float, float, int], str(result)
-    # Raw words: the long as an unsigned 64-bit word; char g from the stack.
-    assert script_lines(result.stdout, "[raw] ") == [f"{2**64 - 1234567890123} {256 - 7}"], str(result)
+    # Raw words: the long as an unsigned word; char g from the stack.
+    assert script_lines(result.stdout, "[raw] ") == [f"{wrapped(calls['mix'][1], bits, False)} {256 - 7}"], str(result)
+
+
+#: Reads fpflags' results by their types, does arithmetic that raises
+#: "inexact" in the handler, and changes both results.
+FPFLAGS_SCRIPT = """\
+declare("long long twice(long long v); double third(double v);")
+@function_exit(function_name >> ["twice", "third"])
+def leave(ctx):
+    inexact = 1.0 / 3.0 * ctx.args[0]
+    print("[exit]", ctx.function_name, repr(ctx.retval))
+    ctx.retval = -(1 << 40) - 5 if ctx.function_name == "twice" else ctx.retval * 3
+"""
+
+
+def test_wide_and_floating_results_change_and_the_programs_flags_stay(trace, arch_target, run_native):
+    # 32-bit x86 returns a long long in EDX:EAX and a double in st0; on both
+    # architectures the handler's arithmetic (in SSE, or in x87 for i386's
+    # CPython) must not leave its exception flags in the program's.
+    native = run_native(arch_target("fpflags"))
+    assert native.stdout == "twice = 9773436690\nthird = 0.5\nflags = 0\n", "the target itself misbehaves"
+    result = trace(FPFLAGS_SCRIPT, arch_target("fpflags"), options=["-q"])
+    assert result.returncode == 0 and "Traceback" not in result.stderr, str(result)
+    assert script_lines(result.stdout, "[exit] ") == ["twice 9773436690", "third 0.5"], str(result)
+    assert without_handler_lines(result.stdout) == [f"twice = {-(1 << 40) - 5}", "third = 1.5", "flags = 0"], str(result)
 
 
 def test_changed_header_is_parsed_again(trace, ftarget, cache_env, tmp_path):

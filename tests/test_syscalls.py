@@ -15,7 +15,7 @@ import shutil
 import pytest
 
 from conftest import HELLO_OUTPUT, PYTHON, run_command, script_lines
-from function_targets import fields_of, ftarget, without_handler_lines  # noqa: F401
+from function_targets import arch, arch_target, fields_of, ftarget, without_handler_lines  # noqa: F401
 
 CAT = shutil.which("cat") or "/bin/cat"
 ECHO = "/bin/echo"
@@ -123,18 +123,21 @@ def strace():
     return path
 
 
-def test_cat_makes_the_system_calls_strace_sees(trace, strace, tmp_path):
+def test_cat_makes_the_system_calls_strace_sees(trace, strace, tmp_path, arch, arch_target):
+    # On 32-bit x86: tinycat (gcc -m32), as Debian's i386 coreutils is
+    # seldom installed; i386's system-call numbers, the same names.
+    cat = CAT if arch == "x86-64" else arch_target("tinycat")
     (tmp_path / "f.txt").write_text("one\ntwo\nthree\n")
     strace_out = tmp_path / "strace.out"
     returncode, stdout, stderr = run_command(
-        [strace, "-o", strace_out, "-e", "trace=openat,read,close", CAT, "f.txt"], cwd=tmp_path
+        [strace, "-o", strace_out, "-e", "trace=openat,read,close", cat, "f.txt"], cwd=tmp_path
     )
     assert (returncode, stdout) == (0, "one\ntwo\nthree\n"), stderr
     expected = strace_calls(strace_out.read_text())
     assert ("openat", "f.txt", 3) in expected and len(expected) > 5, strace_out.read_text()
 
     out = tmp_path / "handlers.out"
-    result = trace(CAT_SCRIPT, CAT, "f.txt", options=["-q", "-o", out], cwd=tmp_path)
+    result = trace(CAT_SCRIPT, cat, "f.txt", options=["-q", "-o", out], cwd=tmp_path)
     printed = handler_output(out)
     assert result.returncode == 0, f"{result}\n--- handlers ---\n{printed}"
     assert result.stdout == "one\ntwo\nthree\n" and result.stderr == "", str(result)

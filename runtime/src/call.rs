@@ -341,20 +341,68 @@ impl CallState {
         Ok(())
     }
 
-    /// The floating-point return value's bits (xmm0).
-    pub fn retval_vector(&self) -> PyResult<u64> {
-        let live = self.live()?;
-        // SAFETY: the context is live (an exit callback is running).
-        unsafe { dr_sys::wrap::xmm(live as WrapContext, 0) }.ok_or_else(|| PyRuntimeError::new_err("xmm0 cannot be read here"))
+    /// A 64-bit integer return value: RAX, or EDX:EAX on 32-bit x86.
+    pub fn retval_wide(&self) -> PyResult<u64> {
+        let low = self.retval_word()? as u64;
+        if cfg!(target_arch = "x86_64") || self.kind != CallKind::Function {
+            return Ok(low);
+        }
+        Ok(low | (self.register(Register::Rdx)? as u64) << 32)
     }
 
-    /// Changes the floating-point return value.
-    pub fn set_retval_vector(&self, bits: u64) -> PyResult<()> {
+    /// Changes a 64-bit integer return value.
+    pub fn set_retval_wide(&self, value: u64) -> PyResult<()> {
+        self.set_retval_word(value as usize)?;
+        if cfg!(target_arch = "x86_64") || self.kind != CallKind::Function {
+            return Ok(());
+        }
+        self.set_register("EDX", Register::Rdx, (value >> 32) as usize)
+    }
+
+    /// The bits of a `float` or `double` return value (`ty`): xmm0's low
+    /// bits on x86-64, st0 on 32-bit x86.
+    pub fn retval_float(&self, ty: &CType) -> PyResult<u64> {
         let live = self.live()?;
-        // SAFETY: as for retval_vector.
-        match unsafe { dr_sys::wrap::set_xmm(live as WrapContext, 0, bits) } {
-            true => Ok(()),
-            false => Err(PyRuntimeError::new_err("xmm0 cannot be written here")),
+        #[cfg(target_arch = "x86_64")]
+        {
+            let _ = ty;
+            // SAFETY: the context is live (an exit callback is running).
+            unsafe { dr_sys::wrap::xmm(live as WrapContext, 0) }.ok_or_else(|| PyRuntimeError::new_err("xmm0 cannot be read here"))
+        }
+        #[cfg(target_arch = "x86")]
+        {
+            let _ = live;
+            let value = crate::fpu::st0()
+                .map_err(PyRuntimeError::new_err)?
+                .ok_or_else(|| PyRuntimeError::new_err("the x87 stack is empty: the function returned no floating-point value in st0"))?;
+            Ok(match ty {
+                CType::Float => u64::from((value as f32).to_bits()),
+                _ => value.to_bits(),
+            })
+        }
+    }
+
+    /// Changes a `float` or `double` return value (`bits` as
+    /// [`Self::retval_float`] gives them).
+    pub fn set_retval_float(&self, ty: &CType, bits: u64) -> PyResult<()> {
+        let live = self.live()?;
+        #[cfg(target_arch = "x86_64")]
+        {
+            let _ = ty;
+            // SAFETY: as for retval_float.
+            match unsafe { dr_sys::wrap::set_xmm(live as WrapContext, 0, bits) } {
+                true => Ok(()),
+                false => Err(PyRuntimeError::new_err("xmm0 cannot be written here")),
+            }
+        }
+        #[cfg(target_arch = "x86")]
+        {
+            let _ = live;
+            let value = match ty {
+                CType::Float => f64::from(f32::from_bits(bits as u32)),
+                _ => f64::from_bits(bits),
+            };
+            crate::fpu::set_st0(value).map_err(PyRuntimeError::new_err)
         }
     }
 

@@ -396,10 +396,11 @@ impl HitContext {
     fn retval<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let call = self.exit_call("retval")?;
         let ty = self.return_type();
-        if matches!(ty, Some(CType::Double | CType::Float)) {
-            return Ok(scalar(py, ty.unwrap(), call.retval_vector()?));
-        }
-        let word = call.retval_word()? as u64;
+        let word = match ty {
+            Some(ty @ (CType::Double | CType::Float)) => call.retval_float(ty)?,
+            Some(CType::Int { size: 8, .. }) => call.retval_wide()?,
+            _ => call.retval_word()? as u64,
+        };
         Ok(match ty {
             Some(ty) => scalar(py, ty, word),
             None => pyo3::types::PyInt::new(py, word).into_any(),
@@ -411,7 +412,8 @@ impl HitContext {
         let ty = self.return_type();
         let word = encode(ty, value).map_err(|e| crate::args::naming_field(value.py(), "ctx.retval", e))?;
         match ty {
-            Some(CType::Double | CType::Float) => call.set_retval_vector(word),
+            Some(ty @ (CType::Double | CType::Float)) => call.set_retval_float(ty, word),
+            Some(CType::Int { size: 8, .. }) => call.set_retval_wide(word),
             _ => call.set_retval_word(word as usize),
         }
     }

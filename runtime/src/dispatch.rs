@@ -79,6 +79,8 @@ pub fn with_python<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
             b => b,
         };
         t.in_python.set(true);
+        // The application's floating-point flags, out of the handlers' reach.
+        let _fpu = crate::fpu::Kept::new();
         let body = || {
             let state = thread_state(t);
             // SAFETY: `state` is this thread's own thread state, not

@@ -17,6 +17,7 @@ pub mod args;
 pub mod call;
 pub mod context;
 pub mod dispatch;
+mod fpu;
 pub mod interned;
 mod interpreter;
 pub mod memory;
