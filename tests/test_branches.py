@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from function_targets import ftarget  # noqa: F401
+from function_targets import arch, arch_target, ftarget  # noqa: F401
 from test_memory import check_untouched, fields, objdump_function, traced as traced_quietly
 
 
@@ -115,8 +115,8 @@ def flip(ctx):
 """
 
 
-def test_flipping_the_verdict_branch_accepts_a_wrong_key(trace, ftarget, run_native, tmp_path):
-    path = ftarget("password")
+def test_flipping_the_verdict_branch_accepts_a_wrong_key(trace, arch_target, run_native, tmp_path):
+    path = arch_target("password")
     main = objdump_function(path, "main")
     call = next(a for a, _, t in main if "<check_password>" in t)
     # The first conditional branch after the call decides on its result.
@@ -145,8 +145,8 @@ def on_branch(ctx):
 
 
 @pytest.mark.parametrize("stop", [1, 5, 1000])
-def test_forcing_a_loops_exit_branch(trace, ftarget, run_native, tmp_path, stop):
-    path = ftarget("branchy_O2")
+def test_forcing_a_loops_exit_branch(trace, arch_target, run_native, tmp_path, stop):
+    path = arch_target("branchy_O2")
     # count_to: a check for 0 then the loop, `jb` back while i < limit.
     assert [m for _, m, _ in conditional_branches(path, "count_to")] == ["je", "jb"]
     _, _, back = conditional_branches(path, "count_to")[1]
@@ -164,8 +164,8 @@ def first(ctx):
 """
 
 
-def test_once_gives_one_event_per_direction_then_runs_uninstrumented(trace, ftarget, run_native, tmp_path):
-    path = ftarget("branchy_O2")
+def test_once_gives_one_event_per_direction_then_runs_uninstrumented(trace, arch_target, run_native, tmp_path):
+    path = arch_target("branchy_O2")
     native = run_native(path, "loop", "300000")
     result, lines = traced(trace, tmp_path, ONCE_SCRIPT.format(functions="count_to"), [path, "loop", "300000"], options=["-v"])
     check_untouched(result, native, lines)
@@ -224,8 +224,8 @@ def done(ctx):
 """
 
 
-def test_eight_threads_each_counted_exactly(trace, ftarget, run_native, tmp_path):
-    path = ftarget("branchy_O2")
+def test_eight_threads_each_counted_exactly(trace, arch_target, run_native, tmp_path):
+    path = arch_target("branchy_O2")
     native = run_native(path, "threads", "10000")
     odd, even = odd_even(native.stdout)
     assert odd + even == 80000
@@ -235,8 +235,8 @@ def test_eight_threads_each_counted_exactly(trace, ftarget, run_native, tmp_path
 
 
 @pytest.mark.parametrize("test, seen", [("thread_id > 1", True), ("thread_id < 1", False)], ids=["every-thread", "no-thread"])
-def test_thread_predicates_see_every_thread_or_none(trace, ftarget, run_native, tmp_path, test, seen):
-    path = ftarget("branchy_O2")
+def test_thread_predicates_see_every_thread_or_none(trace, arch_target, run_native, tmp_path, test, seen):
+    path = arch_target("branchy_O2")
     script = THREADS_SCRIPT.replace('@branch(function_name == "decide")', f'@branch((function_name == "decide") & ({test}))')
     native = run_native(path, "threads", "5000")
     odd, even = odd_even(native.stdout)

@@ -10,8 +10,8 @@ output and exit status are the ground truth.
 
 The tests that run on both architectures are elsewhere (those that take
 ``arch_target``: tests/function_targets.py); these are what only 32-bit
-x86 has. Not yet covered (docs/i686.md): memory probes, a process that
-execs a program of the other architecture.
+x86 has. Not yet covered (docs/i686.md): a process that execs a program
+of the other architecture.
 """
 
 import re

@@ -31,12 +31,12 @@ import subprocess
 import pytest
 
 from conftest import run_command
-from function_targets import ftarget  # noqa: F401
+from function_targets import arch, arch_target, ftarget  # noqa: F401
 
 # ---------------------------------------------------------------------------
 # Ground truth from outside the tracer
 
-#: Where valgrind 3.19 maps a PIE executable (ET_DYN): its load base.
+#: Where valgrind 3.19 maps a PIE executable (ET_DYN), 64-bit or 32-bit: its load base.
 #: lackey prints run-time addresses; file offsets are these minus the base.
 VALGRIND_PIE_BASE = 0x108000
 
@@ -595,11 +595,17 @@ def lie(ctx):
 """
 
 
-def test_read_handler_changes_what_the_program_reads(trace, ftarget, run_native, tmp_path):
-    path = ftarget("secret_read")
-    # objdump: compute reads secret_value once, RIP-relative, 4 bytes.
-    reads = [t for _, _, t in objdump_function(path, "compute") if "<secret_value>" in t]
-    assert len(reads) == 1 and reads[0].startswith("mov    0x"), reads
+def test_read_handler_changes_what_the_program_reads(trace, arch, arch_target, run_native, tmp_path):
+    path = arch_target("secret_read")
+    # objdump: compute reads secret_value once, 4 bytes: RIP-relative on
+    # x86-64, off the GOT's address on 32-bit x86 (mov 0x1c(%eax),%eax),
+    # where it is known only at run time.
+    compute = [t for _, _, t in objdump_function(path, "compute")]
+    if arch == "x86-64":
+        reads = [t for t in compute if "<secret_value>" in t]
+    else:
+        reads = [t for t in compute if re.match(r"mov\s+0x[0-9a-f]+\(%e\w\w\),%e\w\w$", t)]
+    assert len(reads) == 1 and reads[0].startswith("mov    0x"), compute
     native = run_native(path)
     assert native.stdout == "answer = 83\n"
     result, lines = traced(trace, tmp_path, SECRET_SCRIPT, [path])
@@ -626,8 +632,8 @@ def late(ctx):
 """
 
 
-def test_a_kept_ctx_cannot_write_memory_after_its_event(trace, ftarget, run_native, tmp_path):
-    path = ftarget("secret_read")
+def test_a_kept_ctx_cannot_write_memory_after_its_event(trace, arch_target, run_native, tmp_path):
+    path = arch_target("secret_read")
     native = run_native(path)
     result, lines = traced(trace, tmp_path, KEPT_VALUE_SCRIPT, [path])
     check_untouched(result, native, lines)
@@ -667,7 +673,7 @@ def done(ctx):
 FLAGS_SCRIPT = """\
 watched_set = AddressSet()
 w = symbol_range("watched")
-watched_set.add(w.start, 8)
+watched_set.add(w.start, WORD)
 values = []
 
 @memory_write(PREDICATE)
@@ -677,43 +683,52 @@ def written(ctx):
 @process_exit
 def done(ctx):
     for name in ("add_carrying", "store_below"):
-        mine = [v for f, size, v in values if f == name and size == 8]
+        mine = [v for f, size, v in values if f == name and size == WORD]
         print("[writes] %s %d %s" % (name, len(mine), " ".join(str(v) for v in mine[:4])))
-    print("[other] %d" % sum(1 for f, size, v in values if size != 8 or f not in ("add_carrying", "store_below")))
+    print("[other] %d" % sum(1 for f, size, v in values if size != WORD or f not in ("add_carrying", "store_below")))
 """
 
 
 @pytest.mark.parametrize("predicate", ['memory_address >> symbol_range("watched")', "memory_address >> watched_set"],
                          ids=["constant-range", "address-set"])
-def test_stores_keep_the_flags_their_neighbours_read(trace, ftarget, run_native, tmp_path, predicate):
+def test_stores_keep_the_flags_their_neighbours_read(trace, arch, arch_target, run_native, tmp_path, predicate):
     # `add %rdx,(%rdi); adc $0,%rax` and `cmp; mov %rdx,(%rdi); setb`: the
     # probe's code before the store (its test) and on the way to its clean
     # call (a copy of the store, the after-write call) must leave the flags
     # as the program left them, whether the store matches (on `watched`)
     # or not (on `other`): a changed carry changes the counts it prints.
-    path = ftarget("flags_store")
+    path = arch_target("flags_store")
     text = {name: [t for _, _, t in objdump_function(path, name)] for name in ("add_carrying", "store_below")}
-    assert any(re.match(r"add\s+%rsi,\(%rdi\)", t) for t in text["add_carrying"]), text
+    # The words are unsigned longs: 4 bytes on 32-bit x86, whose arguments
+    # come from the stack into other registers.
+    word = 8 if arch == "x86-64" else 4
+    pointer = "%rdi" if arch == "x86-64" else r"%e\w\w"
+    assert any(re.match(rf"add\s+%\w+,\({pointer}\)", t) for t in text["add_carrying"]), text
     assert any(t.startswith("adc ") for t in text["add_carrying"]), text
     below = text["store_below"]
-    store = [i for i, t in enumerate(below) if re.match(r"mov\s+%\w+,\(%rdi\)", t)]
+    store = [i for i, t in enumerate(below) if re.match(rf"mov\s+%\w+,\({pointer}\)", t)]
     assert len(store) == 1 and below[store[0] - 1].startswith("cmp ") and below[store[0] + 1].startswith("setb "), below
     native = run_native(path, "1000")
     assert native.stdout == "carries 500 500\nbelow 500 500\nvalues 999 999\n"
-    result, lines = traced(trace, tmp_path, FLAGS_SCRIPT.replace("PREDICATE", predicate), [path, "1000"])
+    script = FLAGS_SCRIPT.replace("PREDICATE", predicate).replace("WORD", str(word))
+    result, lines = traced(trace, tmp_path, script, [path, "1000"])
     check_untouched(result, native, lines)
     # Every store to `watched` seen, with the value it left: the adds of
-    # 2^63 alternate 2^63 and 0, the movs store 0, 1, 2, ...
-    assert fields(lines, "[writes] ") == [["add_carrying", "1000", str(1 << 63), "0", str(1 << 63), "0"],
+    # the top bit alternate it and 0, the movs store 0, 1, 2, ...
+    top = 1 << (8 * word - 1)
+    assert fields(lines, "[writes] ") == [["add_carrying", "1000", str(top), "0", str(top), "0"],
                                           ["store_below", "1000", "0", "1", "2", "3"]], lines
     assert fields(lines, "[other] ") == [["0"]], lines
 
 
-def test_threads_lock_add_every_write_seen(trace, ftarget, run_native, tmp_path):
-    path = ftarget("lock_counter")
+def test_threads_lock_add_every_write_seen(trace, arch, arch_target, run_native, tmp_path):
+    path = arch_target("lock_counter")
     worker = [t for _, _, t in objdump_function(path, "worker")]
-    assert [t for t in worker if "<counter>" in t] == [t for t in worker if t.startswith("lock addl $0x1,")], worker
-    assert len([t for t in worker if "<counter>" in t]) == 1, worker
+    lock_adds = [t for t in worker if t.startswith("lock addl $0x1,")]
+    # RIP-relative on x86-64; off the GOT's address on 32-bit x86.
+    assert len(lock_adds) == 1, worker
+    if arch == "x86-64":
+        assert [t for t in worker if "<counter>" in t] == lock_adds, worker
     native = run_native(path)
     assert native.stdout == "counter = 40000\n"
     result, lines = traced(trace, tmp_path, LOCK_SCRIPT, [path], options=())
@@ -734,11 +749,11 @@ def test_threads_lock_add_every_write_seen(trace, ftarget, run_native, tmp_path)
 
 
 @pytest.mark.parametrize("test, seen", [("thread_id > 1", True), ("thread_id < 1", False)], ids=["every-thread", "no-thread"])
-def test_thread_predicates_tested_inline_see_every_thread_or_none(trace, ftarget, run_native, tmp_path, test, seen):
+def test_thread_predicates_tested_inline_see_every_thread_or_none(trace, arch_target, run_native, tmp_path, test, seen):
     # thread_id is tested in the code cache, against a word each thread
     # gets when it starts (the initial thread included): a test that every
     # thread passes loses nothing, one that none passes sees nothing.
-    path = ftarget("lock_counter")
+    path = arch_target("lock_counter")
     native = run_native(path)
     watched = 'memory_address >> symbol_range("counter")'
     script = LOCK_SCRIPT.replace(f"({watched})", f"(({test}) & ({watched}))")
@@ -777,11 +792,11 @@ def done(ctx):
 
 
 @pytest.mark.parametrize("test, seen", [("thread_id > 1", True), ("thread_id < 1", False)], ids=["every-thread", "no-thread"])
-def test_memory_execute_tests_threads_inline_with_and_without_live_flags(trace, ftarget, run_native, tmp_path, test, seen):
+def test_memory_execute_tests_threads_inline_with_and_without_live_flags(trace, arch_target, run_native, tmp_path, test, seen):
     # The lock add writes the flags (none live before it); the jg that
     # closes the loop reads them, so its thread test keeps them: the
     # program's count shows that its loop ran as it does untraced.
-    path = ftarget("lock_counter")
+    path = arch_target("lock_counter")
     worker = objdump_function(path, "worker")
     (add,) = [pc - worker[0][0] for pc, _, t in worker if t.startswith("lock addl")]
     (jg,) = [pc - worker[0][0] for pc, _, t in worker if t.startswith("jg")]
@@ -818,14 +833,17 @@ def written(ctx):
 """
 
 
-def test_faulting_store_gives_no_write_event(trace, ftarget, run_native, tmp_path):
-    path = ftarget("fault_store")
-    assert [t for _, _, t in objdump_function(path, "store_int")] == ["mov    %esi,(%rdi)", "ret"]
+def test_faulting_store_gives_no_write_event(trace, arch, arch_target, run_native, tmp_path):
+    path = arch_target("fault_store")
+    store_int = {"x86-64": ["mov    %esi,(%rdi)", "ret"],
+                 "i686": ["mov    0x4(%esp),%eax", "mov    0x8(%esp),%edx", "mov    %edx,(%eax)", "ret"]}
+    code = objdump_function(path, "store_int")
+    assert [t for _, _, t in code] == store_int[arch]
+    (store_pc,) = [VALGRIND_PIE_BASE + pc for pc, _, t in code if t == store_int[arch][-2]]
     native = run_native(path)
     assert "store 1 faulted\nstore 2 faulted\nstore 3 done\ngood = 7\nfaults 2\n" in native.stdout
     # lackey: store_int's stores that happened are the third and good's.
     _, log = run_lackey([path], tmp_path)
-    store_pc = VALGRIND_PIE_BASE + nm_symbols(path)["store_int"][0]
     assert sum(1 for kind, _, _, pc in lackey_events(log) if kind == "write" and pc == store_pc) == 2
     result, lines = traced(trace, tmp_path, FAULT_SCRIPT, [path])
     check_untouched(result, native, lines)

@@ -5,7 +5,7 @@
 //! whether an access goes to the client.
 
 use crate::ffi;
-use crate::instrument::{Instr, InstrList, RawTlsWord, ThreadTest, FLAGS_SLOT};
+use crate::instrument::{Instr, InstrList, RawTlsWord, ThreadTest, FLAGS_SLOT, OPSZ_PTR};
 use crate::process::DrContext;
 use std::ffi::c_void;
 
@@ -153,10 +153,15 @@ impl Scratch {
     /// # Safety
     /// `at` is an application instruction of a list being built.
     pub unsafe fn choose(uses: Instr, at: Instr) -> Option<Scratch> {
+        #[cfg(target_arch = "x86_64")]
         let candidates = [
             ffi::DR_REG_RCX, ffi::DR_REG_RDX, ffi::DR_REG_RSI, ffi::DR_REG_RDI, ffi::DR_REG_R8, ffi::DR_REG_R9, ffi::DR_REG_R10,
             ffi::DR_REG_R11, ffi::DR_REG_R12, ffi::DR_REG_R13, ffi::DR_REG_R14, ffi::DR_REG_R15, ffi::DR_REG_RBX,
         ];
+        // Six on 32-bit x86: a string instruction uses three of them
+        // (ESI, EDI, ECX), leaving three.
+        #[cfg(target_arch = "x86")]
+        let candidates = [ffi::DR_REG_ECX, ffi::DR_REG_EDX, ffi::DR_REG_ESI, ffi::DR_REG_EDI, ffi::DR_REG_EBX, ffi::DR_REG_EBP];
         let mut free: Vec<ffi::reg_id_t> =
             candidates.iter().map(|&r| r as ffi::reg_id_t).filter(|&r| ffi::instr_uses_reg(uses, r) == 0 && ffi::instr_uses_reg(at, r) == 0).collect();
         // A stable sort: otherwise in the order above.
@@ -609,8 +614,8 @@ unsafe fn insert_page_map_test(dc: DrContext, bb: InstrList, where_: Instr, scra
     meta(ffi::instr_create_1dst_2src(dc, ffi::OP_shr as i32, reg(r2), imm(map.chunk_shift as i64, ffi::OPSZ_1), reg(r2)));
     meta(ffi::instr_create_0dst_2src(dc, ffi::OP_cmp as i32, reg(r2), imm(map.chunks as i64, ffi::OPSZ_4)));
     meta(jump(ffi::OP_jnb, past_map));
-    meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, reg(r3), imm(map.table as i64, ffi::OPSZ_8)));
-    let slot = ffi::opnd_create_base_disp(r3, r2, 8, 0, ffi::OPSZ_8 as ffi::opnd_size_t);
+    meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_imm as i32, reg(r3), imm(map.table as i64, OPSZ_PTR as u32)));
+    let slot = ffi::opnd_create_base_disp(r3, r2, std::mem::size_of::<usize>() as i32, 0, OPSZ_PTR);
     meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_ld as i32, reg(r2), slot));
     meta(ffi::instr_create_1dst_1src(dc, ffi::OP_mov_ld as i32, reg(r3), reg(addr)));
     meta(ffi::instr_create_1dst_2src(dc, ffi::OP_shr as i32, reg(r3), imm(map.page_shift as i64, ffi::OPSZ_1), reg(r3)));

@@ -104,7 +104,7 @@ mod ptr_sized {
     pub const XSP: ffi::reg_id_t = ffi::DR_REG_ESP as ffi::reg_id_t;
     pub const OPSZ_PTR: ffi::opnd_size_t = ffi::OPSZ_4 as ffi::opnd_size_t;
 }
-use ptr_sized::{OPSZ_PTR, XAX, XCX, XSP};
+pub(crate) use ptr_sized::{OPSZ_PTR, XAX, XCX, XSP};
 
 /// An argument of a clean call.
 #[derive(Clone, Copy)]
@@ -243,6 +243,13 @@ impl SharedCall {
     }
 }
 
+/// The segment of DynamoRIO's thread-local block on Linux: GS on x86-64,
+/// FS on 32-bit x86 (the one glibc's TLS leaves free; core/unix/os_exports.h).
+#[cfg(target_arch = "x86_64")]
+const TLS_SEGMENT: ffi::reg_id_t = ffi::DR_SEG_GS as ffi::reg_id_t;
+#[cfg(target_arch = "x86")]
+const TLS_SEGMENT: ffi::reg_id_t = ffi::DR_SEG_FS as ffi::reg_id_t;
+
 /// A word of per-thread storage that inserted code reads directly
 /// (DynamoRIO's raw thread-local slots, zero in each new thread).
 #[derive(Clone, Copy)]
@@ -253,13 +260,12 @@ pub struct RawTlsWord {
 
 impl RawTlsWord {
     /// Takes a slot; `None` when DynamoRIO has none left, or keeps its
-    /// thread-local block elsewhere than in GS (not x86-64 Linux).
+    /// thread-local block elsewhere than in [`TLS_SEGMENT`].
     pub fn allocate() -> Option<RawTlsWord> {
         let (mut segment, mut offset) = (0, 0);
         // SAFETY: plain out-parameters.
         let ok = unsafe { ffi::dr_raw_tls_calloc(&mut segment, &mut offset, 1, 0) != 0 };
-        let in_gs = cfg!(target_arch = "x86_64") && segment == ffi::DR_SEG_GS as ffi::reg_id_t;
-        (ok && in_gs).then_some(RawTlsWord { segment, offset })
+        (ok && segment == TLS_SEGMENT).then_some(RawTlsWord { segment, offset })
     }
 
     /// Inserts before `where_` a store of `reg` into the running thread's word.
@@ -281,7 +287,7 @@ impl RawTlsWord {
     /// The running thread's word as a memory operand of inserted code.
     pub fn operand(self) -> ffi::opnd_t {
         // SAFETY: builds an operand value; nothing is read or written.
-        unsafe { ffi::opnd_create_far_base_disp(self.segment, 0, 0, 0, self.offset as i32, ffi::OPSZ_8 as ffi::opnd_size_t) }
+        unsafe { ffi::opnd_create_far_base_disp(self.segment, 0, 0, 0, self.offset as i32, OPSZ_PTR) }
     }
 
     /// The calling thread's word.
@@ -289,32 +295,30 @@ impl RawTlsWord {
     /// # Safety
     /// As for [`Self::set`].
     pub unsafe fn get(self) -> usize {
+        let value: usize;
         #[cfg(target_arch = "x86_64")]
-        {
-            let value: usize;
-            std::arch::asm!("mov {value}, qword ptr gs:[{offset}]", offset = in(reg) self.offset as usize, value = out(reg) value,
-                options(nostack, preserves_flags, readonly));
-            value
-        }
-        // `allocate` gives no RawTlsWord elsewhere.
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("RawTlsWord off x86-64 (offset {})", self.offset)
+        std::arch::asm!("mov {value}, qword ptr gs:[{offset}]", offset = in(reg) self.offset as usize, value = out(reg) value,
+            options(nostack, preserves_flags, readonly));
+        #[cfg(target_arch = "x86")]
+        std::arch::asm!("mov {value}, dword ptr fs:[{offset}]", offset = in(reg) self.offset as usize, value = out(reg) value,
+            options(nostack, preserves_flags, readonly));
+        value
     }
 
     /// Sets the calling thread's word.
     ///
     /// # Safety
     /// The calling thread must be one DynamoRIO runs, in a callback or a
-    /// clean call (GS is DynamoRIO's thread-local block there).
+    /// clean call ([`TLS_SEGMENT`] is DynamoRIO's thread-local block there).
     pub unsafe fn set(self, value: usize) {
-        // A GS-relative store: asking DynamoRIO for the segment base
+        // A segment-relative store: asking DynamoRIO for the segment base
         // (dr_get_dr_segment_base) makes a system call.
         #[cfg(target_arch = "x86_64")]
         std::arch::asm!("mov qword ptr gs:[{offset}], {value}", offset = in(reg) self.offset as usize, value = in(reg) value,
             options(nostack, preserves_flags));
-        // `allocate` gives no RawTlsWord elsewhere.
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("RawTlsWord off x86-64 (offset {}, value {value})", self.offset);
+        #[cfg(target_arch = "x86")]
+        std::arch::asm!("mov dword ptr fs:[{offset}], {value}", offset = in(reg) self.offset as usize, value = in(reg) value,
+            options(nostack, preserves_flags));
     }
 }
 
