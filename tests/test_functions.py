@@ -10,6 +10,7 @@ same programs built with gcc -m32 (function_targets.ARCHES).
 
 import ast
 import math
+import re
 import subprocess
 
 import pytest
@@ -407,15 +408,24 @@ def text_section(path):
     return int(vma, 16), contents
 
 
-@pytest.fixture(scope="module")
-def secret_offsets(ftarget):
-    """secret_function's nm address in the PIE and non-PIE builds, checked to be
-    where the stripped copies have the same code."""
+def first_load_address(path):
+    """The virtual address of the first PT_LOAD segment of the ELF at *path*
+    (a non-PIE's load base: 0x400000 on x86-64, 0x8048000 on i386)."""
+    headers = subprocess.run(["readelf", "-lW", path], stdout=subprocess.PIPE, check=True, text=True).stdout
+    return int(re.search(r"^\s*LOAD\s+0x[0-9a-f]+\s+(0x[0-9a-f]+)", headers, re.M).group(1), 16)
+
+
+@pytest.fixture
+def secret_offsets(arch_target):
+    """(secret_function's nm address in the PIE build, in the non-PIE build,
+    the non-PIE's load base), checked to be where the stripped copies have
+    the same code."""
     for full, stripped in (("secret", "secret_stripped"), ("secret_nopie", "secret_nopie_stripped")):
-        listed = subprocess.run(["nm", ftarget(stripped)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        listed = subprocess.run(["nm", arch_target(stripped)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert "no symbols" in listed.stdout, f"{stripped} is not stripped"
-        assert text_section(ftarget(full)) == text_section(ftarget(stripped)), f"{full} and {stripped} differ"
-    return nm_address(ftarget("secret"), "secret_function"), nm_address(ftarget("secret_nopie"), "secret_function")
+        assert text_section(arch_target(full)) == text_section(arch_target(stripped)), f"{full} and {stripped} differ"
+    return (nm_address(arch_target("secret"), "secret_function"), nm_address(arch_target("secret_nopie"), "secret_function"),
+            first_load_address(arch_target("secret_nopie")))
 
 
 @pytest.mark.parametrize(
@@ -429,24 +439,24 @@ def secret_offsets(ftarget):
     ],
     ids=["stripped-app", "stripped-filename", "symbols-app", "nopie-stripped-app", "nopie-stripped-absolute"],
 )
-def test_probe_on_a_function_address(trace, ftarget, secret_offsets, name, form, function_name):
-    pie_offset, nopie_address = secret_offsets
+def test_probe_on_a_function_address(trace, arch_target, secret_offsets, name, form, function_name):
+    pie_offset, nopie_address, nopie_base = secret_offsets
     if form == "absolute":
         address = nopie_address
     else:
         # Module-relative: the offset from where the module is loaded (for
-        # the non-PIE, its first segment at 0x400000).
-        offset = pie_offset if "nopie" not in name else nopie_address - 0x400000
+        # the non-PIE, its first segment's address).
+        offset = pie_offset if "nopie" not in name else nopie_address - nopie_base
         address = f"{form}+{offset:#x}"
-    result = trace(ADDRESS_SCRIPT.format(address=address), ftarget(name), "11", "5", options=["-q"])
+    result = trace(ADDRESS_SCRIPT.format(address=address), arch_target(name), "11", "5", options=["-q"])
     assert result.returncode == 0, str(result)
     assert without_handler_lines(result.stdout) == ["secret(11, 5) = 38"], str(result)
     assert fields_of(result.stdout, "[entry] ") == [[str(function_name), name, "11", "5", "True"]], str(result)
     assert fields_of(result.stdout, "[exit] ") == [[str(function_name), "11", "5", "38"]], str(result)
 
 
-def test_address_probes_that_match_nothing_never_fire(trace, ftarget, secret_offsets):
-    pie_offset, nopie_address = secret_offsets
+def test_address_probes_that_match_nothing_never_fire(trace, arch_target, secret_offsets):
+    pie_offset, nopie_address, _ = secret_offsets
     script = "\n".join(
         ADDRESS_SCRIPT.replace("enter", f"enter{i}").replace("leave", f"leave{i}").format(address=address)
         for i, address in enumerate([
@@ -456,7 +466,7 @@ def test_address_probes_that_match_nothing_never_fire(trace, ftarget, secret_off
             nopie_address,                        # the non-PIE's address, in a PIE
         ])
     )
-    result = trace(script, ftarget("secret_stripped"), "11", "5", options=["-q"])
+    result = trace(script, arch_target("secret_stripped"), "11", "5", options=["-q"])
     assert result.returncode == 0, str(result)
     assert result.stdout.splitlines() == ["secret(11, 5) = 38"], str(result)
 

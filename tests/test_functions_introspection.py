@@ -8,7 +8,7 @@ Targets: tests/targets/{secret,recurse,malloc_sizes}.c.
 import pytest
 
 from conftest import script_lines
-from function_targets import fields_of, ftarget, nm_address, without_handler_lines  # noqa: F401
+from function_targets import arch, arch_target, fields_of, ftarget, nm_address, without_handler_lines  # noqa: F401
 
 REGISTERS = [
     "RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP",
@@ -106,9 +106,9 @@ def leave(ctx):
 """
 
 
-def test_backtrace_of_a_recursion(trace, ftarget):
+def test_backtrace_of_a_recursion(trace, arch_target):
     n = 6
-    result = trace(BACKTRACE_SCRIPT, ftarget("recurse"), str(n), options=["-q"])
+    result = trace(BACKTRACE_SCRIPT, arch_target("recurse"), str(n), options=["-q"])
     assert result.returncode == 0, str(result)
     assert without_handler_lines(result.stdout) == ["factorial(6) = 720"], str(result)
     rows = fields_of(result.stdout, "[bt] ")
@@ -125,9 +125,9 @@ def test_backtrace_of_a_recursion(trace, ftarget):
         assert backtrace[:depth] == [inner_caller] * (depth - 1) + [outer_caller], f"depth {depth}\n{result}"
 
 
-def test_symbolize_names_functions_and_offsets(trace, ftarget):
+def test_symbolize_names_functions_and_offsets(trace, arch_target):
     n = 4
-    recurse = ftarget("recurse")
+    recurse = arch_target("recurse")
     main = nm_address(recurse, "main")
     factorial = nm_address(recurse, "factorial")
     result = trace(BACKTRACE_SCRIPT, recurse, str(n), options=["-q"])
@@ -177,10 +177,10 @@ def enter(ctx):
 """
 
 
-def test_symbol_and_module_helpers(trace, ftarget, run_native):
-    native = run_native(ftarget("malloc_sizes"))
+def test_symbol_and_module_helpers(trace, arch_target, run_native):
+    native = run_native(arch_target("malloc_sizes"))
     sizes = script_lines(native.stdout, "malloc ")
-    result = trace(HELPERS_SCRIPT, ftarget("malloc_sizes"), options=["-q"])
+    result = trace(HELPERS_SCRIPT, arch_target("malloc_sizes"), options=["-q"])
     assert result.returncode == 0, str(result)
     # The calls from the program itself, told by module(ctx.caller).
     assert script_lines(result.stdout, "[app] ") == sizes and len(sizes) == 8, str(result)
@@ -194,7 +194,7 @@ def test_symbol_and_module_helpers(trace, ftarget, run_native):
     assert script_lines(result.stdout, "[main] ") == ["1 malloc_sizes"], str(result)
 
 
-def test_symbol_finds_a_function_of_the_executable(trace, ftarget):
+def test_symbol_finds_a_function_of_the_executable(trace, arch_target):
     script = """\
 base = {}
 @module_load(module_name == "secret")
@@ -205,20 +205,20 @@ def enter(ctx):
     print("[symbol]", symbol("secret_function") == {ctx.function}, symbol(ctx.function),
           ctx.function - base["app"], module(ctx.function))
 """
-    offset = nm_address(ftarget("secret"), "secret_function")
-    result = trace(script, ftarget("secret"), options=["-q"])
+    offset = nm_address(arch_target("secret"), "secret_function")
+    result = trace(script, arch_target("secret"), options=["-q"])
     assert result.returncode == 0, str(result)
     assert script_lines(result.stdout, "[symbol] ") == [f"True ['secret_function'] {offset} secret"], str(result)
 
 
-def test_helpers_on_a_stripped_binary(trace, ftarget):
-    offset = nm_address(ftarget("secret"), "secret_function")
+def test_helpers_on_a_stripped_binary(trace, arch_target):
+    offset = nm_address(arch_target("secret"), "secret_function")
     script = f"""\
 @function_entry(function_address == "app+{offset:#x}")
 def enter(ctx):
     print("[stripped]", ctx.function_name, symbol(ctx.function), module(ctx.function),
           len(symbol("secret_function")), ctx.backtrace()[0] == ctx.caller)
 """
-    result = trace(script, ftarget("secret_stripped"), options=["-q"])
+    result = trace(script, arch_target("secret_stripped"), options=["-q"])
     assert result.returncode == 0, str(result)
     assert script_lines(result.stdout, "[stripped] ") == ["None [] secret_stripped 0 True"], str(result)

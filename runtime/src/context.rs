@@ -301,18 +301,58 @@ impl Registers {
 const MAX_FRAMES: usize = 64;
 /// How far up the stack `backtrace()` looks for return addresses.
 const MAX_STACK_SCAN: usize = 64 * 1024;
+/// Most words the scan considers as return addresses.
+const MAX_CANDIDATES: usize = 4 * MAX_FRAMES;
 
 /// Return addresses on the stack from `sp` up, innermost first: words that
 /// point into a module just after a call instruction. Code built without
-/// frame pointers or unwind tables can be walked this way too; a stale
-/// return address left in a dead frame may show up, as in any scan.
-fn scan_return_addresses(sp: usize, first: Option<usize>) -> Vec<usize> {
+/// frame pointers or unwind tables can be walked this way too. `first`, if
+/// known, is the innermost frame's; else the scan starts in the function
+/// holding `pc`.
+///
+/// A stale return address left in a dead frame (the slot of a call made
+/// and returned from) passes those tests too. One is left out when it
+/// cannot be a frame: its call went to a program-counter thunk (i386's
+/// `__x86.get_pc_thunk.*`, `mov (%esp),%reg; ret`), which returns at
+/// once; or it cannot be the next frame and a later word can: its `call
+/// rel32` goes to a known function other than the one the scan is in,
+/// while a later one calls exactly that function. A mismatch with no such
+/// later call stays (a tail call, a call through the PLT or a register).
+fn scan_return_addresses(sp: usize, first: Option<usize>, pc: usize) -> Vec<usize> {
+    let candidates = return_address_candidates(sp);
     let mut frames: Vec<usize> = first.into_iter().collect();
+    let mut inside = function_start(first.unwrap_or(pc));
+    for (i, &value) in candidates.iter().enumerate() {
+        if frames.len() == MAX_FRAMES {
+            break;
+        }
+        if direct_call_target(value).is_some_and(is_pc_thunk) {
+            continue;
+        }
+        if let Some(expected) = inside {
+            let calls = |v: usize| direct_call_target(v).map(|t| t == expected || function_start(t) == Some(expected));
+            // A direct call elsewhere, and not into a PLT stub (which may
+            // go anywhere).
+            let goes_elsewhere = calls(value) == Some(false) && !direct_call_target(value).is_some_and(is_plt_stub);
+            if goes_elsewhere && candidates[i + 1..].iter().any(|&v| calls(v) == Some(true)) {
+                continue;
+            }
+        }
+        frames.push(value);
+        inside = function_start(value);
+    }
+    frames
+}
+
+/// The words from `sp` up (at most [`MAX_STACK_SCAN`] bytes) that point
+/// into a module just after a call instruction.
+fn return_address_candidates(sp: usize) -> Vec<usize> {
+    let mut found = Vec::new();
     let word = std::mem::size_of::<usize>();
     let mut chunk = vec![0u8; 4096];
     let mut at = sp & !(word - 1);
     let end = sp + MAX_STACK_SCAN;
-    while at < end && frames.len() < MAX_FRAMES {
+    while at < end && found.len() < MAX_CANDIDATES {
         let got = dr_sys::memory::safe_read(at, &mut chunk);
         if got < word {
             break;
@@ -320,15 +360,57 @@ fn scan_return_addresses(sp: usize, first: Option<usize>) -> Vec<usize> {
         for w in chunk[..got - got % word].chunks_exact(word) {
             let value = usize::from_ne_bytes(w.try_into().unwrap());
             if crate::modules::containing(value).is_some() && follows_call(value) {
-                frames.push(value);
-                if frames.len() == MAX_FRAMES {
-                    break;
-                }
+                found.push(value);
             }
         }
         at += got - got % word;
     }
-    frames
+    found.truncate(MAX_CANDIDATES);
+    found
+}
+
+/// Where the `call rel32` that returns to `address` goes, if that is the
+/// call before it.
+fn direct_call_target(address: usize) -> Option<usize> {
+    let mut before = [0u8; 5];
+    if dr_sys::memory::safe_read(address.wrapping_sub(5), &mut before) < 5 || before[0] != 0xe8 {
+        return None;
+    }
+    let rel = i32::from_le_bytes(before[1..].try_into().unwrap());
+    Some(address.wrapping_add(rel as isize as usize))
+}
+
+/// Whether the code at `address` is a PLT stub: a `jmp` through memory
+/// (`ff /4`), after an `endbr64`/`endbr32` and a `bnd` prefix if any.
+fn is_plt_stub(address: usize) -> bool {
+    let mut code = [0u8; 8];
+    if dr_sys::memory::safe_read(address, &mut code) < code.len() {
+        return false;
+    }
+    let mut at = if code[..3] == [0xf3, 0x0f, 0x1e] && matches!(code[3], 0xfa | 0xfb) { 4 } else { 0 };
+    if code[at] == 0xf2 {
+        at += 1;
+    }
+    code[at] == 0xff && (code[at + 1] >> 3) & 7 == 4
+}
+
+/// Whether the code at `address` is `mov (%esp),%reg; ret` (after an
+/// `endbr32` if any): gcc's i386 program-counter thunk.
+fn is_pc_thunk(address: usize) -> bool {
+    let mut code = [0u8; 8];
+    if dr_sys::memory::safe_read(address, &mut code) < code.len() {
+        return false;
+    }
+    let at = if code[..4] == [0xf3, 0x0f, 0x1e, 0xfb] { 4 } else { 0 };
+    code[at] == 0x8b && code[at + 1] & 0xc7 == 0x04 && code[at + 2] == 0x24 && code[at + 3] == 0xc3
+}
+
+/// The start of the function whose bytes hold `address`, by its module's
+/// symbols (`None` in a PLT, or where the symbols say nothing).
+fn function_start(address: usize) -> Option<usize> {
+    let module = crate::modules::containing(address)?;
+    let function = module.symbols().function_at(address - module.start)?.offset;
+    Some(module.start + function)
 }
 
 /// Whether the bytes before `address` end with a call instruction.
@@ -380,7 +462,8 @@ impl HitContext {
         };
         // At a function's entry the caller's return address is at [rsp]; skip it.
         let from = if call.kind == CallKind::Function && !call.is_exit { sp + std::mem::size_of::<usize>() } else { sp };
-        Ok(scan_return_addresses(from, caller))
+        let pc = call.register(dr_sys::wrap::Register::Rip)?;
+        Ok(scan_return_addresses(from, caller, pc))
     }
 
     /// `module!function+0xoff` for an address.
