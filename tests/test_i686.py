@@ -10,8 +10,7 @@ output and exit status are the ground truth.
 
 The tests that run on both architectures are elsewhere (those that take
 ``arch_target``: tests/function_targets.py); these are what only 32-bit
-x86 has. Not yet covered (docs/i686.md): a process that execs a program
-of the other architecture.
+x86 has, and exec from one architecture into the other.
 """
 
 import re
@@ -311,3 +310,75 @@ def test_32bit_eight_byte_arguments_take_two_stack_words(i686_build, processtap,
     assert traced.returncode == 0 and "Traceback" not in traced.stderr, detail
     assert traced.stdout == "mix 27\n", detail
     assert lines == [f"[ptap] entry 1 2.5 {3 << 32} 4.5 5", f"[ptap] exit 27 10.0 {7 << 32}"], detail
+
+
+# ---------------------------------------------------------------------------
+# A process that execs a program of the other architecture
+
+EXECS = r"""
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    printf("%d-bit\n", (int)sizeof(void *) * 8);
+    fflush(stdout);
+    if (argc > 1) {
+        execv(argv[1], argv + 1);
+        perror("execv");
+        return 1;
+    }
+    return 7;
+}
+"""
+
+#: Each image of the process runs the script, under its own client.
+EXEC_SCRIPT = """\
+import struct
+@syscall_entry(syscall_name == "write")
+def write(ctx):
+    print("[ptap] write", struct.calcsize("P") * 8, ctx.args[0])
+
+@process_exit
+def done(ctx):
+    print("[ptap] exit", struct.calcsize("P") * 8, ctx.exit_code)
+"""
+
+
+@pytest.fixture
+def execs(tmp_path):
+    """(execs64, execs32): the same program, which prints its width and
+    execs its arguments, built for each architecture."""
+    exe32 = build32(tmp_path, "execs32", EXECS)
+    (tmp_path / "execs64.c").write_text(EXECS)
+    exe64 = tmp_path / "execs64"
+    subprocess.run(["gcc", "-O1", "-o", exe64, tmp_path / "execs64.c"], check=True)
+    return exe64, exe32
+
+
+def test_an_exec_into_the_other_architecture_is_followed_both_ways(i686_build, processtap, execs, tmp_path, configdir):
+    # DynamoRIO execs its other libdynamorio.so, found by swapping lib64 and
+    # lib32 in its own path: the launcher runs the home that has both
+    # (target/dynamorio-home) and names both clients.
+    exe64, exe32 = execs
+    command = [exe64, exe32, exe64, exe32]
+    native = subprocess.run(command, capture_output=True, text=True)
+    assert (native.returncode, native.stdout) == (7, "64-bit\n32-bit\n64-bit\n32-bit\n")
+    traced, lines = traced_lines(processtap, tmp_path, configdir, "execs", EXEC_SCRIPT, command)
+    detail = f"stdout:\n{traced.stdout}\nstderr:\n{traced.stderr}\nhandlers: {lines}"
+    assert (traced.returncode, traced.stdout) == (native.returncode, native.stdout), detail
+    # One process: the exit handler runs in the last image only.
+    assert lines == ["[ptap] write 64 1", "[ptap] write 32 1", "[ptap] write 64 1", "[ptap] write 32 1", "[ptap] exit 32 7"], detail
+
+
+def test_a_64bit_shell_runs_a_32bit_program_and_a_32bit_program_runs_a_64bit_one(i686_build, processtap, execs, tmp_path, configdir):
+    exe64, exe32 = execs
+    command = ["/bin/sh", "-c", f"{exe32}; {exe32} /bin/echo done"]
+    native = subprocess.run(command, capture_output=True, text=True)
+    assert (native.returncode, native.stdout) == (0, "32-bit\n32-bit\ndone\n")
+    traced, lines = traced_lines(processtap, tmp_path, configdir, "shell", EXEC_SCRIPT, command)
+    detail = f"stdout:\n{traced.stdout}\nstderr:\n{traced.stderr}\nhandlers: {lines}"
+    assert (traced.returncode, traced.stdout) == (native.returncode, native.stdout), detail
+    # The shell's child runs execs32 and exits 7; the second child's
+    # execs32 becomes echo, a 64-bit program, which exits 0; then the shell.
+    assert lines == ["[ptap] write 32 1", "[ptap] exit 32 7", "[ptap] write 32 1", "[ptap] write 64 1", "[ptap] exit 64 0",
+                     "[ptap] exit 64 0"], detail

@@ -132,10 +132,15 @@ fn read_shebang(path: &Path) -> Option<(String, Option<String>)> {
 
 /// `libdynamorio.so` for `arch`: in `$DYNAMORIO_HOME` (`$DYNAMORIO_HOME32`
 /// for 32-bit x86, where a DynamoRIO of each architecture stands apart) if
-/// set, else in that architecture's build beside this executable
-/// (`target/<profile>/dynamorio`, linked there by the build;
+/// set, else in the build's home of both architectures
+/// ([`shared_build_home`]), in that architecture's build beside this
+/// executable (`target/<profile>/dynamorio`, linked there by the build;
 /// `scripts/build-i686` makes the 32-bit one) or in an installed prefix
-/// (`<prefix>/lib/processtap/dynamorio`).
+/// (`<prefix>/lib/processtap/dynamorio`, both architectures).
+///
+/// A home with both matters to a process that execs a program of the
+/// other architecture: DynamoRIO then runs its other `libdynamorio.so`,
+/// which it finds by swapping `lib64` and `lib32` in its own path.
 pub fn dynamorio_library(arch: Arch) -> Result<PathBuf, String> {
     let mut homes = Vec::new();
     let variables: &[&str] = match arch {
@@ -144,13 +149,47 @@ pub fn dynamorio_library(arch: Arch) -> Result<PathBuf, String> {
     };
     homes.extend(variables.iter().filter_map(std::env::var_os).map(PathBuf::from));
     let exe_dir = own_dir()?;
+    homes.extend(shared_build_home(&exe_dir));
     homes.push(arch.build_dir(&exe_dir).join("dynamorio"));
     homes.push(exe_dir.join("../lib/processtap/dynamorio"));
     homes
         .iter()
-        .map(|home| home.join(arch.lib_dir()).join("release").join("libdynamorio.so"))
+        .map(|home| library_in(home, arch))
         .find(|lib| lib.is_file())
         .ok_or_else(|| missing(arch, "libdynamorio.so", &format!("looked in {}; set {}", join_paths(&homes), variables[0])))
+}
+
+/// `arch`'s `libdynamorio.so` in the DynamoRIO home `home`.
+fn library_in(home: &Path, arch: Arch) -> PathBuf {
+    home.join(arch.lib_dir()).join("release").join("libdynamorio.so")
+}
+
+/// The DynamoRIO home of the build that holds both architectures
+/// (`target/dynamorio-home`, copies `scripts/build-i686` makes), while
+/// each copy is the same file as its architecture's build (size and time):
+/// a copy left from an older build is not run.
+fn shared_build_home(exe_dir: &Path) -> Option<PathBuf> {
+    let home = Arch::X86_64.build_dir(exe_dir).join("../dynamorio-home");
+    let same = |arch: Arch| {
+        let copy = std::fs::metadata(library_in(&home, arch)).ok()?;
+        let built = std::fs::metadata(library_in(&arch.build_dir(exe_dir).join("dynamorio"), arch)).ok()?;
+        (copy.len() == built.len() && copy.modified().ok()? == built.modified().ok()?).then_some(())
+    };
+    (same(Arch::X86_64).is_some() && same(Arch::I686).is_some()).then_some(home)
+}
+
+/// The other architecture's client, when a process of `arch` running
+/// `dynamorio` may follow an exec into a program of it: its DynamoRIO in
+/// the same home and its `libptap.so` both found.
+pub fn other_client(arch: Arch, dynamorio: &Path) -> Option<(Arch, PathBuf)> {
+    let other = match arch {
+        Arch::X86_64 => Arch::I686,
+        Arch::I686 => Arch::X86_64,
+    };
+    // dynamorio is <home>/<lib>/release/libdynamorio.so.
+    let home = dynamorio.parent()?.parent()?.parent()?;
+    library_in(home, other).is_file().then_some(())?;
+    Some((other, client_library(other).ok()?))
 }
 
 /// `libptap.so` for `arch`: `$PTAP_CLIENT` (`$PTAP_CLIENT32` for 32-bit

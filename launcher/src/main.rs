@@ -121,7 +121,14 @@ fn launch(args: &[String]) -> Result<i32, String> {
     let (executable, argv, arch) = locate::resolve_interpreters(locate::find_command(program)?, command)?;
     let dynamorio = locate::dynamorio_library(arch)?;
     let client = locate::client_library(arch)?;
+    // A process that execs a program of the other architecture goes on
+    // under that architecture's client, where one is built beside.
+    let other = locate::other_client(arch, &dynamorio);
     headers::prepare(&image, &client, arch);
+    if let Some((other_arch, other_client)) = &other {
+        headers::prepare(&image, other_client, *other_arch);
+    }
     let inherited = run::Inherited { streams: streams(&options)?, script: image.to_memfd().map_err(|e| format!("cannot keep the script in memory: {e}"))? };
-    run::run_under_dynamorio(&dynamorio, &client, arch, &options, &executable, &argv, &inherited)
+    let other = other.as_ref().map(|(a, c)| (*a, c.as_path()));
+    run::run_under_dynamorio(&dynamorio, &client, arch, other, &options, &executable, &argv, &inherited)
 }

@@ -24,6 +24,10 @@ pub struct Inherited {
     pub script: OwnedFd,
 }
 
+/// The longest option string DynamoRIO reads, NUL included
+/// (MAX_OPTIONS_STRING, core/lib/globals_shared.h).
+const MAX_DYNAMORIO_OPTIONS: usize = 2048;
+
 /// Forks; the child puts the tracer's streams, the script image and the
 /// report pipe at the numbers every traced process looks for them
 /// ([`InheritedFds`]) and execs
@@ -33,17 +37,31 @@ pub fn run_under_dynamorio(
     dynamorio: &Path,
     client: &Path,
     arch: Arch,
+    other_client: Option<(Arch, &Path)>,
     options: &Options,
     executable: &Path,
     command: &[String],
     inherited: &Inherited,
 ) -> Result<i32, String> {
-    let client_lib = client_lib_option(&client.to_string_lossy(), &options.to_client_args()).map_err(|e| e.0)?;
-    let client_option = match arch {
-        Arch::X86_64 => "-client_lib64",
-        Arch::I686 => "-client_lib32",
+    // The client for each architecture a process of the trace may exec
+    // into: DynamoRIO keeps the other one's option for such an exec.
+    let client_option = |arch: Arch, client: &Path| -> Result<String, String> {
+        let name = match arch {
+            Arch::X86_64 => "-client_lib64",
+            Arch::I686 => "-client_lib32",
+        };
+        Ok(format!("{name} {}", client_lib_option(&client.to_string_lossy(), &options.to_client_args()).map_err(|e| e.0)?))
     };
-    let dr_options = format!("-code_api {client_option} {client_lib}");
+    let mut dr_options = format!("-code_api {}", client_option(arch, client)?);
+    if let Some((other, other_client)) = other_client {
+        dr_options += &format!(" {}", client_option(other, other_client)?);
+    }
+    if dr_options.len() >= MAX_DYNAMORIO_OPTIONS {
+        return Err(format!(
+            "the script's path and options make DynamoRIO's options {} bytes long, and it takes fewer than {MAX_DYNAMORIO_OPTIONS}",
+            dr_options.len()
+        ));
+    }
     let limit = nofile_limit();
     let fds = InheritedFds::for_hard_limit(limit.rlim_max as u64).ok_or_else(|| {
         format!("the hard limit on open files ({}) leaves DynamoRIO no fds of its own; raise it (ulimit -Hn)", limit.rlim_max)
