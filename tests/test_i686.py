@@ -242,6 +242,59 @@ def test_32bit_system_calls_through_the_vdso_enter_and_exit_as_strace_sees_them(
     assert lines == expected, detail
 
 
+INT80 = r"""
+#include <stdio.h>
+#include <string.h>
+static long int80(long number, long a, long b, long c)
+{
+    long result;
+    __asm__ volatile("int $0x80" : "=a"(result) : "a"(number), "b"(a), "c"(b), "d"(c) : "memory");
+    return result;
+}
+int main(void)
+{
+    const char line[] = "direct write\n";
+    long written = int80(4, 1, (long)line, (long)strlen(line));   /* write */
+    long pid = int80(20, 0, 0, 0);                                 /* getpid */
+    long closed = int80(6, 99, 0, 0);                              /* close(99): EBADF */
+    printf("written %ld pid %ld closed %ld\n", written, pid, closed);
+    return 0;
+}
+"""
+
+INT80_SCRIPT = """\
+import os
+@syscall_entry(syscall_name >> ["getpid", "close"])
+def entry(ctx):
+    print("[ptap] entry", ctx.syscall_name, ctx.syscall, *[ctx.args[i] for i in range(len(ctx.args))])
+    if ctx.syscall_name == "getpid":
+        ctx.skip(-38)
+
+@syscall_exit(syscall_name >> ["getpid", "close"])
+def leave(ctx):
+    print("[ptap] exit", ctx.syscall_name, ctx.retval, ctx.errno)
+    if ctx.syscall_name == "close" and ctx.args[0] == 99:
+        ctx.retval = 0
+"""
+
+
+def test_32bit_system_calls_by_int_0x80_skipped_failed_and_changed(i686_build, processtap, tmp_path, configdir):
+    # int $0x80 straight from the program, with i386's numbers (getpid 20,
+    # close 6): a skipped call returns what the handler said (-ENOSYS), a
+    # failed one's result is signed (-EBADF) with its errno, and an exit
+    # handler turns the failure into success.
+    exe = build32(tmp_path, "int80", INT80)
+    native = subprocess.run([exe], capture_output=True, text=True)
+    assert re.fullmatch(r"direct write\nwritten 13 pid [1-9]\d* closed -9\n", native.stdout), native
+    traced, lines = traced_lines(processtap, tmp_path, configdir, "int80", INT80_SCRIPT, [exe])
+    detail = f"stdout:\n{traced.stdout}\nstderr:\n{traced.stderr}"
+    assert traced.returncode == 0 and "Traceback" not in traced.stderr, detail
+    assert traced.stdout == "direct write\nwritten 13 pid -38 closed 0\n", detail
+    # close is also libc's at exit (fd 1 and so on): only ours are checked.
+    ours = [line for line in lines if "getpid" in line or " 99" in line or line.endswith(" -9 9")]
+    assert ours == ["[ptap] entry getpid 20", "[ptap] exit getpid -38 38", "[ptap] entry close 6 99", "[ptap] exit close -9 9"], detail
+
+
 REGISTERS_SCRIPT = """\
 @function_exit(function_name == "puts")
 def puts_done(ctx):

@@ -297,6 +297,9 @@ impl Registers {
     }
 }
 
+/// A system call's result: the kernel's signed word (4 bytes on 32-bit x86).
+const SYSCALL_RESULT: CType = CType::Int { size: std::mem::size_of::<usize>() as u8, signed: true };
+
 /// Most frames `backtrace()` returns.
 const MAX_FRAMES: usize = 64;
 /// How far up the stack `backtrace()` looks for return addresses.
@@ -691,7 +694,7 @@ impl HitContext {
         match call.kind {
             // A system call returns the kernel's signed word, whatever the
             // prototype says.
-            CallKind::Syscall => Some(&CType::Int { size: 8, signed: true }),
+            CallKind::Syscall => Some(&SYSCALL_RESULT),
             CallKind::Function => call.signature.as_ref().map(|s| &s.prototype.ret),
             CallKind::Instruction => None,
         }
