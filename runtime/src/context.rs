@@ -297,8 +297,19 @@ impl Registers {
     }
 }
 
-/// A system call's result: the kernel's signed word (4 bytes on 32-bit x86).
+/// The type a value assigned to a system call's `ctx.retval` is encoded
+/// by: a word, negative ones as two's complement.
 const SYSCALL_RESULT: CType = CType::Int { size: std::mem::size_of::<usize>() as u8, signed: true };
+
+/// A system call's result as the kernel means it: a negative errno when
+/// the word is one (-4095..-1), else the word, unsigned (an address from
+/// `mmap2` above 2 GiB on 32-bit x86 is no failure).
+fn syscall_result(py: Python<'_>, word: usize) -> Bound<'_, PyAny> {
+    match word as isize {
+        e @ -4095..=-1 => pyo3::types::PyInt::new(py, e as i64).into_any(),
+        _ => pyo3::types::PyInt::new(py, word as u64).into_any(),
+    }
+}
 
 /// Most frames `backtrace()` returns.
 const MAX_FRAMES: usize = 64;
@@ -481,6 +492,9 @@ impl HitContext {
     #[getter]
     fn retval<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let call = self.exit_call("retval")?;
+        if call.kind == CallKind::Syscall {
+            return Ok(syscall_result(py, call.retval_word()?));
+        }
         let ty = self.return_type();
         let word = match ty {
             Some(ty @ (CType::Double | CType::Float)) => call.retval_float(ty)?,
