@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TARGET_NAMES
+
 #: Executables (and the one library) the function-probe and system-call tests use.
 FUNCTION_TARGETS = (
     "malloc_sizes",
@@ -107,12 +109,13 @@ def arch(request):
 
 
 @pytest.fixture
-def arch_target(arch, ftarget):
-    """``arch_target("password")``: the path of a target built for the test's
-    ``arch`` (gcc -m32's into m32/ for i686), as a str."""
+def arch_target(arch, ftarget, targets_dir):
+    """``arch_target("password")``: the path of a target (conftest's or
+    ours) built for the test's ``arch`` (gcc -m32's into m32/ for i686), as
+    a str."""
 
     def path_of(name):
-        path = Path(ftarget(name))
+        path = Path(targets_dir) / name if name in TARGET_NAMES else Path(ftarget(name))
         if arch == "x86-64":
             return str(path)
         path = path.parent / "m32" / path.name

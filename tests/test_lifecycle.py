@@ -1,4 +1,7 @@
-"""Lifecycle probes: process_exit, thread_start, thread_exit, module_load."""
+"""Lifecycle probes: process_exit, thread_start, thread_exit, module_load.
+
+Tests that take ``arch_target`` run on x86-64 and on the same C programs
+built with gcc -m32 (function_targets.ARCHES)."""
 
 import os
 import signal
@@ -6,6 +9,7 @@ import signal
 import pytest
 
 from conftest import PYTHON, script_lines
+from function_targets import arch, arch_target, ftarget  # noqa: F401
 
 # ---------------------------------------------------------------------------
 # process_exit
@@ -27,10 +31,10 @@ def done(ctx):
     ],
     ids=["hello-0", "exit_with-3", "exit_with-255", "segv-139"],
 )
-def test_process_exit_sees_the_exit_status(trace, target, run_native, name, args, exit_code, sig):
-    native = run_native(target(name), *args)
+def test_process_exit_sees_the_exit_status(trace, arch_target, run_native, name, args, exit_code, sig):
+    native = run_native(arch_target(name), *args)
     assert native.returncode == exit_code, "the test target itself misbehaves"
-    result = trace(EXIT_SCRIPT, target(name), *args, options=["-q"])
+    result = trace(EXIT_SCRIPT, arch_target(name), *args, options=["-q"])
     assert script_lines(result.stdout, "[exit] ") == [f"process_exit {exit_code} {sig}"], str(result)
     assert result.returncode == exit_code, str(result)
 
@@ -49,21 +53,21 @@ def test_process_exit_sees_death_by_signal(trace, code, sig):
     assert result.returncode == 128 + sig, str(result)
 
 
-def test_segv_target_output_before_the_crash_is_kept(trace, target):
-    result = trace(EXIT_SCRIPT, target("segv"), options=["-q"])
+def test_segv_target_output_before_the_crash_is_kept(trace, arch_target):
+    result = trace(EXIT_SCRIPT, arch_target("segv"), options=["-q"])
     assert result.returncode == 139, str(result)
     assert result.stdout.splitlines()[0] == "about to crash", str(result)
     assert "not reached" not in result.stdout, str(result)
 
 
-def test_process_exit_context_ids_are_the_targets(trace, target):
+def test_process_exit_context_ids_are_the_targets(trace, arch_target):
     script = """\
 import os
 @process_exit
 def done(ctx):
     print("[ids]", ctx.pid, ctx.tid, os.getpid())
 """
-    result = trace(script, target("hello"), options=["-q"])
+    result = trace(script, arch_target("hello"), options=["-q"])
     assert result.returncode == 0, str(result)
     (ids,) = script_lines(result.stdout, "[ids] ")
     pid, tid, getpid = map(int, ids.split())
@@ -114,8 +118,8 @@ def check_threads(result, count):
 
 
 @pytest.mark.parametrize("count", [0, 1, 8])
-def test_threads_of_a_c_program(trace, target, count):
-    result = trace(THREAD_SCRIPT, target("threads"), str(count), options=["-q"], timeout=60)
+def test_threads_of_a_c_program(trace, arch_target, count):
+    result = trace(THREAD_SCRIPT, arch_target("threads"), str(count), options=["-q"], timeout=60)
     assert result.returncode == 0, str(result)
     check_threads(result, count)
     target_lines = [line for line in result.stdout.splitlines() if not line.startswith("[")]
@@ -138,14 +142,14 @@ def test_threads_of_a_python_program(trace):
     assert "python joined 8" in result.stdout.splitlines(), str(result)
 
 
-def test_one_handler_stacked_on_two_probes(trace, target):
+def test_one_handler_stacked_on_two_probes(trace, arch_target):
     script = """\
 @thread_start
 @thread_exit
 def both(ctx):
     print("[both]", ctx.event, ctx.tid)
 """
-    result = trace(script, target("threads"), "4", options=["-q"])
+    result = trace(script, arch_target("threads"), "4", options=["-q"])
     assert result.returncode == 0, str(result)
     events = [line.split() for line in script_lines(result.stdout, "[both] ")]
     starts = sorted(tid for event, tid in events if event == "thread_start")
@@ -193,7 +197,7 @@ def loaded_modules(result):
     return modules
 
 
-def test_module_load_of_libc_exactly_once(trace, target):
+def test_module_load_of_libc_exactly_once(trace, arch_target):
     script = MODULE_SCRIPT.format(predicate='module_name == "libc.so.6"') + """\
 @process_exit
 def done(ctx):
@@ -204,7 +208,7 @@ def done(ctx):
             start, end = (int(x, 16) for x in fields[0].split("-"))
             print("[map]", start, end, int(fields[2], 16), fields[5])
 """
-    result = trace(script, target("hello"), options=["-q"])
+    result = trace(script, arch_target("hello"), options=["-q"])
     assert result.returncode == 0, str(result)
     modules = loaded_modules(result)
     assert len(modules) == 1, str(result)
@@ -236,22 +240,23 @@ def done(ctx):
         ('module_name == "no-such-module.so"', set()),
     ],
 )
-def test_module_load_predicates(trace, target, predicate, expected):
-    result = trace(MODULE_SCRIPT.format(predicate=predicate), target("dlopen_lib"), options=["-q"])
+def test_module_load_predicates(trace, arch_target, predicate, expected):
+    result = trace(MODULE_SCRIPT.format(predicate=predicate), arch_target("dlopen_lib"), options=["-q"])
     assert result.returncode == 0, str(result)
     names = [name for name, _, _, _ in loaded_modules(result)]
     assert sorted(names) == sorted(expected), str(result)
     assert "cos(0) = 1" in result.stdout.splitlines(), str(result)
 
 
-def test_module_load_without_predicate_sees_every_module_once(trace, target):
-    dlopen_lib = target("dlopen_lib")
+def test_module_load_without_predicate_sees_every_module_once(trace, arch, arch_target):
+    dlopen_lib = arch_target("dlopen_lib")
     result = trace(MODULE_SCRIPT.format(predicate=""), dlopen_lib, options=["-q"])
     assert result.returncode == 0, str(result)
     modules = loaded_modules(result)
     names = [name for name, _, _, _ in modules]
     assert len(names) == len(set(names)), f"a module is reported twice\n{result}"
-    for expected in ("dlopen_lib", "ld-linux-x86-64.so.2", "libc.so.6", "libm.so.6"):
+    loader = "ld-linux-x86-64.so.2" if arch == "x86-64" else "ld-linux.so.2"
+    for expected in ("dlopen_lib", loader, "libc.so.6", "libm.so.6"):
         assert expected in names, f"no module_load for {expected}\n{result}"
     # The executable comes first, with its own path.
     name, path, base, end = modules[0]
@@ -261,13 +266,13 @@ def test_module_load_without_predicate_sees_every_module_once(trace, target):
     assert names[-1] == "libm.so.6", str(result)
 
 
-def test_module_load_sees_libm_only_when_dlopened(trace, target):
+def test_module_load_sees_libm_only_when_dlopened(trace, arch_target):
     # The negative control: hello never loads libm.
     script = MODULE_SCRIPT.format(predicate='module_name == "libm.so.6"')
-    result = trace(script, target("hello"), options=["-q"])
+    result = trace(script, arch_target("hello"), options=["-q"])
     assert result.returncode == 0, str(result)
     assert loaded_modules(result) == [], str(result)
-    result = trace(script, target("dlopen_lib"), options=["-q"])
+    result = trace(script, arch_target("dlopen_lib"), options=["-q"])
     assert result.returncode == 0, str(result)
     ((name, path, base, end),) = loaded_modules(result)
     assert os.path.basename(path) == "libm.so.6" and base < end, str(result)
