@@ -11,7 +11,7 @@ pub fn load(fds: &InheritedFds, options: &Options) -> Result<ScriptImage, String
     if let Some(image) = read_inherited(fds.script) {
         return Ok(image);
     }
-    let image = ScriptImage::read(&options.script, &options.include_dirs)?;
+    let image = ScriptImage::read(&options.script, &options.include_dirs, &options.programs)?;
     leave_for_children(fds.script, &image);
     Ok(image)
 }

@@ -111,7 +111,7 @@ fn launch(args: &[String]) -> Result<i32, String> {
     };
     // Read once, with its path and the -I directories made absolute: every
     // process of the trace (children that `chdir` first included) runs the same.
-    let image = ScriptImage::read(&options.script, &options.include_dirs)?;
+    let image = ScriptImage::read(&options.script, &options.include_dirs, &options.programs)?;
     let command = &args[command_start..];
     let Some(program) = command.first() else {
         return Err(format!("no command to trace after '{}'", options.script));

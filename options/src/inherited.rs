@@ -72,19 +72,29 @@ impl InheritedFds {
 /// the `-I` directories made absolute, and its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptImage {
+    /// Empty when there is no script file, only `-e` programs.
     pub path: String,
     pub name: String,
     pub include_dirs: Vec<String>,
+    /// The `-e` programs, run after the script.
+    pub programs: Vec<String>,
     pub source: Vec<u8>,
 }
 
 impl ScriptImage {
     /// Reads the script the user named `script` (relative to the working
-    /// directory), with its path and `include_dirs` made absolute.
-    pub fn read(script: &str, include_dirs: &[String]) -> Result<ScriptImage, String> {
+    /// directory), with its path and `include_dirs` made absolute, and
+    /// keeps the `-e` `programs`; with programs only (`script` empty) there
+    /// is no file to read, and the image is named `-e`.
+    pub fn read(script: &str, include_dirs: &[String], programs: &[String]) -> Result<ScriptImage, String> {
         let absolute = |path: &str| {
             std::path::absolute(path).map(|p| p.to_string_lossy().into_owned()).map_err(|e| format!("{path}: {e}"))
         };
+        let include_dirs = include_dirs.iter().map(|d| absolute(d)).collect::<Result<Vec<_>, _>>()?;
+        let programs = programs.to_vec();
+        if script.is_empty() {
+            return Ok(ScriptImage { path: String::new(), name: "-e".into(), include_dirs, programs, source: Vec::new() });
+        }
         let reason = |e: std::io::Error| {
             let why = match e.kind() {
                 std::io::ErrorKind::NotFound => "no such file".to_string(),
@@ -98,8 +108,7 @@ impl ScriptImage {
             return Err(format!("{script}: is a directory, not a script"));
         }
         let source = std::fs::read(&path).map_err(reason)?;
-        let include_dirs = include_dirs.iter().map(|d| absolute(d)).collect::<Result<Vec<_>, _>>()?;
-        Ok(ScriptImage { path, name: script.to_string(), include_dirs, source })
+        Ok(ScriptImage { path, name: script.to_string(), include_dirs, programs, source })
     }
 }
 
@@ -141,7 +150,12 @@ impl ScriptImage {
     pub fn encode(&self) -> Vec<u8> {
         let mut bytes = IMAGE_MAGIC.to_vec();
         let count = self.include_dirs.len().to_string();
-        let fields = [&self.path, &self.name, &count].into_iter().chain(&self.include_dirs);
+        let programs = self.programs.len().to_string();
+        let fields = [&self.path, &self.name, &count]
+            .into_iter()
+            .chain(&self.include_dirs)
+            .chain([&programs])
+            .chain(&self.programs);
         for field in fields {
             bytes.extend_from_slice(field.as_bytes());
             bytes.push(0);
@@ -163,7 +177,9 @@ impl ScriptImage {
         let name = field()?;
         let count: usize = field()?.parse().ok()?;
         let include_dirs = (0..count).map(|_| field()).collect::<Option<Vec<_>>>()?;
-        Some(ScriptImage { path, name, include_dirs, source: rest.to_vec() })
+        let programs: usize = field()?.parse().ok()?;
+        let programs = (0..programs).map(|_| field()).collect::<Option<Vec<_>>>()?;
+        Some(ScriptImage { path, name, include_dirs, programs, source: rest.to_vec() })
     }
 }
 
@@ -234,6 +250,7 @@ mod tests {
             path: "/home/u/s.ptap".into(),
             name: "/dev/stdin".into(),
             include_dirs: vec!["/inc".into(), "/other inc".into()],
+            programs: vec!["process_exit: print(1) ;; x = 2".into(), "y = 3\nz = 4".into()],
             source: b"print('hi')\n\0binary\xff".to_vec(),
         };
         assert_eq!(ScriptImage::decode(&image.encode()), Some(image));

@@ -20,16 +20,21 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The usage text shared by `--help` in the launcher and the client.
 pub const USAGE: &str = "\
 usage: processtap [OPTIONS] SCRIPT.ptap [--] COMMAND [ARGS...]
+       processtap [OPTIONS] -e PROGRAM [-e PROGRAM...] [--] COMMAND [ARGS...]
        drrun -c libptap.so [OPTIONS] SCRIPT.ptap -- COMMAND [ARGS...]
 
 Runs COMMAND under DynamoRIO with the probes of SCRIPT.ptap, a Python 3
-script whose handlers run inside the target.
+script whose handlers run inside the target, or of the one-liner PROGRAMs.
 
 options:
   -o FILE     write what handlers print to FILE instead of stdout
   -q          quiet: no banner on stderr
   -v          verbose: more detail in the banner
   -I DIR      add DIR to the header search path of include()
+  -e PROGRAM  probes on the command line: clauses KIND(PREDICATE): STATEMENTS,
+              one per line or separated by ' ;; ', and plain Python lines;
+              after SCRIPT.ptap when both are given, e.g.
+              -e 'syscall_entry(syscall_name == \"openat\"): print(ctx.args[1])'
   --help      show this help and exit
   --version   show the version and exit
 
@@ -56,8 +61,11 @@ pub struct Options {
     pub verbose: bool,
     /// `-I DIR`, in the order given.
     pub include_dirs: Vec<String>,
-    /// The script, as the user named it.
+    /// The script, as the user named it; empty when only `-e` programs
+    /// give the probes.
     pub script: String,
+    /// `-e PROGRAM`, in the order given.
+    pub programs: Vec<String>,
 }
 
 /// A command line that cannot be used, with a message for the user.
@@ -133,13 +141,19 @@ fn parse_leading_options(args: &[String], options: &mut Options) -> Result<Leadi
         match arg {
             "--help" | "-h" => return Ok(Leading::Help),
             "--version" => return Ok(Leading::Version),
+            // With -e programs and no script: the command follows.
+            "--" if !options.programs.is_empty() => return Ok(Leading::Script(i)),
             "--" => return Err(UsageError("no script given before '--'".into())),
             _ if arg.starts_with('-') && arg.len() > 1 => i += parse_option(args, i, options)?,
+            _ if !options.programs.is_empty() => return Ok(Leading::Script(i)),
             _ => {
                 options.script = arg.to_string();
                 return Ok(Leading::Script(i + 1));
             }
         }
+    }
+    if !options.programs.is_empty() {
+        return Ok(Leading::Script(args.len()));
     }
     Err(UsageError("no script given".into()))
 }
@@ -177,6 +191,10 @@ fn parse_option(args: &[String], i: usize, options: &mut Options) -> Result<usiz
             options.include_dirs.push(value()?);
             return Ok(2);
         }
+        "-e" => {
+            options.programs.push(value()?);
+            return Ok(2);
+        }
         _ if arg.starts_with("-o") => options.output = Some(arg[2..].to_string()),
         _ if arg.starts_with("-I") => options.include_dirs.push(arg[2..].to_string()),
         _ => return Err(UsageError(format!("unknown option {arg}"))),
@@ -186,7 +204,7 @@ fn parse_option(args: &[String], i: usize, options: &mut Options) -> Result<usiz
 
 impl Options {
     /// The client arguments that [`parse_client_args`] turns back into
-    /// these options: `[OPTIONS] SCRIPT`.
+    /// these options: `[OPTIONS] SCRIPT [-e PROGRAM]...`.
     pub fn to_client_args(&self) -> Vec<String> {
         let mut args = Vec::new();
         if let Some(out) = &self.output {
@@ -201,7 +219,15 @@ impl Options {
         for dir in &self.include_dirs {
             args.extend(["-I".to_string(), dir.clone()]);
         }
-        args.push(self.script.clone());
+        if !self.script.is_empty() {
+            args.push(self.script.clone());
+        }
+        // After the script, as on the launcher's command line. The programs
+        // themselves travel in the script image (DynamoRIO cannot pass
+        // their ';'): the client sees that there are some.
+        for _ in &self.programs {
+            args.extend(["-e".to_string(), "(in the script image)".to_string()]);
+        }
         args
     }
 }
@@ -280,11 +306,29 @@ mod tests {
             verbose: true,
             include_dirs: vec!["x".into()],
             script: "t.ptap".into(),
+            programs: Vec::new(),
         };
         assert_eq!(parse_client_args(&o.to_client_args()).unwrap(), Request::Trace(o.clone()));
         // drrun's form: options after the script.
         let Request::Trace(after) = parse_client_args(&strings(&["s.ptap", "-q", "-o", "f"])).unwrap() else { panic!() };
         assert!(after.quiet && after.output.as_deref() == Some("f") && after.script == "s.ptap");
+    }
+
+    #[test]
+    fn one_liner_programs_with_or_without_a_script() {
+        let (o, command) = launcher(&["-e", "process_exit: print(1)", "--", "ls", "-l"]);
+        assert_eq!((o.script.as_str(), o.programs.as_slice(), command.as_slice()), ("", &["process_exit: print(1)".to_string()][..], &strings(&["ls", "-l"])[..]));
+        // Without '--': the first word after the options is the command.
+        let (o, command) = launcher(&["-q", "-e", "a", "-e", "b", "cat", "f"]);
+        assert_eq!((o.quiet, o.programs.len(), command), (true, 2, strings(&["cat", "f"])));
+        // A script first, then programs.
+        let (o, command) = launcher(&["s.ptap", "-e", "x = 1", "--", "ls"]);
+        assert_eq!((o.script.as_str(), o.programs.len(), command), ("s.ptap", 1, strings(&["ls"])));
+        // The client is told there are programs (they travel in the image).
+        let Request::Trace(client) = parse_client_args(&o.to_client_args()).unwrap() else { panic!() };
+        assert_eq!((client.script.as_str(), client.programs.len()), ("s.ptap", 1));
+        let Request::Trace(client) = parse_client_args(&launcher(&["-e", "x", "--", "ls"]).0.to_client_args()).unwrap() else { panic!() };
+        assert_eq!((client.script.as_str(), client.programs.len()), ("", 1));
     }
 
     #[test]
@@ -294,6 +338,7 @@ mod tests {
         assert!(err(&["-o"]).contains("needs an argument"));
         assert!(err(&["-q"]).contains("no script"));
         assert!(err(&["--", "ls"]).contains("no script given before '--'"));
+        assert!(err(&["-e"]).contains("option -e needs an argument"));
         assert_eq!(parse_launcher_args(&strings(&["--help", "s"])).unwrap().0, Request::Help);
         assert_eq!(parse_client_args(&strings(&["--version"])).unwrap(), Request::Version);
     }

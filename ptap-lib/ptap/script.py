@@ -28,7 +28,7 @@ import sys
 
 import ptap
 
-from . import prototypes
+from . import oneliner, prototypes
 from .errors import ScriptError
 from .probes import Registry, close_registration, use_registry
 
@@ -49,8 +49,12 @@ def _print_warning(message):
     print(f"[!] {message}", file=sys.stderr)
 
 
-def run_script(path, *, exe, argv, include_dirs=(), warn=_print_warning, name=None, source=None):
+def run_script(path, *, exe, argv, include_dirs=(), warn=_print_warning, name=None, source=None, programs=()):
     """Run the script at *path* and return the probes it declared, in order.
+
+    *programs* are the one-liner programs of ``-e`` (:mod:`ptap.oneliner`),
+    run after the script in its namespace, as one program named ``-e``;
+    with programs, *path* may be None: there is no script file.
 
     *source* is the script's bytes when they were read already (every
     traced process runs the script as the first one read it, which may
@@ -73,16 +77,24 @@ def run_script(path, *, exe, argv, include_dirs=(), warn=_print_warning, name=No
     global _include_dirs
     _include_dirs = tuple(include_dirs)
     prototypes.reset()
-    name = path if name is None else name
+    name = (path or oneliner.NAME) if name is None else name
     try:
-        if source is None:
-            with open(path, "rb") as file:
-                source = file.read()
-        code = _compile_script(source, name, warn)
+        codes = []
+        if path:
+            if source is None:
+                with open(path, "rb") as file:
+                    source = file.read()
+            codes.append(_compile_script(source, name, warn))
+        if programs:
+            program = "\n".join(programs)
+            code, translation = oneliner.compile_program(program)
+            _sources[oneliner.NAME] = translation.encode()
+            codes.append(code)
         namespace = _script_globals(name, exe, argv)
-        sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+        sys.path.insert(0, os.path.dirname(os.path.abspath(path)) if path else os.getcwd())
         with use_registry(Registry()) as registry:
-            exec(code, namespace)
+            for code in codes:
+                exec(code, namespace)
         close_registration()
     except BaseException as error:
         _print_traceback(error)

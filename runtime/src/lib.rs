@@ -117,6 +117,7 @@ pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
         set("include_dirs", config.script.include_dirs.as_slice().into_pyobject(py).map_err(internal)?.into_any())?;
         set("name", config.script.name.as_str().into_pyobject(py).unwrap().into_any())?;
         set("source", pyo3::types::PyBytes::new(py, &config.script.source).into_any())?;
+        set("programs", config.script.programs.as_slice().into_pyobject(py).map_err(internal)?.into_any())?;
         set("warn", warn.into_any())?;
         let result = script.call_method("run_script", (config.script.path.as_str(),), Some(&kwargs));
         let registered = match result {
