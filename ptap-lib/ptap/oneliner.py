@@ -65,30 +65,10 @@ def _pieces(program):
     return [p for p in pieces if p.text.strip()]
 
 
-def _separators(line):
-    """The columns where `` ;; `` stands outside quotes in *line*."""
-    found, quote, i = [], None, 0
-    while i < len(line):
-        c = line[i]
-        if quote:
-            if c == "\\":
-                i += 1
-            elif c == quote:
-                quote = None
-        elif c in "'\"":
-            quote = c
-        elif line.startswith(SEPARATOR, i):
-            found.append(i)
-            i += len(SEPARATOR)
-            continue
-        i += 1
-    return found
-
-
-def _closing_paren(text, opening):
-    """The index of the ``)`` matching the ``(`` at *opening*, outside
-    string literals; None if there is none."""
-    depth, quote, i = 0, None, opening
+def _outside_strings(text, start=0):
+    """The (index, character) pairs of *text* from *start* that stand
+    outside string literals (quotes and backslash escapes followed)."""
+    quote, i = None, start
     while i < len(text):
         c = text[i]
         if quote:
@@ -98,13 +78,32 @@ def _closing_paren(text, opening):
                 quote = None
         elif c in "'\"":
             quote = c
-        elif c in "([{":
+        else:
+            yield i, c
+        i += 1
+
+
+def _separators(line):
+    """The columns where `` ;; `` stands outside quotes in *line*."""
+    found, after = [], 0
+    for i, _ in _outside_strings(line):
+        if i >= after and line.startswith(SEPARATOR, i):
+            found.append(i)
+            after = i + len(SEPARATOR)
+    return found
+
+
+def _closing_paren(text, opening):
+    """The index of the ``)`` matching the ``(`` at *opening*, outside
+    string literals; None if there is none."""
+    depth = 0
+    for i, c in _outside_strings(text, opening):
+        if c in "([{":
             depth += 1
         elif c in ")]}":
             depth -= 1
             if depth == 0:
                 return i
-        i += 1
     return None
 
 
