@@ -21,6 +21,7 @@ native client (``libptap.so``). This package is the pure-Python side:
   and kept by :mod:`ptap.cache`;
 - :mod:`ptap.syscalls` -- system calls' numbers, names and prototypes;
 - :mod:`ptap.legacy` -- translating scripts for the original ProcessTap;
+- :mod:`ptap.aggregations` -- counts and histograms printed at exit;
 - :mod:`ptap.output` -- where what handlers print goes;
 - :mod:`ptap.errors` -- the exceptions.
 
@@ -28,6 +29,7 @@ Every name in ``__all__`` is also in a script's globals without an import.
 """
 
 from .addresses import AddressSet, symbol_range
+from .aggregations import avg, count, hist, lhist, max, min, sum
 from .cdecl import Prototype
 from .errors import MemoryFault, MissingPrototype, PrototypeError
 from .helpers import module, symbol
@@ -100,6 +102,14 @@ __all__ = [
     "prototype",
     "AddressSet",
     "symbol_range",
+    # Aggregations (sum, min and max are Python's own when given arguments).
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "hist",
+    "lhist",
     # Types.
     "Predicate",
     "Probe",

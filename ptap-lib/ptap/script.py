@@ -28,7 +28,7 @@ import sys
 
 import ptap
 
-from . import oneliner, prototypes
+from . import aggregations, oneliner, prototypes
 from .errors import ScriptError
 from .probes import Registry, close_registration, use_registry
 
@@ -91,6 +91,7 @@ def run_script(path, *, exe, argv, include_dirs=(), warn=_print_warning, name=No
             _sources[oneliner.NAME] = translation.encode()
             codes.append(code)
         namespace = _script_globals(name, exe, argv)
+        aggregations.namespace = namespace
         sys.path.insert(0, os.path.dirname(os.path.abspath(path)) if path else os.getcwd())
         with use_registry(Registry()) as registry:
             for code in codes:

@@ -185,3 +185,22 @@ pub fn flush() {
     dispatch::with_python(dispatch::flush_streams);
     output::flush();
 }
+
+/// At the process's exit, after its `process_exit` handlers: the
+/// aggregations the script did not print itself (ptap.aggregations).
+pub fn print_aggregations() {
+    call_aggregations("print_unprinted");
+}
+
+/// In a forked child: its aggregations start empty.
+pub fn forget_aggregations() {
+    call_aggregations("forget_all");
+}
+
+fn call_aggregations(function: &str) {
+    dispatch::with_python(|py| {
+        if let Err(e) = py.import("ptap.aggregations").and_then(|m| m.call_method0(function)) {
+            e.display(py);
+        }
+    });
+}
