@@ -99,10 +99,11 @@ def test_each_process_prints_its_own_counts_and_a_child_starts_empty(trace, ftar
     subprocess.run(["strace", "-f", "-o", log, "-e", "trace=getppid,openat", ftarget("forks")], check=True, capture_output=True)
     expected = {}
     for line in log.read_text().splitlines():
-        match = re.match(r"(\d+) (getppid|openat)\(", line)
+        match = re.match(r"(\d+) +(getppid|openat)\(", line)
         if match:
             counts = expected.setdefault(int(match.group(1)), {})
             counts[match.group(2)] = counts.get(match.group(2), 0) + 1
+    assert len(expected) == 2, log.read_text()
     out = tmp_path / "handlers.txt"
     result = trace(FORK_SCRIPT, ftarget("forks"), options=["-q", "-o", out])
     assert result.returncode == 0, result
