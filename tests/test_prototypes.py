@@ -178,25 +178,27 @@ def test_arguments_by_prototype(trace, arch, arch_target, run_native, cache_env)
 #: Reads fpflags' results by their types, does arithmetic that raises
 #: "inexact" in the handler, and changes both results.
 FPFLAGS_SCRIPT = """\
-declare("long long twice(long long v); double third(double v);")
-@function_exit(function_name >> ["twice", "third"])
+declare("long long twice(long long v); double third(double v); long double half(long double v);")
+@function_exit(function_name >> ["twice", "third", "half"])
 def leave(ctx):
-    inexact = 1.0 / 3.0 * ctx.args[0]
+    if ctx.function_name != "half":
+        inexact = 1.0 / 3.0 * ctx.args[0]
     print("[exit]", ctx.function_name, repr(ctx.retval))
     ctx.retval = -(1 << 40) - 5 if ctx.function_name == "twice" else ctx.retval * 3
 """
 
 
 def test_wide_and_floating_results_change_and_the_programs_flags_stay(trace, arch_target, run_native):
-    # 32-bit x86 returns a long long in EDX:EAX and a double in st0; on both
-    # architectures the handler's arithmetic (in SSE, or in x87 for i386's
-    # CPython) must not leave its exception flags in the program's.
+    # 32-bit x86 returns a long long in EDX:EAX and a double in st0, both a
+    # long double in st0 (whose argument, in memory, is not read); on both
+    # the handler's arithmetic (in SSE, or in x87 for i386's CPython) must
+    # not leave its exception flags in the program's.
     native = run_native(arch_target("fpflags"))
-    assert native.stdout == "twice = 9773436690\nthird = 0.5\nflags = 0\n", "the target itself misbehaves"
+    assert native.stdout == "twice = 9773436690\nthird = 0.5\nhalf = 0.75\nflags = 0\n", "the target itself misbehaves"
     result = trace(FPFLAGS_SCRIPT, arch_target("fpflags"), options=["-q"])
     assert result.returncode == 0 and "Traceback" not in result.stderr, str(result)
-    assert script_lines(result.stdout, "[exit] ") == ["twice 9773436690", "third 0.5"], str(result)
-    assert without_handler_lines(result.stdout) == [f"twice = {-(1 << 40) - 5}", "third = 1.5", "flags = 0"], str(result)
+    assert script_lines(result.stdout, "[exit] ") == ["twice 9773436690", "third 0.5", "half 0.75"], str(result)
+    assert without_handler_lines(result.stdout) == [f"twice = {-(1 << 40) - 5}", "third = 1.5", "half = 2.25", "flags = 0"], str(result)
 
 
 def test_changed_header_is_parsed_again(trace, ftarget, cache_env, tmp_path):

@@ -25,6 +25,8 @@ kind            values of this kind
 ``"bool"``      ``_Bool``, 1 byte
 ``"float"``     ``float``, 4 bytes
 ``"double"``    ``double``, 8 bytes
+``"long double"`` x87's 80-bit ``long double``, 16 bytes (12 on 32-bit x86);
+                decoded as a return value only
 ``"string"``    a pointer to ``char`` or ``const char``: a NUL-terminated
                 string
 ``"pointer"``   any other pointer, including arrays and functions passed
@@ -35,7 +37,7 @@ kind            values of this kind
 ``"strings"``   a NULL-terminated array of strings, as ``execve``'s ``argv``
                 (system calls only)
 ``"unsupported"`` a value ProcessTap cannot place: a struct or union passed
-                by value, ``long double``, ``_Complex``; size 0 and detail a
+                by value, ``_Complex``; size 0 and detail a
                 short reason
 ==============  =============================================================
 
@@ -303,7 +305,8 @@ def _basic_data(words, model):
     if words == ["double"]:
         return ("double", 8, False, None)
     if "double" in words:
-        return ("unsupported", 0, False, "long double value")
+        # x87's 80-bit format, in 16 bytes on x86-64 and 12 on i386.
+        return ("long double", 16 if model.pointer_size == 8 else 12, False, None)
     if "__int128" in words:
         return ("unsupported", 0, False, "128-bit integer")
     size = _integer_size(words, model)

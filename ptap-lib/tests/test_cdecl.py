@@ -92,7 +92,7 @@ def test_function_returning_a_function_pointer():
         (Basic("long long"), ("int", 8, True, None)),
         (Basic("float"), ("float", 4, False, None)),
         (Basic("double"), ("double", 8, False, None)),
-        (Basic("long double"), ("unsupported", 0, False, "long double value")),
+        (Basic("long double"), ("long double", 16, False, None)),
         (Basic("double _Complex"), ("unsupported", 0, False, "_Complex value")),
         (Basic("__int128"), ("unsupported", 0, False, "128-bit integer")),
         (Tagged("enum", "color"), ("int", 4, True, None)),
@@ -126,6 +126,7 @@ def test_ilp32_has_4_byte_longs_and_pointers():
     assert Basic("long long").to_data(ILP32) == ("int", 8, True, None)
     assert Pointer(VOID).to_data(ILP32) == ("pointer", 4, False, None)
     assert SIZE_T.to_data(ILP32) == ("int", 4, False, None)
+    assert Basic("long double").to_data(ILP32) == ("long double", 12, False, None)
 
 
 def test_the_native_data_model_is_the_default():

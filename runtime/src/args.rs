@@ -94,7 +94,7 @@ pub fn scalar<'py>(py: Python<'py>, ty: &CType, word: u64) -> Bound<'py, PyAny> 
         }
         CType::Bool => PyBool::new(py, word & 0xff != 0).to_owned().into_any(),
         CType::Float => PyFloat::new(py, f32::from_bits(word as u32) as f64).into_any(),
-        CType::Double => PyFloat::new(py, f64::from_bits(word)).into_any(),
+        CType::Double | CType::LongDouble => PyFloat::new(py, f64::from_bits(word)).into_any(),
         CType::Str => string_at(py, word as usize),
         _ => PyInt::new(py, word).into_any(),
     }
@@ -105,7 +105,7 @@ pub fn scalar<'py>(py: Python<'py>, ty: &CType, word: u64) -> Bound<'py, PyAny> 
 /// floating one.
 pub fn encode(ty: Option<&CType>, value: &Bound<'_, PyAny>) -> PyResult<u64> {
     match ty {
-        Some(CType::Double) if value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>() => {
+        Some(CType::Double | CType::LongDouble) if value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>() => {
             Ok(value.extract::<f64>()?.to_bits())
         }
         Some(CType::Float) if value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>() => {

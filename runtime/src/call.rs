@@ -359,51 +359,40 @@ impl CallState {
         self.set_register("EDX", Register::Rdx, (value >> 32) as usize)
     }
 
-    /// The bits of a `float` or `double` return value (`ty`): xmm0's low
-    /// bits on x86-64, st0 on 32-bit x86.
+    /// The bits of a `float`, `double` or `long double` return value
+    /// (`ty`; a `long double` as the nearest double): in xmm0 on x86-64,
+    /// but a `long double` in x87's st0, where 32-bit x86 returns all three.
     pub fn retval_float(&self, ty: &CType) -> PyResult<u64> {
         let live = self.live()?;
-        #[cfg(target_arch = "x86_64")]
-        {
-            let _ = ty;
+        if cfg!(target_arch = "x86_64") && *ty != CType::LongDouble {
             // SAFETY: the context is live (an exit callback is running).
-            unsafe { dr_sys::wrap::xmm(live as WrapContext, 0) }.ok_or_else(|| PyRuntimeError::new_err("xmm0 cannot be read here"))
+            return unsafe { dr_sys::wrap::xmm(live as WrapContext, 0) }.ok_or_else(|| PyRuntimeError::new_err("xmm0 cannot be read here"));
         }
-        #[cfg(target_arch = "x86")]
-        {
-            let _ = live;
-            let value = crate::fpu::st0()
-                .map_err(PyRuntimeError::new_err)?
-                .ok_or_else(|| PyRuntimeError::new_err("the x87 stack is empty: the function returned no floating-point value in st0"))?;
-            Ok(match ty {
-                CType::Float => u64::from((value as f32).to_bits()),
-                _ => value.to_bits(),
-            })
-        }
+        let value = crate::fpu::st0()
+            .map_err(PyRuntimeError::new_err)?
+            .ok_or_else(|| PyRuntimeError::new_err("the x87 stack is empty: the function returned no floating-point value in st0"))?;
+        Ok(match ty {
+            CType::Float => u64::from((value as f32).to_bits()),
+            _ => value.to_bits(),
+        })
     }
 
-    /// Changes a `float` or `double` return value (`bits` as
+    /// Changes a floating-point return value (`bits` as
     /// [`Self::retval_float`] gives them).
     pub fn set_retval_float(&self, ty: &CType, bits: u64) -> PyResult<()> {
         let live = self.live()?;
-        #[cfg(target_arch = "x86_64")]
-        {
-            let _ = ty;
+        if cfg!(target_arch = "x86_64") && *ty != CType::LongDouble {
             // SAFETY: as for retval_float.
-            match unsafe { dr_sys::wrap::set_xmm(live as WrapContext, 0, bits) } {
+            return match unsafe { dr_sys::wrap::set_xmm(live as WrapContext, 0, bits) } {
                 true => Ok(()),
                 false => Err(PyRuntimeError::new_err("xmm0 cannot be written here")),
-            }
-        }
-        #[cfg(target_arch = "x86")]
-        {
-            let _ = live;
-            let value = match ty {
-                CType::Float => f64::from(f32::from_bits(bits as u32)),
-                _ => f64::from_bits(bits),
             };
-            crate::fpu::set_st0(value).map_err(PyRuntimeError::new_err)
         }
+        let value = match ty {
+            CType::Float => f64::from(f32::from_bits(bits as u32)),
+            _ => f64::from_bits(bits),
+        };
+        crate::fpu::set_st0(value).map_err(PyRuntimeError::new_err)
     }
 
     /// A register of the thread.

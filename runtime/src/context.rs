@@ -497,7 +497,7 @@ impl HitContext {
         }
         let ty = self.return_type();
         let word = match ty {
-            Some(ty @ (CType::Double | CType::Float)) => call.retval_float(ty)?,
+            Some(ty @ (CType::Double | CType::Float | CType::LongDouble)) => call.retval_float(ty)?,
             Some(CType::Int { size: 8, .. }) => call.retval_wide()?,
             _ => call.retval_word()? as u64,
         };
@@ -512,7 +512,7 @@ impl HitContext {
         let ty = self.return_type();
         let word = encode(ty, value).map_err(|e| crate::args::naming_field(value.py(), "ctx.retval", e))?;
         match ty {
-            Some(ty @ (CType::Double | CType::Float)) => call.set_retval_float(ty, word),
+            Some(ty @ (CType::Double | CType::Float | CType::LongDouble)) => call.set_retval_float(ty, word),
             Some(CType::Int { size: 8, .. }) => call.set_retval_wide(word),
             _ => call.set_retval_word(word as usize),
         }

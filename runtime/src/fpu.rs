@@ -9,11 +9,11 @@
 //! state while Python runs ([`Kept`]) and puts it back after: MXCSR on
 //! x86-64; on 32-bit x86 the whole x87 and SSE state, in an FXSAVE area,
 //! where `ctx.retval` reads and writes st0 (the i386 C ABI returns `float`
-//! and `double` there).
+//! and `double` there, and both ABIs a `long double`; on x86-64 st0 is read
+//! and written where it stands, as nothing of ours uses x87).
 //!
 //! The conversions between the 80-bit extended format and `f64` are plain
 //! functions, tested on every architecture.
-#![cfg_attr(not(target_arch = "x86"), allow(dead_code))]
 
 /// The 80-bit extended value `bytes` (little-endian: 64-bit significand
 /// with its explicit integer bit, then sign and 15-bit exponent) as the
@@ -73,6 +73,53 @@ fn power_of_two(power: i32) -> f64 {
     f64::from_bits(((power + 1023) as u64) << 52)
 }
 
+/// An FXSAVE area (its layout is the processor's; FXSAVE needs 16-byte
+/// alignment).
+#[repr(C, align(16))]
+struct Area([u8; 512]);
+
+// Offsets into the area.
+const STATUS_WORD: usize = 2;
+const ABRIDGED_TAGS: usize = 4;
+const ST0: usize = 32;
+
+impl Area {
+    const fn new() -> Area {
+        Area([0; 512])
+    }
+
+    /// The thread's x87 and SSE state into the area.
+    fn save(&mut self) {
+        // SAFETY: FXSAVE writes the 512 bytes of a 16-byte aligned area
+        // and changes no register.
+        unsafe { std::arch::asm!("fxsave [{}]", in(reg) self.0.as_mut_ptr(), options(nostack, preserves_flags)) };
+    }
+
+    /// The area's state back into the thread's registers.
+    fn restore(&self) {
+        // SAFETY: the area holds a state FXSAVE wrote, with at most st0's
+        // bytes and tag changed (both to valid values).
+        unsafe { std::arch::asm!("fxrstor [{}]", in(reg) self.0.as_ptr(), options(nostack, preserves_flags, readonly)) };
+    }
+
+    /// The physical register st0 is (the status word's TOP field).
+    fn top(&self) -> usize {
+        usize::from(u16::from_le_bytes([self.0[STATUS_WORD], self.0[STATUS_WORD + 1]]) >> 11 & 7)
+    }
+
+    /// st0's value, `None` if the x87 stack is empty.
+    fn st0(&self) -> Option<f64> {
+        let valid = self.0[ABRIDGED_TAGS] & (1 << self.top()) != 0;
+        valid.then(|| extended_to_f64(self.0[ST0..ST0 + 10].try_into().unwrap()))
+    }
+
+    /// Sets st0 (pushed, if the x87 stack was empty).
+    fn set_st0(&mut self, value: f64) {
+        self.0[ST0..ST0 + 10].copy_from_slice(&f64_to_extended(value));
+        self.0[ABRIDGED_TAGS] |= 1 << self.top();
+    }
+}
+
 #[cfg(target_arch = "x86")]
 pub use state::{set_st0, st0, Kept};
 
@@ -98,23 +145,33 @@ impl Drop for Kept {
     }
 }
 
+/// The application's st0 (a `long double` result) on x86-64, where
+/// nothing of ours computes with x87 instructions: read as it stands.
+#[cfg(target_arch = "x86_64")]
+pub fn st0() -> Result<Option<f64>, &'static str> {
+    let mut area = Area::new();
+    area.save();
+    Ok(area.st0())
+}
+
+/// Sets the application's st0 on x86-64.
+#[cfg(target_arch = "x86_64")]
+pub fn set_st0(value: f64) -> Result<(), &'static str> {
+    let mut area = Area::new();
+    area.save();
+    area.set_st0(value);
+    area.restore();
+    Ok(())
+}
+
 #[cfg(target_arch = "x86")]
 mod state {
+    use super::Area;
     use std::cell::{Cell, UnsafeCell};
-
-    /// An FXSAVE area (its layout is the processor's; FXSAVE needs 16-byte
-    /// alignment).
-    #[repr(C, align(16))]
-    pub struct Area([u8; 512]);
-
-    // Offsets into the area.
-    const STATUS_WORD: usize = 2;
-    const ABRIDGED_TAGS: usize = 4;
-    const ST0: usize = 32;
 
     thread_local! {
         /// The thread's area, and whether a [`Kept`] holds a state in it.
-        static AREA: UnsafeCell<Area> = const { UnsafeCell::new(Area([0; 512])) };
+        static AREA: UnsafeCell<Area> = const { UnsafeCell::new(Area::new()) };
         static KEPT: Cell<bool> = const { Cell::new(false) };
     }
 
@@ -126,10 +183,8 @@ mod state {
     impl Kept {
         pub fn new() -> Kept {
             debug_assert!(!KEPT.get());
-            // SAFETY: FXSAVE writes the 512 bytes of the thread's 16-byte
-            // aligned area, which nothing else borrows now, and changes no
-            // register.
-            AREA.with(|a| unsafe { std::arch::asm!("fxsave [{}]", in(reg) a.get(), options(nostack, preserves_flags)) });
+            // SAFETY: the thread's own area, which nothing else borrows now.
+            AREA.with(|a| unsafe { (*a.get()).save() });
             KEPT.set(true);
             Kept(())
         }
@@ -138,15 +193,9 @@ mod state {
     impl Drop for Kept {
         fn drop(&mut self) {
             KEPT.set(false);
-            // SAFETY: the area holds the state FXSAVE wrote, with at most
-            // st0's bytes and tag changed (both to valid values).
-            AREA.with(|a| unsafe { std::arch::asm!("fxrstor [{}]", in(reg) a.get(), options(nostack, preserves_flags)) });
+            // SAFETY: as in new.
+            AREA.with(|a| unsafe { (*a.get()).restore() });
         }
-    }
-
-    /// The physical register st0 is (the status word's TOP field).
-    fn top(area: &Area) -> usize {
-        usize::from(u16::from_le_bytes([area.0[STATUS_WORD], area.0[STATUS_WORD + 1]]) >> 11 & 7)
     }
 
     fn with_area<R>(f: impl FnOnce(&mut Area) -> R) -> Result<R, &'static str> {
@@ -157,20 +206,15 @@ mod state {
         Ok(AREA.with(|a| f(unsafe { &mut *a.get() })))
     }
 
-    /// The application's st0 (`None` if the x87 stack is empty).
+    /// The application's st0 (`None` if the x87 stack is empty), as it was
+    /// when the handlers began.
     pub fn st0() -> Result<Option<f64>, &'static str> {
-        with_area(|area| {
-            let valid = area.0[ABRIDGED_TAGS] & (1 << top(area)) != 0;
-            valid.then(|| super::extended_to_f64(area.0[ST0..ST0 + 10].try_into().unwrap()))
-        })
+        with_area(|area| area.st0())
     }
 
-    /// Sets the application's st0 (pushed, if its x87 stack was empty).
+    /// Sets the application's st0, for when the handlers end.
     pub fn set_st0(value: f64) -> Result<(), &'static str> {
-        with_area(|area| {
-            area.0[ST0..ST0 + 10].copy_from_slice(&super::f64_to_extended(value));
-            area.0[ABRIDGED_TAGS] |= 1 << top(area);
-        })
+        with_area(|area| area.set_st0(value))
     }
 }
 

@@ -25,6 +25,9 @@ pub enum CType {
     Bool,
     Float,
     Double,
+    /// `long double`: x87's 80-bit format, decoded to the nearest double;
+    /// a return value only (an argument is in memory, not read).
+    LongDouble,
     /// Any pointer not decoded further: an int.
     Pointer,
     /// `char *`: the NUL-terminated string it points to.
@@ -82,6 +85,7 @@ impl CType {
             "bool" => CType::Bool,
             "float" => CType::Float,
             "double" => CType::Double,
+            "long double" => CType::LongDouble,
             "pointer" => CType::Pointer,
             "string" => CType::Str,
             "strings" => CType::Strings,
@@ -159,9 +163,14 @@ impl Signature {
                 locations.push(Location::Unknown(format!("it follows an argument that {reason}")));
                 continue;
             }
-            let location = if let CType::Unsupported(reason) = ty {
+            let unplaced = match ty {
+                CType::Unsupported(reason) => Some(reason.clone()),
+                CType::LongDouble => Some("is a long double (passed in memory, not read)".to_string()),
+                _ => None,
+            };
+            let location = if let Some(reason) = unplaced {
                 lost = Some(reason.clone());
-                Location::Unknown(reason.clone())
+                Location::Unknown(reason)
             } else if cfg!(target_arch = "x86") {
                 // Every argument on the stack; 8-byte ones take two words.
                 if matches!(ty, CType::Double | CType::Int { size: 8, .. }) {

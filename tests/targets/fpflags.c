@@ -5,10 +5,13 @@
  *
  *   twice(0x123456789)  a long long, 0x2468acf12
  *   third(1.5)          a double, 0.5
+ *   half(1.5L)          a long double, 0.75 (in x87's st0 on both
+ *                       architectures)
  *
  * The flags are cleared before the calls and tested after them (neither
  * raises one: 1.5 / 3 is exact). Prints "twice = R", "third = R" (%.17g)
- * and "flags = F" (fetestexcept(FE_ALL_EXCEPT), 0 natively). */
+ * "half = R" (%.17Lg) and "flags = F" (fetestexcept(FE_ALL_EXCEPT), 0
+ * natively). */
 #include <fenv.h>
 #include <stdio.h>
 
@@ -22,12 +25,18 @@ __attribute__((noipa)) double third(double v)
     return v / 3.0;
 }
 
+__attribute__((noipa)) long double half(long double v)
+{
+    return v / 2;
+}
+
 int main(void)
 {
     feclearexcept(FE_ALL_EXCEPT);
     long long w = twice(0x123456789LL);
     double t = third(1.5);
+    long double h = half(1.5L);
     int flags = fetestexcept(FE_ALL_EXCEPT);
-    printf("twice = %lld\nthird = %.17g\nflags = %d\n", w, t, flags);
+    printf("twice = %lld\nthird = %.17g\nhalf = %.17Lg\nflags = %d\n", w, t, h, flags);
     return 0;
 }
