@@ -49,6 +49,7 @@ FUNCTION_TARGETS = (
     "libbranchplugin.so",
     "tinycat",
     "fpflags",
+    "naps",
 )
 
 #: The architectures of the tests that run on both (issue 14), as the

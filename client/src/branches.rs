@@ -267,7 +267,7 @@ unsafe fn fire<'a>(dc: DrContext, site: &DirectionSite, probes: impl Iterator<It
             module: site.module,
             taken: AtomicBool::new(site.taken),
         };
-        HitContext { event: ProbeKind::Branch.name(), pid, tid, fields: Fields::Branch(fields), call: Some(CallState::instruction(&mut regs)) }
+        HitContext::new(ProbeKind::Branch.name(), pid, tid, Fields::Branch(fields), Some(CallState::instruction(&mut regs)))
     });
     // A handler that wrote RFLAGS (or RCX) would change what the branch
     // decides when it runs: ctx.taken says where it goes, so the thread is

@@ -58,6 +58,9 @@ struct CallRecord {
     /// The exit probes whose predicates matched.
     exit: ProbeSet,
     args: EntryValues,
+    /// When the call was entered, its entry handlers done (see
+    /// `ptap_runtime::clock`).
+    entered: u64,
     caller: usize,
     tid: u32,
     /// The stack pointer at entry (pointing at the return address).
@@ -290,7 +293,7 @@ fn fire(kind: ProbeKind, list: &[SiteProbe], set: ProbeSet, site: &Site, make_ca
         // names; ctx shows the first one's.
         let name = chosen(list, set).next().and_then(|sp| sp.name);
         let fields = FunctionFields { function: site.address, name, module: site.module, caller, unwound };
-        HitContext { event: kind.name(), pid: dr_sys::process::pid(), tid, fields: Fields::Function(fields), call: Some(make_call()) }
+        HitContext::new(kind.name(), dr_sys::process::pid(), tid, Fields::Function(fields), Some(make_call()))
     })?
     .entry
 }
@@ -329,8 +332,10 @@ unsafe extern "C" fn on_entry(wc: WrapContext, user_data: *mut *mut c_void) {
         args = fire(ProbeKind::FunctionEntry, &site.entry, entry, site, call, caller, tid, None);
     }
     if let Some(args) = args.filter(|_| !exit.is_empty()) {
+        // The call starts when its entry handlers are done.
+        let entered = ptap_runtime::clock::monotonic_ns();
         Arc::increment_strong_count(site_ptr);
-        let record = CallRecord { site: Arc::from_raw(site_ptr), exit, args, caller, tid, sp, reported: Cell::new(false) };
+        let record = CallRecord { site: Arc::from_raw(site_ptr), exit, args, entered, caller, tid, sp, reported: Cell::new(false) };
         let record = Box::into_raw(Box::new(record));
         with_open_calls(|open| open.push(record));
         *user_data = record as *mut c_void;
@@ -364,7 +369,7 @@ fn report_unwound(record: &CallRecord) {
         return;
     }
     let site = &record.site;
-    let call = || CallState::function(std::ptr::null_mut(), true, site.signature, Some(record.args.clone()));
+    let call = || CallState::function(std::ptr::null_mut(), true, site.signature, Some(record.args.clone())).entered_at(record.entered);
     fire(ProbeKind::FunctionExit, &site.exit, record.exit, site, call, record.caller, record.tid, Some(true));
 }
 
@@ -415,6 +420,6 @@ unsafe extern "C" fn on_exit(wc: WrapContext, user_data: *mut c_void) {
     let unwound = wc.is_null();
     let record = *record;
     let site = &record.site;
-    let call = || CallState::function(wc, true, site.signature, Some(record.args));
+    let call = || CallState::function(wc, true, site.signature, Some(record.args)).entered_at(record.entered);
     fire(ProbeKind::FunctionExit, &site.exit, record.exit, site, call, record.caller, record.tid, Some(unwound));
 }

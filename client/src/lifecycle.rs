@@ -94,7 +94,7 @@ fn fire(tracer: &Tracer, kind: ProbeKind, fields: &LifecycleFields<'_>, extra: i
     if matching.is_empty() {
         return;
     }
-    let ctx = HitContext { event: kind.name(), pid: fields.pid, tid: fields.tid, fields: Fields::Lifecycle(extra()), call: None };
+    let ctx = HitContext::new(kind.name(), fields.pid, fields.tid, Fields::Lifecycle(extra()), None);
     call_handlers(matching.into_iter(), ctx);
 }
 

@@ -394,7 +394,7 @@ fn fire(site: &AccessSite, address: usize, old_value: Option<OldBytes>) {
             module: site.module,
             old_value,
         };
-        HitContext { event: kind.name(), pid, tid, fields: Fields::Memory(fields), call: Some(CallState::instruction(&mut regs)) }
+        HitContext::new(kind.name(), pid, tid, Fields::Memory(fields), Some(CallState::instruction(&mut regs)))
     });
     // SAFETY: the clean call that captured them is running.
     unsafe { regs.commit() };

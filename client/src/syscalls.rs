@@ -113,9 +113,12 @@ struct Pending {
     rsp: usize,
     exit: ProbeSet,
     params: [usize; PARAMS],
+    /// When it was made (CLOCK_MONOTONIC, ns), for `ctx.duration`; 0
+    /// when it has no exit probes.
+    entered: u64,
 }
 
-const NO_PENDING: Pending = Pending { number: 0, return_pc: 0, rsp: 0, exit: ProbeSet::EMPTY, params: [0; PARAMS] };
+const NO_PENDING: Pending = Pending { number: 0, return_pc: 0, rsp: 0, exit: ProbeSet::EMPTY, params: [0; PARAMS], entered: 0 };
 
 /// How many system calls one thread may have waiting for their exit: more
 /// than one while a signal handler makes system calls of its own.
@@ -353,7 +356,7 @@ unsafe fn flush_stale_return_points() -> bool {
 fn fire(tracer: &Tracer, kind: ProbeKind, site: &SyscallSite, set: ProbeSet, number: i32, tid: u32, make_call: impl FnOnce() -> CallState) -> Option<ptap_runtime::call::Finished> {
     call_handlers_with(chosen(site.probes(kind), set).map(|sp| &tracer.probes[sp.probe]), || {
         let fields = SyscallFields { number: number as usize, name: site.table.map(|e| e.name.as_str()) };
-        HitContext { event: kind.name(), pid: dr_sys::process::pid(), tid, fields: Fields::Syscall(fields), call: Some(make_call()) }
+        HitContext::new(kind.name(), dr_sys::process::pid(), tid, Fields::Syscall(fields), Some(make_call()))
     })
 }
 
@@ -438,7 +441,7 @@ fn run_entry(tracer: &Tracer, site: &SyscallSite, number: i32, tid: u32, (entry,
         // is_restart: the entry clean call may run again before the call
         // is made (a signal arrived during the handlers).
         if skip.is_none() && site.returns {
-            push_pending(Pending { number, return_pc, rsp, exit, params: [0; PARAMS] });
+            push_pending(Pending { number, return_pc, rsp, exit, params: [0; PARAMS], entered: 0 });
         }
         return skip;
     }
@@ -448,12 +451,14 @@ fn run_entry(tracer: &Tracer, site: &SyscallSite, number: i32, tid: u32, (entry,
         // Not made: its exit is now, with the result asked for (which the
         // exit handlers may change in turn).
         Some(result) => {
-            let call = || CallState::skipped_syscall(regs, site.signature(), EntryValues::of_words(&params), result);
+            let call = || CallState::skipped_syscall(regs, site.signature(), EntryValues::of_words(&params), result).entered_at(ptap_runtime::clock::monotonic_ns());
             let finished = fire(tracer, ProbeKind::SyscallExit, site, exit, number, tid, call);
             Some(finished.and_then(|f| f.result).unwrap_or(result))
         }
         None => {
-            push_pending(Pending { number, return_pc, rsp, exit, params });
+            // Read last, as near the call as the handlers allow.
+            let entered = ptap_runtime::clock::monotonic_ns();
+            push_pending(Pending { number, return_pc, rsp, exit, params, entered });
             None
         }
     }
@@ -473,7 +478,7 @@ unsafe extern "C" fn on_return(return_pc: usize, rax: usize) {
     let dc = ffi::dr_get_current_drcontext();
     let tid = dr_sys::process::tid_of(dc);
     let mut regs = SyscallRegisters::new(dc, return_pc, rax);
-    let call = || CallState::syscall(&mut regs, true, site.signature(), Some(EntryValues::of_words(&pending.params)));
+    let call = || CallState::syscall(&mut regs, true, site.signature(), Some(EntryValues::of_words(&pending.params))).entered_at(pending.entered);
     fire(tracer, ProbeKind::SyscallExit, site, pending.exit, pending.number, tid, call);
     regs.commit();
 }

@@ -15,7 +15,8 @@ def tid() -> int:
 class Context:
     """``ctx`` in a handler: one per event, valid while the handler runs.
 
-    Every event has ``event``, ``pid`` and ``tid``; the rest depend on the
+    Every event has ``event``, ``pid``, ``tid`` and ``timestamp`` (ns of
+    CLOCK_MONOTONIC); exits of calls have ``duration``; the rest depend on the
     event (``exit_code`` and ``signal`` for process_exit; ``module``,
     ``module_path``, ``module_base``, ``module_end`` for module_load). Asking
     for a field the event lacks raises AttributeError naming those it has.
@@ -24,5 +25,6 @@ class Context:
     event: str
     pid: int
     tid: int
+    timestamp: int
 
     def __getattr__(self, name: str) -> Any: ...

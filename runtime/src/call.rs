@@ -123,6 +123,9 @@ pub struct CallState {
     state: Changes,
     /// A handler wrote RIP: continue there when the handlers return.
     redirect: AtomicBool,
+    /// When the call was entered (CLOCK_MONOTONIC, ns; 0 if not known):
+    /// an exit event's `ctx.duration` counts from here.
+    entered: u64,
 }
 
 /// The parts of a call its handlers may change, guarded by the GIL: the
@@ -192,7 +195,18 @@ impl CallState {
             signature,
             state: Changes(UnsafeCell::new(CallChanges { entry, ..Default::default() })),
             redirect: AtomicBool::new(false),
+            entered: 0,
         }
+    }
+
+    /// The same call, entered at `entered` (see [`crate::clock`]).
+    pub fn entered_at(self, entered: u64) -> CallState {
+        CallState { entered, ..self }
+    }
+
+    /// When the call was entered, if that is known (at an exit).
+    pub fn entered(&self) -> Option<u64> {
+        (self.entered != 0).then_some(self.entered)
     }
 
     /// Ends the handlers' access to the call, redirecting the thread if a

@@ -8,6 +8,7 @@ use crate::call::{CallKind, CallState, Finished};
 use crate::memory::Memory;
 use crate::prototype::CType;
 use pyo3::exceptions::PyAttributeError;
+use once_cell::sync::OnceCell;
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -46,6 +47,8 @@ pub struct HitContext {
     pub fields: Fields,
     /// The call this event is part of (function and system-call probes).
     pub call: Option<CallState>,
+    /// `ctx.timestamp`, read from the clock when a handler first asks.
+    timestamp: OnceCell<u64>,
 }
 
 /// The event-specific fields of a `ctx`.
@@ -457,6 +460,23 @@ impl HitContext {
         }
     }
 
+    /// When the event happened, in ns of CLOCK_MONOTONIC: read from the
+    /// clock when a handler first asks, the same for every handler after.
+    #[getter]
+    fn timestamp(&self) -> u64 {
+        self.now()
+    }
+
+    /// At a function's or system call's exit: ns since its entry (after
+    /// its entry handlers) until this event.
+    #[getter]
+    fn duration(&self) -> PyResult<u64> {
+        match self.call.as_ref().filter(|c| c.is_exit && c.kind != CallKind::Instruction).and_then(CallState::entered) {
+            Some(entered) => Ok(self.now().saturating_sub(entered)),
+            None => Err(self.missing("duration")),
+        }
+    }
+
     /// The registers (function and system-call probes).
     #[getter]
     fn regs(slf: Py<Self>) -> PyResult<Registers> {
@@ -655,16 +675,27 @@ impl HitContext {
 }
 
 impl HitContext {
+    /// The `ctx` of an event of `event`'s kind in thread `tid` of process
+    /// `pid`, with its fields and, for a call or an instruction, its state.
+    pub fn new(event: &'static str, pid: u32, tid: u32, fields: Fields, call: Option<CallState>) -> HitContext {
+        HitContext { event, pid, tid, fields, call, timestamp: OnceCell::new() }
+    }
+
+    /// The event's time (see `timestamp`).
+    fn now(&self) -> u64 {
+        *self.timestamp.get_or_init(crate::clock::monotonic_ns)
+    }
+
     /// The names a handler can read on this event.
     fn field_names(&self) -> Vec<&'static str> {
-        let mut names = vec!["event", "pid", "tid", "mem", "symbolize"];
+        let mut names = vec!["event", "pid", "tid", "timestamp", "mem", "symbolize"];
         if let Some(call) = self.call.as_ref().filter(|c| c.kind == CallKind::Instruction) {
             let _ = call;
             names.extend(["regs", "backtrace"]);
         } else if let Some(call) = &self.call {
             names.extend(["args", "regs", "backtrace"]);
             if call.is_exit {
-                names.push("retval");
+                names.extend(["retval", "duration"]);
             }
             if call.kind == CallKind::Syscall {
                 names.push(if call.is_exit { "errno" } else { "skip" });

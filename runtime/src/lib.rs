@@ -15,6 +15,7 @@
 pub mod address_sets;
 pub mod args;
 pub mod call;
+pub mod clock;
 pub mod context;
 pub mod dispatch;
 mod fpu;
