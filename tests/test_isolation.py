@@ -201,6 +201,23 @@ def test_the_tracers_fds_are_in_dynamorios_range(tracer, run_native):
     assert result.stdout == native.stdout, str(result)
 
 
+@pytest.mark.parametrize("how", ["exec", "child"])
+def test_a_script_a_traced_shell_executes_opens_what_it_would_untraced(tracer, run_native, tmp_path, how):
+    # DynamoRIO runs a #! script's interpreter itself at execve and left
+    # the interpreter open on the new program's lowest free fd: its files
+    # opened one fd higher than untraced (fd 4 for 3).
+    script = tmp_path / "fds.sh"
+    script.write_text("#!/bin/sh\nexec 9</etc/hostname\nls /proc/$$/fd\n")
+    script.chmod(0o755)
+    command = ["/bin/sh", "-c", f"exec {script}" if how == "exec" else f"{script}; true"]
+    native = run_native(*command)
+    result = tracer("", *command, options=["-q"])
+    assert result.returncode == native.returncode == 0, str(result)
+    below_ours = lambda out: sorted(int(n) for n in out.split() if int(n) < 1000)  # noqa: E731
+    assert below_ours(result.stdout) == below_ours(native.stdout), (str(result), native.stdout)
+    assert 3 not in below_ours(native.stdout), native.stdout
+
+
 # ---------------------------------------------------------------------------
 # The launcher's own fds and signals
 

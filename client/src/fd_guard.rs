@@ -100,3 +100,45 @@ fn keep_inheritable(fds: &InheritedFds) {
         }
     }
 }
+
+/// Closes the fd DynamoRIO left open on the interpreter of a `#!` script
+/// a traced process executed; call at start, in a process started by an
+/// `execve` under DynamoRIO, before the target's first instruction.
+///
+/// DynamoRIO 11.90 runs a script's interpreter itself at an `execve`
+/// (`handle_execve_script` in core/unix/os.c), and checks that the
+/// interpreter is an ELF file with an `os_open` it never closes when the
+/// check passes: the new program found the interpreter open on its lowest
+/// free fd (3, say), and opened its own files one fd higher than it does
+/// untraced. The fd is told apart by what DynamoRIO left: the executable
+/// itself, opened read-only, not close-on-exec, read up to the end of its
+/// ELF header and no further.
+pub fn close_interpreter_left_open(exe: &str) {
+    let Ok(exe) = std::fs::metadata(exe) else { return };
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<i32> = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    for fd in fds {
+        // SAFETY: fstat and fcntl of an fd number into a local; a closed
+        // one (read_dir's own) fails harmlessly.
+        let (stat, fd_flags, status_flags) = unsafe {
+            let mut stat: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut stat) != 0 {
+                continue;
+            }
+            (stat, libc::fcntl(fd, libc::F_GETFD), libc::fcntl(fd, libc::F_GETFL))
+        };
+        if stat.st_dev as u64 != exe.dev() || stat.st_ino as u64 != exe.ino() {
+            continue;
+        }
+        // SAFETY: lseek of an fd that is open, asking only where it is.
+        let offset = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+        let read_only = status_flags >= 0 && status_flags & libc::O_ACCMODE == libc::O_RDONLY;
+        let elf_header_read = (1..=64).contains(&offset);
+        if fd_flags == 0 && read_only && elf_header_read {
+            // SAFETY: closing the fd DynamoRIO opened and forgot; the
+            // target has not run yet and cannot hold it.
+            unsafe { libc::close(fd) };
+        }
+    }
+}

@@ -33,6 +33,11 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
         Err(e) => fail_before_streams(&e),
     };
     fd_guard::install();
+    if !first_program {
+        if let Some(main) = dr_sys::module::main_module() {
+            fd_guard::close_interpreter_left_open(&main.path);
+        }
+    }
 
     let client_path = dr_sys::process::client_path(id);
     let exe = dr_sys::module::main_module().map(|m| m.path).unwrap_or_default();
