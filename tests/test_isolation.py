@@ -218,6 +218,21 @@ def test_a_script_a_traced_shell_executes_opens_what_it_would_untraced(tracer, r
     assert 3 not in below_ours(native.stdout), native.stdout
 
 
+def test_the_old_signal_mask_is_the_kernels(tracer, run_native):
+    # DynamoRIO emulates the mask and kept SIGKILL and SIGSTOP in it when
+    # the program blocked everything: the old mask read back had them.
+    code = (
+        "import signal\n"
+        "signal.pthread_sigmask(signal.SIG_SETMASK, signal.valid_signals())\n"
+        "old = signal.pthread_sigmask(signal.SIG_SETMASK, [])\n"
+        "print(signal.SIGKILL in old, signal.SIGSTOP in old, signal.SIGTERM in old, len(old))\n"
+    )
+    native = run_native(PYTHON, "-c", code)
+    result = tracer("", PYTHON, "-c", code, options=["-q"])
+    assert native.stdout.startswith("False False True "), native.stdout
+    assert result.returncode == 0 and result.stdout == native.stdout, str(result)
+
+
 # ---------------------------------------------------------------------------
 # The launcher's own fds and signals
 

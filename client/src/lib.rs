@@ -23,6 +23,7 @@ mod lifecycle;
 mod match_reports;
 mod memory;
 mod script_image;
+mod signal_masks;
 mod site_probes;
 mod start;
 mod syscalls;
