@@ -159,7 +159,7 @@ unsafe extern "C" fn on_module_unload(_dc: *mut std::ffi::c_void, info: *const f
 unsafe extern "C" fn on_fork(_dc: *mut std::ffi::c_void) {
     dr_sys::process::forget_pid();
     ptap_runtime::output::forget_pending();
-    ptap_runtime::forget_aggregations();
+    ptap_runtime::run_fork_hooks();
 }
 
 unsafe extern "C" fn on_signal(_dc: *mut std::ffi::c_void, info: *mut ffi::dr_siginfo_t) -> ffi::dr_signal_action_t {
@@ -243,7 +243,7 @@ unsafe extern "C" fn on_exit() {
                 ("signal", signal.map_or(FieldValue::None, |s| FieldValue::Int(s as i64))),
             ]
         });
-        ptap_runtime::print_aggregations();
+        ptap_runtime::run_exit_hooks();
         ptap_runtime::flush();
         // Each process of the trace says its own: named, as forks print
         // no banner of their own.

@@ -11,6 +11,7 @@
 
 pub mod layout;
 pub mod inherited;
+pub mod tracing;
 
 use std::fmt;
 
@@ -21,10 +22,12 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const USAGE: &str = "\
 usage: processtap [OPTIONS] SCRIPT.ptap [--] COMMAND [ARGS...]
        processtap [OPTIONS] -e PROGRAM [-e PROGRAM...] [--] COMMAND [ARGS...]
+       processtap [OPTIONS] -t syscalls[=NAME,...] [--] COMMAND [ARGS...]
        drrun -c libptap.so [OPTIONS] SCRIPT.ptap -- COMMAND [ARGS...]
 
 Runs COMMAND under DynamoRIO with the probes of SCRIPT.ptap, a Python 3
-script whose handlers run inside the target, or of the one-liner PROGRAMs.
+script whose handlers run inside the target, of the one-liner PROGRAMs, or
+of -t, which prints each system call as strace does.
 
 options:
   -o FILE     write what handlers print to FILE instead of stdout
@@ -35,6 +38,15 @@ options:
               one per line or separated by ' ;; ', and plain Python lines;
               after SCRIPT.ptap when both are given, e.g.
               -e 'syscall_entry(syscall_name == \"openat\"): print(ctx.args[1])'
+  -t syscalls[=NAME,...]
+              print every system call (or those named) as strace does, on
+              stderr or to the -o FILE, with no banner (unless -v); with a
+              script or -e, beside their probes
+  -s N        with -t: print at most N bytes of each string (default 32)
+  -T          with -t: the time spent in each call, <seconds>
+  -tt         with -t: the wall-clock time of each call, HH:MM:SS.microseconds
+  -c          with -t: a table of calls, errors and time per system call at
+              each process's exit, instead of the lines
   --help      show this help and exit
   --version   show the version and exit
 
@@ -64,8 +76,11 @@ pub struct Options {
     /// The script, as the user named it; empty when only `-e` programs
     /// give the probes.
     pub script: String,
-    /// `-e PROGRAM`, in the order given.
+    /// `-e PROGRAM`, in the order given; after parsing, the program of
+    /// `-t` last (see [`tracing`]).
     pub programs: Vec<String>,
+    /// `-t` and the options that shape it, while parsing.
+    tracing: tracing::Tracing,
 }
 
 /// A command line that cannot be used, with a message for the user.
@@ -109,6 +124,8 @@ pub fn parse_launcher_args(args: &[String]) -> Result<(Request, usize), UsageErr
         }
         _ => after_script,
     };
+    // The launcher's pid: the first traced process is its child.
+    options.finish_tracing(std::process::id())?;
     Ok((Request::Trace(options), command_start))
 }
 
@@ -122,6 +139,9 @@ pub fn parse_client_args(args: &[String]) -> Result<Request, UsageError> {
         Leading::Help => return Ok(Request::Help),
         Leading::Version => return Ok(Request::Version),
     }
+    // Under drrun the first traced process parses -t itself: its parent
+    // is the one whose children are the first processes.
+    options.finish_tracing(std::os::unix::process::parent_id())?;
     Ok(Request::Trace(options))
 }
 
@@ -141,18 +161,18 @@ fn parse_leading_options(args: &[String], options: &mut Options) -> Result<Leadi
         match arg {
             "--help" | "-h" => return Ok(Leading::Help),
             "--version" => return Ok(Leading::Version),
-            // With -e programs and no script: the command follows.
-            "--" if !options.programs.is_empty() => return Ok(Leading::Script(i)),
+            // With -e programs or -t and no script: the command follows.
+            "--" if options.has_probes() => return Ok(Leading::Script(i)),
             "--" => return Err(UsageError("no script given before '--'".into())),
             _ if arg.starts_with('-') && arg.len() > 1 => i += parse_option(args, i, options)?,
-            _ if !options.programs.is_empty() => return Ok(Leading::Script(i)),
+            _ if options.has_probes() => return Ok(Leading::Script(i)),
             _ => {
                 options.script = arg.to_string();
                 return Ok(Leading::Script(i + 1));
             }
         }
     }
-    if !options.programs.is_empty() {
+    if options.has_probes() {
         return Ok(Leading::Script(args.len()));
     }
     Err(UsageError("no script given".into()))
@@ -195,6 +215,17 @@ fn parse_option(args: &[String], i: usize, options: &mut Options) -> Result<usiz
             options.programs.push(value()?);
             return Ok(2);
         }
+        "-t" => {
+            options.tracing.add_spec(&value()?)?;
+            return Ok(2);
+        }
+        "-s" => {
+            options.tracing.set_string_size(&value()?)?;
+            return Ok(2);
+        }
+        "-T" => options.tracing.durations = true,
+        "-tt" => options.tracing.timestamps = true,
+        "-c" => options.tracing.summary = true,
         _ if arg.starts_with("-o") => options.output = Some(arg[2..].to_string()),
         _ if arg.starts_with("-I") => options.include_dirs.push(arg[2..].to_string()),
         _ => return Err(UsageError(format!("unknown option {arg}"))),
@@ -203,6 +234,24 @@ fn parse_option(args: &[String], i: usize, options: &mut Options) -> Result<usiz
 }
 
 impl Options {
+    /// Whether the command line gives probes without a script (`-e`, `-t`).
+    fn has_probes(&self) -> bool {
+        !self.programs.is_empty() || self.tracing.is_on()
+    }
+
+    /// Turns `-t` and its options into the last program; `first_parent`
+    /// is the pid whose children are the first traced processes.
+    fn finish_tracing(&mut self, first_parent: u32) -> Result<(), UsageError> {
+        let tracing = std::mem::take(&mut self.tracing);
+        if let Some(program) = tracing.program(self.output.is_some(), first_parent)? {
+            self.programs.push(program);
+            // strace's lines alone, as strace prints them; -v brings the
+            // banner back.
+            self.quiet |= !self.verbose;
+        }
+        Ok(())
+    }
+
     /// The client arguments that [`parse_client_args`] turns back into
     /// these options: `[OPTIONS] SCRIPT [-e PROGRAM]...`.
     pub fn to_client_args(&self) -> Vec<String> {
@@ -307,6 +356,7 @@ mod tests {
             include_dirs: vec!["x".into()],
             script: "t.ptap".into(),
             programs: Vec::new(),
+            tracing: Default::default(),
         };
         assert_eq!(parse_client_args(&o.to_client_args()).unwrap(), Request::Trace(o.clone()));
         // drrun's form: options after the script.

@@ -34,6 +34,8 @@ import builtins
 import os
 import sys
 
+from . import hooks
+
 __all__ = ["Aggregation", "count", "sum", "min", "max", "avg", "hist", "lhist", "print_unprinted", "forget_all"]
 
 #: Every aggregation made, in order.
@@ -298,6 +300,7 @@ def lhist(low, high, step):
     return Lhist(low, high, step)
 
 
+@hooks.at_exit
 def print_unprinted(file=None):
     """At the process's exit: print every aggregation that holds something
     and that the script did not print, under a line naming the process."""
@@ -310,6 +313,7 @@ def print_unprinted(file=None):
         print(str(aggregation), file=file)
 
 
+@hooks.at_fork
 def forget_all():
     """In a forked child: every aggregation starts empty."""
     for aggregation in _made:

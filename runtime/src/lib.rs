@@ -187,20 +187,22 @@ pub fn flush() {
     output::flush();
 }
 
-/// At the process's exit, after its `process_exit` handlers: the
-/// aggregations the script did not print itself (ptap.aggregations).
-pub fn print_aggregations() {
-    call_aggregations("print_unprinted");
+/// At the process's exit, after its `process_exit` handlers: what the
+/// ptap package prints then (aggregations the script did not print, `-c`'s
+/// table; ptap.hooks).
+pub fn run_exit_hooks() {
+    call_hooks("run_exit_hooks");
 }
 
-/// In a forked child: its aggregations start empty.
-pub fn forget_aggregations() {
-    call_aggregations("forget_all");
+/// In a forked child, before its first event: its aggregations and `-c`
+/// counts start empty (ptap.hooks).
+pub fn run_fork_hooks() {
+    call_hooks("run_fork_hooks");
 }
 
-fn call_aggregations(function: &str) {
+fn call_hooks(function: &str) {
     dispatch::with_python(|py| {
-        if let Err(e) = py.import("ptap.aggregations").and_then(|m| m.call_method0(function)) {
+        if let Err(e) = py.import("ptap.hooks").and_then(|m| m.call_method0(function)) {
             e.display(py);
         }
     });

@@ -1,0 +1,136 @@
+//! `-t`: tracing without a script, as strace does, and the options that
+//! shape it (`-s`, `-T`, `-tt`, `-c`).
+//!
+//! They become one more `-e` program, which calls `ptap.tracing.start`:
+//! the probes and the printing are Python's (`ptap/tracing.py`,
+//! `ptap/strace.py`), like any script's, and travel to every process in
+//! the script image with the other programs.
+
+use crate::UsageError;
+
+/// What `-t` and its options asked for, while the command line is parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tracing {
+    /// `-t syscalls`: every system call (`Some(empty)`), or those named.
+    syscalls: Option<Vec<String>>,
+    /// `-t syscalls` without names was given.
+    all_syscalls: bool,
+    /// `-s N`.
+    string_size: Option<usize>,
+    /// `-T`.
+    pub durations: bool,
+    /// `-tt`.
+    pub timestamps: bool,
+    /// `-c`.
+    pub summary: bool,
+}
+
+impl Tracing {
+    /// Whether `-t` was given.
+    pub fn is_on(&self) -> bool {
+        self.syscalls.is_some()
+    }
+
+    /// Takes one `-t SPEC`: `syscalls` or `syscalls=NAME[,NAME...]`.
+    pub fn add_spec(&mut self, spec: &str) -> Result<(), UsageError> {
+        let (class, names) = match spec.split_once('=') {
+            Some((class, names)) => (class, Some(names)),
+            None => (spec, None),
+        };
+        match class {
+            "syscalls" => {}
+            "functions" => return Err(UsageError("-t functions=... is not implemented yet (issue 15); use -e with function_exit".into())),
+            _ => return Err(UsageError(format!("-t {spec}: expected syscalls or syscalls=NAME,..."))),
+        }
+        let list = self.syscalls.get_or_insert_with(Vec::new);
+        match names {
+            None => self.all_syscalls = true,
+            Some(names) => {
+                for name in names.split(',') {
+                    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                        return Err(UsageError(format!("-t {spec}: {name:?} is not a system call's name")));
+                    }
+                    if !list.iter().any(|n| n == name) {
+                        list.push(name.to_string());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes `-s N`.
+    pub fn set_string_size(&mut self, value: &str) -> Result<(), UsageError> {
+        match value.parse::<usize>() {
+            Ok(n) => {
+                self.string_size = Some(n);
+                Ok(())
+            }
+            Err(_) => Err(UsageError(format!("-s {value}: expected a number of bytes"))),
+        }
+    }
+
+    /// The program that does what was asked, if `-t` was given.
+    /// `to_output`: `-o` was given, and the lines go there rather than to
+    /// the tracer's stderr; `first_parent`: the pid whose children are the
+    /// first traced processes (they print no `[pid N]` before their first
+    /// child or thread, as strace does).
+    pub fn program(&self, to_output: bool, first_parent: u32) -> Result<Option<String>, UsageError> {
+        let Some(names) = &self.syscalls else {
+            let stray = [(self.string_size.is_some(), "-s"), (self.durations, "-T"), (self.timestamps, "-tt"), (self.summary, "-c")];
+            if let Some((_, option)) = stray.iter().find(|(given, _)| *given) {
+                return Err(UsageError(format!("{option} shapes what -t prints: give -t syscalls too")));
+            }
+            return Ok(None);
+        };
+        let syscalls = if self.all_syscalls {
+            "None".to_string()
+        } else {
+            // Names are letters, digits and '_' (add_spec): quoted as is.
+            format!("[{}]", names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", "))
+        };
+        let python_bool = |b: bool| if b { "True" } else { "False" };
+        Ok(Some(format!(
+            "import ptap.tracing ;; ptap.tracing.start(syscalls={syscalls}, string_size={}, durations={}, timestamps={}, summary={}, to_output={}, first_parent={first_parent})",
+            self.string_size.unwrap_or(32),
+            python_bool(self.durations),
+            python_bool(self.timestamps),
+            python_bool(self.summary),
+            python_bool(to_output),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_become_one_program() {
+        let mut t = Tracing::default();
+        t.add_spec("syscalls=openat,read").unwrap();
+        t.add_spec("syscalls=read,close").unwrap();
+        t.durations = true;
+        t.set_string_size("64").unwrap();
+        let program = t.program(false, 7).unwrap().unwrap();
+        assert_eq!(
+            program,
+            "import ptap.tracing ;; ptap.tracing.start(syscalls=['openat', 'read', 'close'], string_size=64, durations=True, timestamps=False, summary=False, to_output=False, first_parent=7)"
+        );
+        t.add_spec("syscalls").unwrap();
+        assert!(t.program(true, 7).unwrap().unwrap().contains("syscalls=None, string_size=64") );
+    }
+
+    #[test]
+    fn bad_specs_and_stray_options_are_usage_errors() {
+        let mut t = Tracing::default();
+        assert!(t.add_spec("sycalls").unwrap_err().0.contains("expected syscalls"));
+        assert!(t.add_spec("syscalls=open'at").unwrap_err().0.contains("is not a system call's name"));
+        assert!(t.add_spec("syscalls=").unwrap_err().0.contains("is not a system call's name"));
+        assert!(t.set_string_size("many").is_err());
+        let mut stray = Tracing { summary: true, ..Default::default() };
+        assert!(stray.program(false, 1).unwrap_err().0.contains("-c shapes what -t prints"));
+        stray.summary = false;
+        assert_eq!(stray.program(false, 1).unwrap(), None);
+    }
+}
