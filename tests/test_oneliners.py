@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from conftest import script_lines
+from function_targets import ftarget  # noqa: F401
 
 CAT = shutil.which("cat") or "/bin/cat"
 
@@ -74,3 +75,13 @@ def test_e_needs_a_program_and_a_command(run_processtap):
     assert result.returncode == 2 and "option -e needs an argument" in result.stderr, result
     result = run_processtap("-e", "process_exit: pass")
     assert result.returncode == 2 and "no command" in result.stderr, result
+
+
+def test_a_program_that_includes_a_header_gets_its_prototypes(run_processtap, ftarget, tmp_path):
+    # The launcher prepares the headers of -e programs too: strlen's
+    # argument is the string, not its address.
+    env = {"PTAP_CACHE_DIR": str(tmp_path / "cache")}
+    program = 'include("string.h") ;; function_entry(function_name == "strlen"): print(repr(ctx.args[0]))'
+    result = run_processtap("-q", "-e", program, "--", ftarget("strlens"), "alpha", "beta", env=env)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result
+    assert "'alpha'" in result.stdout.splitlines() and "'beta'" in result.stdout.splitlines(), result

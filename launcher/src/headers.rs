@@ -16,7 +16,8 @@ use std::process::{Command, Stdio};
 /// failure is not fatal here: `include()` in the target then says what is
 /// missing, with the script's line.
 pub fn prepare(script: &ScriptImage, client: &Path, arch: Arch) {
-    if !script.source.windows(b"include".len()).any(|w| w == b"include") {
+    let mentions_include = |text: &[u8]| text.windows(b"include".len()).any(|w| w == b"include");
+    if !mentions_include(&script.source) && !script.programs.iter().any(|p| mentions_include(p.as_bytes())) {
         return;
     }
     let Some(ptap_lib) = find_ptap_lib(client) else { return };
@@ -29,8 +30,14 @@ pub fn prepare(script: &ScriptImage, client: &Path, arch: Arch) {
     for dir in &script.include_dirs {
         command.arg("-I").arg(dir);
     }
+    for program in &script.programs {
+        command.arg("--program").arg(program);
+    }
     // The source as read once (the script may have been a pipe).
-    command.arg("/dev/stdin").stdin(Stdio::piped());
+    if !script.path.is_empty() {
+        command.arg("/dev/stdin");
+    }
+    command.stdin(Stdio::piped());
     let python_path = match std::env::var_os("PYTHONPATH") {
         Some(old) if !old.is_empty() => {
             let mut joined = ptap_lib.into_os_string();

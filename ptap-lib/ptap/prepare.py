@@ -186,6 +186,18 @@ def included_headers(source, filename):
     return found
 
 
+def _program_headers(program):
+    """The headers a one-liner program's include() calls name (none if it
+    does not translate: the target will say why)."""
+    from . import oneliner
+
+    try:
+        source, _origins = oneliner.translate(program)
+    except SyntaxError:
+        return []
+    return included_headers(source, oneliner.NAME)
+
+
 def _parse_script(source, filename):
     """Return the syntax tree of *source*, translated from Python 2 if need be, or None."""
     try:
@@ -226,16 +238,27 @@ def main(argv=None):
         "--data-model", choices=sorted(cdecl.DATA_MODELS), default=cdecl.native_data_model().name,
         help="the target's: LP64 (x86-64) or ILP32 (32-bit x86); default this Python's",
     )
-    parser.add_argument("script", help="the script whose include() calls to prepare")
+    parser.add_argument(
+        "--program", dest="programs", action="append", default=[], metavar="PROGRAM",
+        help="a one-liner program of -e, whose include() calls to prepare too",
+    )
+    parser.add_argument("script", nargs="?", help="the script whose include() calls to prepare")
     options = parser.parse_args(argv)
+    if options.script is None and not options.programs:
+        parser.error("a script or --program is needed")
     model = cdecl.DATA_MODELS[options.data_model]
-    try:
-        with open(options.script, encoding="utf-8-sig") as file:
-            source = file.read()
-    except (OSError, UnicodeDecodeError) as error:
-        print(f"{parser.prog}: cannot read {options.script}: {error}", file=sys.stderr)
-        return 2
-    for header in included_headers(source, options.script):
+    wanted = []
+    if options.script is not None:
+        try:
+            with open(options.script, encoding="utf-8-sig") as file:
+                source = file.read()
+        except (OSError, UnicodeDecodeError) as error:
+            print(f"{parser.prog}: cannot read {options.script}: {error}", file=sys.stderr)
+            return 2
+        wanted += included_headers(source, options.script)
+    for program in options.programs:
+        wanted += _program_headers(program)
+    for header in dict.fromkeys(wanted):
         if headers.is_prepared(header, options.include_dirs, model):
             continue
         try:

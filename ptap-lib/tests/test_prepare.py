@@ -147,6 +147,14 @@ def test_main_usage_error(capsys):
     assert raised.value.code == 2
 
 
+def test_program_headers_are_found_through_the_translation():
+    from ptap.prepare import _program_headers
+
+    program = 'include("string.h") ;; function_entry(function_name == "strlen"): include("stdio.h")'
+    assert _program_headers(program) == ["string.h", "stdio.h"]
+    assert _program_headers("function_entry(: broken") == []
+
+
 def test_main_unwritable_cache(tmp_path, monkeypatch, capsys):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
