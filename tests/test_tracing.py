@@ -200,9 +200,10 @@ def test_c_counts_calls_and_errors_as_strace_does(processtap, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-t", "sycalls"], "-t sycalls: expected syscalls or syscalls=NAME,..."),
+    (["-t", "sycalls"], "-t sycalls: expected syscalls, syscalls=NAME,... or functions=GLOB,..."),
     (["-t", "syscalls=open at"], "is not a system call's name"),
-    (["-c", "-e", "x = 1"], "-c shapes what -t prints: give -t syscalls too"),
+    (["-c", "-e", "x = 1"], "-c shapes what -t prints: give -t syscalls or -t functions=... too"),
+    (["-t", "functions=mal'loc"], "is not a function's name or glob"),
     (["-s", "many", "-t", "syscalls"], "-s many: expected a number of bytes"),
 ])
 def test_bad_tracing_options_are_usage_errors(processtap, args, message):
@@ -215,3 +216,54 @@ def test_an_unknown_system_call_is_named_before_the_command_runs(processtap, tmp
     result = subprocess.run([processtap, "-t", "syscalls=opnat", "--", "/bin/touch", marker], capture_output=True, text=True)
     assert result.returncode == 2 and "opnat" in result.stderr and "openat" in result.stderr, result
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------------------
+# -t functions=GLOB,...: ltrace's lines, by the C library's prototypes
+
+
+def traced_functions(processtap, tmp_path, spec, command, options=()):
+    out = tmp_path / "functions.txt"
+    traced = subprocess.run([processtap, "-o", out, *options, "-t", f"functions={spec}", "--", *command],
+                            capture_output=True, text=True)
+    assert "Traceback" not in traced.stderr and "[!]" not in traced.stderr, traced.stderr
+    return traced, out.read_text().splitlines()
+
+
+def test_malloc_and_free_with_their_sizes_and_pointers(processtap, tmp_path, arch_target):
+    traced, lines = traced_functions(processtap, tmp_path, "malloc,free", [arch_target("malloc_sizes")])
+    assert traced.returncode == 0, traced
+    # The program says which sizes it asks for, in order; stdio's own
+    # buffers come between.
+    sizes = [int(line.split()[1]) for line in traced.stdout.splitlines() if line.startswith("malloc ")]
+    calls = [re.fullmatch(r"malloc\((\d+)\) += (0x[0-9a-f]+)", line) for line in lines if line.startswith("malloc(")]
+    assert all(calls), lines
+    asked = [int(c.group(1)) for c in calls]
+    position = 0
+    for size in sizes:
+        position = asked.index(size, position) + 1
+    # Each block the program frees is one malloc returned.
+    returned = {int(c.group(2), 16) for c in calls}
+    freed = [int(m.group(1), 16) for m in (re.fullmatch(r"free\((0x[0-9a-f]+)\) += <void>", line) for line in lines) if m]
+    assert len(freed) >= len(sizes) and set(freed) <= returned, lines
+    assert lines[-1] == "+++ exited with 0 +++"
+
+
+def test_strings_and_a_module_qualified_glob(processtap, tmp_path, ftarget):
+    words = ["alpha", "a much longer word than thirty-two bytes"]
+    traced, lines = traced_functions(processtap, tmp_path, "libc.so.6:strle?", [ftarget("strlens"), *words], options=["-s", "8"])
+    assert traced.stdout == "1: 5\n2: 40\n", traced
+    assert lines[:2] == ['strlen("alpha")                         = 5', 'strlen("a much l"...)                   = 40'], lines
+
+
+def test_a_function_that_does_not_return_is_shown_when_called(processtap, tmp_path, arch_target):
+    traced, lines = traced_functions(processtap, tmp_path, "exit", [arch_target("exit_with"), "7"])
+    assert traced.returncode == 7, traced
+    assert lines == ["exit(7)                                 = <no return ...>", "+++ exited with 7 +++"], lines
+
+
+def test_c_counts_function_calls(processtap, tmp_path, arch_target):
+    traced, lines = traced_functions(processtap, tmp_path, "malloc,free", [arch_target("malloc_sizes")], options=["-c"])
+    rows = {m.group(2): int(m.group(1)) for m in (re.fullmatch(r" *[\d.]+ +[\d.]+ +\d+ +(\d+) +(\w+)", line) for line in lines) if m}
+    assert rows["malloc"] >= 8 and rows["free"] >= 8 and rows["total"] == rows["malloc"] + rows["free"], lines
+    assert lines[0] == "% time     seconds  usecs/call     calls    errors function", lines

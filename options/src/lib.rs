@@ -23,11 +23,13 @@ pub const USAGE: &str = "\
 usage: processtap [OPTIONS] SCRIPT.ptap [--] COMMAND [ARGS...]
        processtap [OPTIONS] -e PROGRAM [-e PROGRAM...] [--] COMMAND [ARGS...]
        processtap [OPTIONS] -t syscalls[=NAME,...] [--] COMMAND [ARGS...]
+       processtap [OPTIONS] -t functions=GLOB[,GLOB...] [--] COMMAND [ARGS...]
        drrun -c libptap.so [OPTIONS] SCRIPT.ptap -- COMMAND [ARGS...]
 
 Runs COMMAND under DynamoRIO with the probes of SCRIPT.ptap, a Python 3
 script whose handlers run inside the target, of the one-liner PROGRAMs, or
-of -t, which prints each system call as strace does.
+of -t, which prints each system call as strace does, or each function
+call as ltrace does.
 
 options:
   -o FILE     write what handlers print to FILE instead of stdout
@@ -42,6 +44,10 @@ options:
               print every system call (or those named) as strace does, on
               stderr or to the -o FILE, with no banner (unless -v); with a
               script or -e, beside their probes
+  -t functions=GLOB[,GLOB...]
+              print each call of the functions named (malloc, 'str*',
+              'libc.so.6:str*') as ltrace does, by the C library's
+              prototypes
   -s N        with -t: print at most N bytes of each string (default 32)
   -T          with -t: the time spent in each call, <seconds>
   -tt         with -t: the wall-clock time of each call, HH:MM:SS.microseconds

@@ -1,5 +1,5 @@
-//! `-t`: tracing without a script, as strace does, and the options that
-//! shape it (`-s`, `-T`, `-tt`, `-c`).
+//! `-t`: tracing without a script, as strace (system calls) and ltrace
+//! (functions) do, and the options that shape it (`-s`, `-T`, `-tt`, `-c`).
 //!
 //! They become one more `-e` program, which calls `ptap.tracing.start`:
 //! the probes and the printing are Python's (`ptap/tracing.py`,
@@ -8,6 +8,9 @@
 
 use crate::UsageError;
 
+/// The headers whose prototypes `-t functions=...` decodes calls by.
+const FUNCTION_HEADERS: [&str; 4] = ["stdlib.h", "string.h", "stdio.h", "unistd.h"];
+
 /// What `-t` and its options asked for, while the command line is parsed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tracing {
@@ -15,6 +18,8 @@ pub struct Tracing {
     syscalls: Option<Vec<String>>,
     /// `-t syscalls` without names was given.
     all_syscalls: bool,
+    /// `-t functions=GLOB,...`: the globs, `MODULE:GLOB` or `GLOB`.
+    functions: Vec<String>,
     /// `-s N`.
     string_size: Option<usize>,
     /// `-T`.
@@ -28,19 +33,20 @@ pub struct Tracing {
 impl Tracing {
     /// Whether `-t` was given.
     pub fn is_on(&self) -> bool {
-        self.syscalls.is_some()
+        self.syscalls.is_some() || !self.functions.is_empty()
     }
 
-    /// Takes one `-t SPEC`: `syscalls` or `syscalls=NAME[,NAME...]`.
+    /// Takes one `-t SPEC`: `syscalls`, `syscalls=NAME[,NAME...]` or
+    /// `functions=GLOB[,GLOB...]`.
     pub fn add_spec(&mut self, spec: &str) -> Result<(), UsageError> {
         let (class, names) = match spec.split_once('=') {
             Some((class, names)) => (class, Some(names)),
             None => (spec, None),
         };
-        match class {
-            "syscalls" => {}
-            "functions" => return Err(UsageError("-t functions=... is not implemented yet (issue 15); use -e with function_exit".into())),
-            _ => return Err(UsageError(format!("-t {spec}: expected syscalls or syscalls=NAME,..."))),
+        match (class, names) {
+            ("syscalls", _) => {}
+            ("functions", Some(globs)) => return self.add_functions(spec, globs),
+            _ => return Err(UsageError(format!("-t {spec}: expected syscalls, syscalls=NAME,... or functions=GLOB,..."))),
         }
         let list = self.syscalls.get_or_insert_with(Vec::new);
         match names {
@@ -54,6 +60,21 @@ impl Tracing {
                         list.push(name.to_string());
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the globs of `-t functions=GLOB,...`: `malloc`, `str*`,
+    /// `libc.so.6:str*`.
+    fn add_functions(&mut self, spec: &str, globs: &str) -> Result<(), UsageError> {
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"_*?[]!.:+-@".contains(&b);
+        for glob in globs.split(',') {
+            if glob.is_empty() || !glob.bytes().all(allowed) || glob.ends_with(':') {
+                return Err(UsageError(format!("-t {spec}: {glob:?} is not a function's name or glob")));
+            }
+            if !self.functions.iter().any(|g| g == glob) {
+                self.functions.push(glob.to_string());
             }
         }
         Ok(())
@@ -76,22 +97,31 @@ impl Tracing {
     /// first traced processes (they print no `[pid N]` before their first
     /// child or thread, as strace does).
     pub fn program(&self, to_output: bool, first_parent: u32) -> Result<Option<String>, UsageError> {
-        let Some(names) = &self.syscalls else {
+        if !self.is_on() {
             let stray = [(self.string_size.is_some(), "-s"), (self.durations, "-T"), (self.timestamps, "-tt"), (self.summary, "-c")];
             if let Some((_, option)) = stray.iter().find(|(given, _)| *given) {
-                return Err(UsageError(format!("{option} shapes what -t prints: give -t syscalls too")));
+                return Err(UsageError(format!("{option} shapes what -t prints: give -t syscalls or -t functions=... too")));
             }
             return Ok(None);
+        }
+        // Names and globs hold no quote (add_spec): quoted as they are.
+        let quoted = |names: &[String]| format!("[{}]", names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", "));
+        let syscalls = match &self.syscalls {
+            None => "[]".to_string(),
+            Some(_) if self.all_syscalls => "None".to_string(),
+            Some(names) => quoted(names),
         };
-        let syscalls = if self.all_syscalls {
-            "None".to_string()
+        // The prototypes of the C library functions people trace, as
+        // ltrace knows them; include() calls the launcher prepares.
+        let headers = if self.functions.is_empty() {
+            String::new()
         } else {
-            // Names are letters, digits and '_' (add_spec): quoted as is.
-            format!("[{}]", names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", "))
+            FUNCTION_HEADERS.iter().map(|h| format!("include('{h}') ;; ")).collect()
         };
         let python_bool = |b: bool| if b { "True" } else { "False" };
         Ok(Some(format!(
-            "import ptap.tracing ;; ptap.tracing.start(syscalls={syscalls}, string_size={}, durations={}, timestamps={}, summary={}, to_output={}, first_parent={first_parent})",
+            "import ptap.tracing ;; {headers}ptap.tracing.start(syscalls={syscalls}, functions={}, string_size={}, durations={}, timestamps={}, summary={}, to_output={}, first_parent={first_parent})",
+            quoted(&self.functions),
             self.string_size.unwrap_or(32),
             python_bool(self.durations),
             python_bool(self.timestamps),
@@ -115,21 +145,29 @@ mod tests {
         let program = t.program(false, 7).unwrap().unwrap();
         assert_eq!(
             program,
-            "import ptap.tracing ;; ptap.tracing.start(syscalls=['openat', 'read', 'close'], string_size=64, durations=True, timestamps=False, summary=False, to_output=False, first_parent=7)"
+            "import ptap.tracing ;; ptap.tracing.start(syscalls=['openat', 'read', 'close'], functions=[], string_size=64, durations=True, timestamps=False, summary=False, to_output=False, first_parent=7)"
         );
         t.add_spec("syscalls").unwrap();
-        assert!(t.program(true, 7).unwrap().unwrap().contains("syscalls=None, string_size=64") );
+        assert!(t.program(true, 7).unwrap().unwrap().contains("syscalls=None, functions=[], string_size=64"));
+        let mut f = Tracing::default();
+        f.add_spec("functions=malloc,libc.so.6:str*").unwrap();
+        let program = f.program(false, 7).unwrap().unwrap();
+        assert!(program.starts_with("import ptap.tracing ;; include('stdlib.h') ;; "), "{program}");
+        assert!(program.contains("start(syscalls=[], functions=['malloc', 'libc.so.6:str*'], string_size=32"), "{program}");
     }
 
     #[test]
     fn bad_specs_and_stray_options_are_usage_errors() {
         let mut t = Tracing::default();
         assert!(t.add_spec("sycalls").unwrap_err().0.contains("expected syscalls"));
+        assert!(t.add_spec("functions").unwrap_err().0.contains("functions=GLOB"));
+        assert!(t.add_spec("functions=mal'loc").unwrap_err().0.contains("is not a function's name or glob"));
         assert!(t.add_spec("syscalls=open'at").unwrap_err().0.contains("is not a system call's name"));
         assert!(t.add_spec("syscalls=").unwrap_err().0.contains("is not a system call's name"));
         assert!(t.set_string_size("many").is_err());
         let mut stray = Tracing { summary: true, ..Default::default() };
         assert!(stray.program(false, 1).unwrap_err().0.contains("-c shapes what -t prints"));
+        assert!(!stray.is_on());
         stray.summary = false;
         assert_eq!(stray.program(false, 1).unwrap(), None);
     }

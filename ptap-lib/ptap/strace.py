@@ -1,4 +1,5 @@
-"""System calls written as strace writes them.
+"""System calls written as strace writes them, and function calls as
+ltrace writes them.
 
 ::
 
@@ -29,7 +30,8 @@ import struct
 #: The target's pointer size (the interpreter runs in it).
 _POINTER_SIZE = struct.calcsize("P")
 
-__all__ = ["Arg", "quote", "call_text", "result_text", "line", "RESULT_COLUMN"]
+__all__ = ["Arg", "quote", "call_text", "result_text", "function_call_text", "function_result_text",
+           "line", "RESULT_COLUMN"]
 
 #: Where strace puts the ``=`` of the result (its ``-a`` default, 40).
 RESULT_COLUMN = 40
@@ -533,6 +535,43 @@ def result_text(name, retval, args=()):
     if name in ("fcntl", "fcntl64") and len(args) > 1:
         return _fcntl_result(args[1].number, retval)
     return str(retval)
+
+
+# ---------------------------------------------------------------------------
+# Function calls, as ltrace writes them
+
+
+def _function_value(value, kind, string_size, raw=None):
+    """A function's argument or result by its type's kind: strings quoted
+    and cut at *string_size*, pointers in hex, numbers as they are."""
+    if kind == "string":
+        if isinstance(value, (str, bytes)):
+            return quote(value, string_size)
+        return pointer(value or 0) if isinstance(value, int) else "NULL"
+    if kind == "pointer":
+        return pointer(raw if raw is not None else value)
+    if kind is None:
+        return hex_or_zero(value)
+    if kind == "void":
+        return "<void>"
+    if kind == "bool":
+        return "true" if value else "false"
+    if kind == "ellipsis":
+        return "..."
+    return str(value)
+
+
+def function_call_text(name, args, string_size=32):
+    """A function call with its :class:`Arg` list: ``malloc(30)``,
+    ``strlen("hello")``, ``printf("%d\n", ...)``."""
+    parts = [_function_value(a.value, a.kind, string_size, a.raw if a.kind == "pointer" else None) for a in args]
+    return f"{name}({', '.join(parts)})"
+
+
+def function_result_text(retval, kind, string_size=32):
+    """A function's result by its return type's kind (None: no prototype,
+    the word in hex): ``0x55d0c2a4b2a0``, ``5``, ``<void>``."""
+    return _function_value(retval, kind, string_size)
 
 
 def line(call, result, prefix="", duration_ns=None):

@@ -1,4 +1,5 @@
-"""Tracing without a script: ``processtap -t syscalls[=NAME,...]``.
+"""Tracing without a script: ``processtap -t syscalls[=NAME,...]`` and
+``-t functions=GLOB[,GLOB...]``.
 
 ::
 
@@ -23,14 +24,15 @@ says how it ended (``+++ exited with 0 +++``). With ``-c``, instead of the
 lines, each process prints a table of its calls at its exit.
 """
 
+import fnmatch
 import os
 import sys
 import time
 
 from . import hooks, strace
 from .errors import MissingPrototype
-from .predicates import syscall_name
-from .probes import process_exit, syscall_entry, syscall_exit
+from .predicates import function_name, module_name, syscall_name
+from .probes import function_entry, function_exit, process_exit, syscall_entry, syscall_exit
 
 __all__ = ["start", "Summary"]
 
@@ -38,26 +40,52 @@ __all__ = ["start", "Summary"]
 NO_RETURN = ("exit", "exit_group")
 #: System calls after which a process has another task.
 NEW_TASK = ("clone", "clone3", "fork", "vfork")
+#: Functions that do not return, printed when they are called.
+NO_RETURN_FUNCTIONS = ("exit", "_exit", "_Exit", "quick_exit", "abort", "pthread_exit",
+                       "__assert_fail", "__stack_chk_fail", "longjmp", "siglongjmp",
+                       "__longjmp_chk", "execve", "execv", "execvp", "execl", "execlp")
 
 
-def start(*, syscalls=None, string_size=32, durations=False, timestamps=False, summary=False,
-          to_output=False, first_parent=None):
-    """Trace the system calls named in *syscalls* (every one if None).
+def start(*, syscalls=None, functions=(), string_size=32, durations=False, timestamps=False,
+          summary=False, to_output=False, first_parent=None):
+    """Trace the system calls named in *syscalls* (every one if None, none
+    if empty) and the functions that *functions* name: globs of function
+    names, ``MODULE:GLOB`` for those of one module.
 
     *string_size* is ``-s``, *durations* ``-T``, *timestamps* ``-tt`` and
     *summary* ``-c``; *to_output* sends the lines to the tracer's stdout
     (the ``-o`` file) instead of its stderr; *first_parent* is the pid
     whose children are the first processes of the trace.
     """
-    tracer = _Tracer(string_size, durations, timestamps, summary, to_output, first_parent)
-    chosen = None if syscalls is None else syscall_name >> list(syscalls)
-    syscall_exit(chosen)(tracer.returned)
-    endless = [n for n in NO_RETURN if syscalls is None or n in syscalls]
-    if endless:
-        syscall_entry(syscall_name >> endless)(tracer.made)
+    label = "function" if syscalls == [] else "syscall" if not functions else "call"
+    tracer = _Tracer(string_size, durations, timestamps, summary and label, to_output, first_parent)
+    if syscalls is None or syscalls:
+        chosen = None if syscalls is None else syscall_name >> list(syscalls)
+        syscall_exit(chosen)(tracer.returned)
+        endless = [n for n in NO_RETURN if syscalls is None or n in syscalls]
+        if endless:
+            syscall_entry(syscall_name >> endless)(tracer.made)
+    if functions:
+        chosen = _functions_predicate(functions)
+        function_exit(chosen)(tracer.function_returned)
+        endless = [n for n in NO_RETURN_FUNCTIONS if any(fnmatch.fnmatchcase(n, g.rpartition(":")[2]) for g in functions)]
+        if endless:
+            function_entry(chosen & (function_name >> endless))(tracer.function_called)
     syscall_exit(syscall_name >> _existing(NEW_TASK))(tracer.task_started)
     process_exit(tracer.exited)
     return tracer
+
+
+def _functions_predicate(globs):
+    """The predicate of ``-t functions=``'s globs: any of them."""
+    predicate = None
+    for glob in globs:
+        module, _, name = glob.rpartition(":")
+        one = function_name.like(name) if any(c in name for c in "*?[") else function_name == name
+        if module:
+            one = (module_name == module) & one
+        predicate = one if predicate is None else predicate | one
+    return predicate
 
 
 def _existing(names):
@@ -81,7 +109,9 @@ class _Tracer:
         self.string_size = string_size
         self.durations = durations
         self.timestamps = timestamps
-        self.summary = Summary() if summary else None
+        # summary: the label of -c's table's last column, or False.
+        self.summary_label = summary
+        self.summary = Summary(summary) if summary else None
         self.to_output = to_output
         self.first_parent = first_parent
         self.several = False
@@ -113,6 +143,55 @@ class _Tracer:
             return  # strace's table counts calls that return.
         self.print(ctx, strace.call_text(name, self.arguments(ctx), self.string_size, ctx.mem.read), "?", ctx.timestamp, None)
 
+    def function_returned(self, ctx):
+        """At a function's exit: its line, as ltrace writes it."""
+        name = ctx.function_name
+        if ctx.unwound and name in NO_RETURN_FUNCTIONS:
+            return  # Printed when it was called.
+        if self.summary is not None:
+            self.summary.add(name, ctx.duration, False)
+            return
+        args = self.function_arguments(ctx)
+        call = strace.function_call_text(name, args, self.string_size)
+        if ctx.unwound:
+            result = "<unwound>"
+        else:
+            result = strace.function_result_text(ctx.retval, self.return_kind(ctx), self.string_size)
+        self.print(ctx, call, result, ctx.timestamp - ctx.duration, ctx.duration)
+
+    def function_called(self, ctx):
+        """At the entry of a function that will not return."""
+        if self.summary is not None:
+            return
+        call = strace.function_call_text(ctx.function_name, self.function_arguments(ctx), self.string_size)
+        self.print(ctx, call, "<no return ...>", ctx.timestamp, None)
+
+    def function_arguments(self, ctx):
+        """A function call's arguments as :class:`ptap.strace.Arg` objects."""
+        prototype = ctx.prototype
+        if prototype is None:
+            # No prototype: the six integer argument words (ctx.args's).
+            return [strace.Arg("", "pointer", raw, raw) for raw in (ctx.args.raw(i) for i in range(6))]
+        args = []
+        for i, param in enumerate(prototype.params):
+            kind, _size, signed, _detail = param.to_data()
+            try:
+                value = ctx.args[i]
+                raw = ctx.args.raw(i) if kind not in ("float", "double") else value
+            except TypeError:
+                value = raw = "?"  # An argument ProcessTap cannot place.
+            args.append(strace.Arg(param.name or f"arg{i}", kind, value, raw, signed))
+        if prototype.variadic:
+            args.append(strace.Arg("...", "ellipsis", "...", 0))
+        return args
+
+    def return_kind(self, ctx):
+        """How the function's result decodes: its return type's kind."""
+        prototype = ctx.prototype
+        if prototype is None:
+            return None
+        return prototype.restype.to_data()[0]
+
     def task_started(self, ctx):
         """After clone, fork or vfork: a second task exists."""
         if ctx.retval > 0:
@@ -132,7 +211,7 @@ class _Tracer:
         """In a forked child: another process of the trace, counting anew."""
         self.several = True
         if self.summary is not None:
-            self.summary = Summary()
+            self.summary = Summary(self.summary_label)
 
     # Lines.
 
@@ -202,10 +281,11 @@ def _wall_clock(monotonic_ns):
 class Summary:
     """``-c``: calls, errors and time by system call, printed as strace's table."""
 
-    HEADER = "% time     seconds  usecs/call     calls    errors syscall"
+    HEADER = "% time     seconds  usecs/call     calls    errors "
     RULE = "------ ----------- ----------- --------- --------- ----------------"
 
-    def __init__(self):
+    def __init__(self, label="syscall"):
+        self.label = label
         self.calls = {}
 
     def add(self, name, duration_ns, failed):
@@ -219,7 +299,7 @@ class Summary:
             return []
         total_ns = sum(t for _, _, t in self.calls.values())
         rows = sorted(self.calls.items(), key=lambda item: (-item[1][2], -item[1][0], item[0]))
-        lines = [self.HEADER, self.RULE]
+        lines = [self.HEADER + self.label, self.RULE]
         for name, (calls, errors, ns) in rows:
             lines.append(self._row(ns * 100 / total_ns if total_ns else 0.0, ns, calls, errors, name))
         lines.append(self.RULE)
