@@ -267,3 +267,72 @@ def test_c_counts_function_calls(processtap, tmp_path, arch_target):
     rows = {m.group(2): int(m.group(1)) for m in (re.fullmatch(r" *[\d.]+ +[\d.]+ +\d+ +(\d+) +(\w+)", line) for line in lines) if m}
     assert rows["malloc"] >= 8 and rows["free"] >= 8 and rows["total"] == rows["malloc"] + rows["free"], lines
     assert lines[0] == "% time     seconds  usecs/call     calls    errors function", lines
+
+
+# ---------------------------------------------------------------------------
+# --json and emit()
+
+
+def test_json_lines_of_system_calls_agree_with_strace(processtap, tmp_path):
+    import json
+
+    (tmp_path / "f.txt").write_text("one\n")
+    command = ["/bin/cat", str(tmp_path / "f.txt"), str(tmp_path / "missing")]
+    log = tmp_path / "strace.txt"
+    subprocess.run(["strace", "-o", log, "-e", "trace=openat,close", *command], capture_output=True)
+    expected = []
+    for line in log.read_text().splitlines():
+        opened = re.fullmatch(r'openat\(AT_FDCWD, "([^"]*)", [^)]*\) += (-1 (\w+)|\d+).*', line)
+        closed = re.fullmatch(r"close\((\d+)\) += (-?\d+).*", line)
+        if opened:
+            expected.append(("openat", opened.group(1), -2 if opened.group(3) == "ENOENT" else int(opened.group(2)), opened.group(3)))
+        elif closed:
+            expected.append(("close", int(closed.group(1)), int(closed.group(2)), None))
+    out = tmp_path / "processtap.txt"
+    subprocess.run([processtap, "--json", "-o", out, "-t", "syscalls=openat,close", "--", *command], capture_output=True)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    calls = [r for r in records if r["event"] == "syscall_exit"]
+    got = [(r["name"], r["args"][1] if r["name"] == "openat" else r["args"][0], r["retval"], r.get("error")) for r in calls]
+    assert got == expected and len(expected) > 10, (got, expected)
+    assert all(r["pid"] == records[0]["pid"] and r["duration"] >= 0 for r in calls)
+    assert records[-1] == {"pid": records[0]["pid"], "tid": records[0]["pid"], "ts": records[-1]["ts"],
+                           "event": "process_exit", "exit_code": 1, "signal": None}
+
+
+def test_emit_writes_one_object_per_call(trace, arch_target):
+    import json
+
+    script = """
+@function_entry(function_name == "malloc")
+def enter(ctx):
+    emit(size=ctx.args[0], tag=b"\\xffab", pair=(1, "x"))
+"""
+    before = time.monotonic_ns()
+    result = trace(script, arch_target("malloc_sizes"), options=["-q"])
+    after = time.monotonic_ns()
+    assert result.returncode == 0, result
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    sizes = [int(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("malloc ")]
+    asked, position = [r["size"] for r in records], 0
+    for size in sizes:   # in order, with stdio's own buffers between
+        position = asked.index(size, position) + 1
+    for r in records:
+        assert list(r) == ["pid", "tid", "ts", "size", "tag", "pair"], r
+        # Bytes that are not UTF-8 are written as \xNN.
+        assert before < r["ts"] < after and r["tag"] == "\\xffab" and r["pair"] == [1, "x"], r
+
+
+def test_json_aggregations_at_exit(run_processtap, arch_target):
+    import json
+
+    program = 'n = count() ;; h = hist() ;; function_entry(function_name == "malloc"): n["malloc"] += 1; h.add(ctx.args[0])'
+    result = run_processtap("-q", "--json", "-e", program, "--", arch_target("malloc_sizes"))
+    assert result.returncode == 0, result
+    records = {r["aggregation"]: r for r in (json.loads(line) for line in result.stdout.splitlines() if line.startswith("{"))}
+    sizes = [int(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("malloc ")]
+    calls = records["n"]["values"][0]["value"]
+    assert records["n"]["kind"] == "count" and calls >= len(sizes), records
+    buckets = records["h"]["values"][0]["value"]
+    assert sum(b["count"] for b in buckets) == calls
+    for size in sizes:
+        assert any(b["low"] <= size < b["high"] for b in buckets), (size, buckets)

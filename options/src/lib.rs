@@ -53,6 +53,8 @@ options:
   -tt         with -t: the wall-clock time of each call, HH:MM:SS.microseconds
   -c          with -t: a table of calls, errors and time per system call at
               each process's exit, instead of the lines
+  --json      -t's calls, and the aggregations printed at exit, as JSON
+              lines (emit(**fields) in a script writes them anyway)
   --help      show this help and exit
   --version   show the version and exit
 
@@ -168,6 +170,7 @@ fn parse_leading_options(args: &[String], options: &mut Options) -> Result<Leadi
             "--help" | "-h" => return Ok(Leading::Help),
             "--version" => return Ok(Leading::Version),
             // With -e programs or -t and no script: the command follows.
+        // (--json alone gives no probes: a script is still needed.)
             "--" if options.has_probes() => return Ok(Leading::Script(i)),
             "--" => return Err(UsageError("no script given before '--'".into())),
             _ if arg.starts_with('-') && arg.len() > 1 => i += parse_option(args, i, options)?,
@@ -232,6 +235,7 @@ fn parse_option(args: &[String], i: usize, options: &mut Options) -> Result<usiz
         "-T" => options.tracing.durations = true,
         "-tt" => options.tracing.timestamps = true,
         "-c" => options.tracing.summary = true,
+        "--json" => options.tracing.json = true,
         _ if arg.starts_with("-o") => options.output = Some(arg[2..].to_string()),
         _ if arg.starts_with("-I") => options.include_dirs.push(arg[2..].to_string()),
         _ => return Err(UsageError(format!("unknown option {arg}"))),

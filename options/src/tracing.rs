@@ -28,6 +28,8 @@ pub struct Tracing {
     pub timestamps: bool,
     /// `-c`.
     pub summary: bool,
+    /// `--json`: `-t`'s calls and the aggregations as JSON lines.
+    pub json: bool,
 }
 
 impl Tracing {
@@ -97,12 +99,14 @@ impl Tracing {
     /// first traced processes (they print no `[pid N]` before their first
     /// child or thread, as strace does).
     pub fn program(&self, to_output: bool, first_parent: u32) -> Result<Option<String>, UsageError> {
+        // --json alone: the aggregations and emit() are JSON's anyway.
+        let json = if self.json { "import ptap.jsonlines ;; ptap.jsonlines.enable() ;; " } else { "" };
         if !self.is_on() {
             let stray = [(self.string_size.is_some(), "-s"), (self.durations, "-T"), (self.timestamps, "-tt"), (self.summary, "-c")];
             if let Some((_, option)) = stray.iter().find(|(given, _)| *given) {
                 return Err(UsageError(format!("{option} shapes what -t prints: give -t syscalls or -t functions=... too")));
             }
-            return Ok(None);
+            return Ok(self.json.then(|| json.trim_end_matches(" ;; ").to_string()));
         }
         // Names and globs hold no quote (add_spec): quoted as they are.
         let quoted = |names: &[String]| format!("[{}]", names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", "));
@@ -120,13 +124,14 @@ impl Tracing {
         };
         let python_bool = |b: bool| if b { "True" } else { "False" };
         Ok(Some(format!(
-            "import ptap.tracing ;; {headers}ptap.tracing.start(syscalls={syscalls}, functions={}, string_size={}, durations={}, timestamps={}, summary={}, to_output={}, first_parent={first_parent})",
+            "{json}import ptap.tracing ;; {headers}ptap.tracing.start(syscalls={syscalls}, functions={}, string_size={}, durations={}, timestamps={}, summary={}, to_output={}, first_parent={first_parent}, json={})",
             quoted(&self.functions),
             self.string_size.unwrap_or(32),
             python_bool(self.durations),
             python_bool(self.timestamps),
             python_bool(self.summary),
             python_bool(to_output),
+            python_bool(self.json),
         )))
     }
 }
@@ -145,7 +150,7 @@ mod tests {
         let program = t.program(false, 7).unwrap().unwrap();
         assert_eq!(
             program,
-            "import ptap.tracing ;; ptap.tracing.start(syscalls=['openat', 'read', 'close'], functions=[], string_size=64, durations=True, timestamps=False, summary=False, to_output=False, first_parent=7)"
+            "import ptap.tracing ;; ptap.tracing.start(syscalls=['openat', 'read', 'close'], functions=[], string_size=64, durations=True, timestamps=False, summary=False, to_output=False, first_parent=7, json=False)"
         );
         t.add_spec("syscalls").unwrap();
         assert!(t.program(true, 7).unwrap().unwrap().contains("syscalls=None, functions=[], string_size=64"));
@@ -170,5 +175,7 @@ mod tests {
         assert!(!stray.is_on());
         stray.summary = false;
         assert_eq!(stray.program(false, 1).unwrap(), None);
+        stray.json = true;
+        assert_eq!(stray.program(false, 1).unwrap().as_deref(), Some("import ptap.jsonlines ;; ptap.jsonlines.enable()"));
     }
 }

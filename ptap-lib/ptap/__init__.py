@@ -22,6 +22,8 @@ native client (``libptap.so``). This package is the pure-Python side:
 - :mod:`ptap.syscalls` -- system calls' numbers, names and prototypes;
 - :mod:`ptap.legacy` -- translating scripts for the original ProcessTap;
 - :mod:`ptap.aggregations` -- counts and histograms printed at exit;
+- :mod:`ptap.jsonlines` -- ``emit()`` and ``--json``: JSON lines;
+- :mod:`ptap.tracing`, :mod:`ptap.strace` -- ``-t``: strace's and ltrace's lines;
 - :mod:`ptap.output` -- where what handlers print goes;
 - :mod:`ptap.errors` -- the exceptions.
 
@@ -33,6 +35,7 @@ from .aggregations import avg, count, hist, lhist, max, min, sum
 from .cdecl import Prototype
 from .errors import MemoryFault, MissingPrototype, PrototypeError
 from .helpers import module, symbol
+from .jsonlines import emit
 from .predicates import (
     Predicate,
     branch_taken,
@@ -110,6 +113,8 @@ __all__ = [
     "avg",
     "hist",
     "lhist",
+    # JSON lines.
+    "emit",
     # Types.
     "Predicate",
     "Probe",

@@ -13,7 +13,8 @@ keyed by anything hashable, printed when the process exits.
 
 At the process's exit every aggregation that holds something and that
 the script has not printed itself (``print(calls)``) is printed in
-bpftrace's layout, under a line naming the process::
+bpftrace's layout, under a line naming the process (with ``--json``, as
+one JSON object each: :meth:`Aggregation.record`)::
 
     [pid 4242]
     @calls[malloc, 94251092751493]: 12
@@ -34,7 +35,7 @@ import builtins
 import os
 import sys
 
-from . import hooks
+from . import hooks, jsonlines
 
 __all__ = ["Aggregation", "count", "sum", "min", "max", "avg", "hist", "lhist", "print_unprinted", "forget_all"]
 
@@ -98,6 +99,16 @@ class Aggregation:
             if value is self:
                 return name
         return self.kind
+
+    def record(self, name):
+        """This aggregation as one JSON object (``--json``): its name, kind
+        and a ``{"key", "value"}`` per key (a histogram's value a list of
+        ``{"low", "high", "count"}`` buckets, None for unbounded)."""
+        values = [{"key": jsonlines.jsonable(key), "value": self._value(state)} for key, state in self._results.items()]
+        return {"pid": os.getpid(), "aggregation": name, "kind": self.kind, "values": values}
+
+    def _value(self, state):
+        return jsonlines.jsonable(self._result(state))
 
     def lines(self, name):
         """The text lines bpftrace would print for this aggregation."""
@@ -188,6 +199,9 @@ class Histogram(Aggregation):
 
     def _result(self, state):
         return dict(sorted((state or {}).items(), key=lambda item: _order(item[0])))
+
+    def _value(self, state):
+        return [{"low": low, "high": high, "count": n} for (low, high), n in self._result(state).items()]
 
     def lines(self, name):
         out = []
@@ -308,6 +322,10 @@ def print_unprinted(file=None):
     if not due:
         return
     file = sys.stdout if file is None else file
+    if jsonlines.enabled():
+        for aggregation in due:
+            jsonlines.write(aggregation.record(aggregation.name()), file)
+        return
     print(f"[pid {os.getpid()}]", file=file)
     for aggregation in due:
         print(str(aggregation), file=file)

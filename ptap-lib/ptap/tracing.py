@@ -24,12 +24,13 @@ says how it ended (``+++ exited with 0 +++``). With ``-c``, instead of the
 lines, each process prints a table of its calls at its exit.
 """
 
+import errno
 import fnmatch
 import os
 import sys
 import time
 
-from . import hooks, strace
+from . import hooks, jsonlines, strace
 from .errors import MissingPrototype
 from .predicates import function_name, module_name, syscall_name
 from .probes import function_entry, function_exit, process_exit, syscall_entry, syscall_exit
@@ -47,7 +48,7 @@ NO_RETURN_FUNCTIONS = ("exit", "_exit", "_Exit", "quick_exit", "abort", "pthread
 
 
 def start(*, syscalls=None, functions=(), string_size=32, durations=False, timestamps=False,
-          summary=False, to_output=False, first_parent=None):
+          summary=False, to_output=False, first_parent=None, json=False):
     """Trace the system calls named in *syscalls* (every one if None, none
     if empty) and the functions that *functions* name: globs of function
     names, ``MODULE:GLOB`` for those of one module.
@@ -55,10 +56,11 @@ def start(*, syscalls=None, functions=(), string_size=32, durations=False, times
     *string_size* is ``-s``, *durations* ``-T``, *timestamps* ``-tt`` and
     *summary* ``-c``; *to_output* sends the lines to the tracer's stdout
     (the ``-o`` file) instead of its stderr; *first_parent* is the pid
-    whose children are the first processes of the trace.
+    whose children are the first processes of the trace; *json*
+    (``--json``) writes each call as a JSON object instead.
     """
     label = "function" if syscalls == [] else "syscall" if not functions else "call"
-    tracer = _Tracer(string_size, durations, timestamps, summary and label, to_output, first_parent)
+    tracer = _Tracer(string_size, durations, timestamps, summary and label, to_output, first_parent, json)
     if syscalls is None or syscalls:
         chosen = None if syscalls is None else syscall_name >> list(syscalls)
         syscall_exit(chosen)(tracer.returned)
@@ -105,7 +107,8 @@ def _existing(names):
 class _Tracer:
     """The state of ``-t`` in one process."""
 
-    def __init__(self, string_size, durations, timestamps, summary, to_output, first_parent):
+    def __init__(self, string_size, durations, timestamps, summary, to_output, first_parent, json):
+        self.json = json
         self.string_size = string_size
         self.durations = durations
         self.timestamps = timestamps
@@ -133,6 +136,11 @@ class _Tracer:
             self.summary.add(name, ctx.duration, ctx.errno != 0)
             return
         args = self.arguments(ctx)
+        if self.json:
+            record = self.record(ctx, name, args, ctx.retval, ctx.duration)
+            if ctx.errno:
+                record["error"] = errno.errorcode.get(ctx.errno, str(ctx.errno))
+            return self.write_record(record)
         call = strace.call_text(name, args, self.string_size, ctx.mem.read, ctx.errno != 0)
         self.print(ctx, call, strace.result_text(name, ctx.retval, args), ctx.timestamp - ctx.duration, ctx.duration)
 
@@ -141,6 +149,8 @@ class _Tracer:
         name = ctx.syscall_name
         if self.summary is not None:
             return  # strace's table counts calls that return.
+        if self.json:
+            return self.write_record(self.record(ctx, name, self.arguments(ctx), None, None))
         self.print(ctx, strace.call_text(name, self.arguments(ctx), self.string_size, ctx.mem.read), "?", ctx.timestamp, None)
 
     def function_returned(self, ctx):
@@ -152,6 +162,12 @@ class _Tracer:
             self.summary.add(name, ctx.duration, False)
             return
         args = self.function_arguments(ctx)
+        if self.json:
+            record = self.record(ctx, name, args, None if ctx.unwound else ctx.retval, ctx.duration)
+            record["module"] = ctx.module
+            if ctx.unwound:
+                record["unwound"] = True
+            return self.write_record(record)
         call = strace.function_call_text(name, args, self.string_size)
         if ctx.unwound:
             result = "<unwound>"
@@ -163,6 +179,10 @@ class _Tracer:
         """At the entry of a function that will not return."""
         if self.summary is not None:
             return
+        if self.json:
+            record = self.record(ctx, ctx.function_name, self.function_arguments(ctx), None, None)
+            record["module"] = ctx.module
+            return self.write_record(record)
         call = strace.function_call_text(ctx.function_name, self.function_arguments(ctx), self.string_size)
         self.print(ctx, call, "<no return ...>", ctx.timestamp, None)
 
@@ -201,6 +221,9 @@ class _Tracer:
         """At the process's exit: how it ended, as strace says it."""
         if self.summary is not None:
             return
+        if self.json:
+            return self.write_record({"pid": ctx.pid, "tid": ctx.tid, "ts": ctx.timestamp, "event": "process_exit",
+                                      "exit_code": ctx.exit_code, "signal": ctx.signal})
         if ctx.signal is not None:
             ending = f"+++ killed by {strace.signal_name(ctx.signal)} +++"
         else:
@@ -244,8 +267,26 @@ class _Tracer:
     def write(self, text):
         print(text, file=sys.stdout if self.to_output else sys.stderr)
 
+    def record(self, ctx, name, args, retval, duration):
+        """A call as a JSON object (``--json``): the decoded arguments, the
+        result (None for one that did not return), ``duration`` in ns."""
+        record = {"pid": ctx.pid, "tid": ctx.tid, "ts": ctx.timestamp, "event": ctx.event, "name": name,
+                  "args": [None if a.kind == "ellipsis" else jsonlines.jsonable(a.value) for a in args],
+                  "retval": jsonlines.jsonable(retval)}
+        if duration is not None:
+            record["duration"] = duration
+        return record
+
+    def write_record(self, record):
+        jsonlines.write(record, sys.stdout if self.to_output else sys.stderr)
+
     def print_summary(self):
         if self.summary is None:
+            return
+        if self.json:
+            if self.summary.calls:
+                calls = {name: {"calls": c, "errors": e, "seconds": ns / 1e9} for name, (c, e, ns) in self.summary.calls.items()}
+                self.write_record({"pid": os.getpid(), "event": "summary", "calls": calls})
             return
         lines = self.summary.lines()
         if lines:
