@@ -20,13 +20,8 @@ pub fn prepare(script: &ScriptImage, client: &Path, arch: Arch) {
     if !mentions_include(&script.source) && !script.programs.iter().any(|p| mentions_include(p.as_bytes())) {
         return;
     }
-    let Some(ptap_lib) = find_ptap_lib(client) else { return };
-    let mut command = Command::new(PYTHON);
-    command.args(["-m", "ptap.prepare", "--data-model"]);
-    command.arg(match arch {
-        Arch::X86_64 => "LP64",
-        Arch::I686 => "ILP32",
-    });
+    let Some(mut command) = ptap_python(client, "ptap.prepare") else { return };
+    command.arg("--data-model").arg(data_model(arch));
     for dir in &script.include_dirs {
         command.arg("-I").arg(dir);
     }
@@ -38,16 +33,6 @@ pub fn prepare(script: &ScriptImage, client: &Path, arch: Arch) {
         command.arg("/dev/stdin");
     }
     command.stdin(Stdio::piped());
-    let python_path = match std::env::var_os("PYTHONPATH") {
-        Some(old) if !old.is_empty() => {
-            let mut joined = ptap_lib.into_os_string();
-            joined.push(":");
-            joined.push(old);
-            joined
-        }
-        _ => ptap_lib.into_os_string(),
-    };
-    command.env("PYTHONPATH", python_path);
     let run = command.spawn().and_then(|mut child| {
         if let Some(mut stdin) = child.stdin.take() {
             stdin.write_all(&script.source)?;
@@ -58,5 +43,32 @@ pub fn prepare(script: &ScriptImage, client: &Path, arch: Arch) {
         Ok(status) if status.success() => {}
         Ok(status) => eprintln!("processtap: preparing the included headers failed ({status})"),
         Err(e) => eprintln!("processtap: cannot run {PYTHON} to prepare the included headers: {e}"),
+    }
+}
+
+/// `python3 -m MODULE` with the `ptap` package beside `client` first on
+/// its path; None if the package is not there.
+pub fn ptap_python(client: &Path, module: &str) -> Option<Command> {
+    let ptap_lib = find_ptap_lib(client)?;
+    let mut command = Command::new(PYTHON);
+    command.args(["-m", module]);
+    let python_path = match std::env::var_os("PYTHONPATH") {
+        Some(old) if !old.is_empty() => {
+            let mut joined = ptap_lib.into_os_string();
+            joined.push(":");
+            joined.push(old);
+            joined
+        }
+        _ => ptap_lib.into_os_string(),
+    };
+    command.env("PYTHONPATH", python_path);
+    Some(command)
+}
+
+/// How `ptap.cdecl` names `arch`'s data model.
+pub fn data_model(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "LP64",
+        Arch::I686 => "ILP32",
     }
 }

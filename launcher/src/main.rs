@@ -16,6 +16,7 @@
 #![no_main]
 
 mod headers;
+mod listing;
 mod locate;
 mod reports;
 mod run;
@@ -113,6 +114,9 @@ fn launch(args: &[String]) -> Result<i32, String> {
     // process of the trace (children that `chdir` first included) runs the same.
     let image = ScriptImage::read(&options.script, &options.include_dirs, &options.programs)?;
     let command = &args[command_start..];
+    if let Some(wanted) = &options.listing {
+        return listing::run(wanted, &image, command);
+    }
     let Some(program) = command.first() else {
         return Err(format!("no command to trace after '{}'", options.script));
     };

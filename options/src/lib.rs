@@ -24,6 +24,8 @@ usage: processtap [OPTIONS] SCRIPT.ptap [--] COMMAND [ARGS...]
        processtap [OPTIONS] -e PROGRAM [-e PROGRAM...] [--] COMMAND [ARGS...]
        processtap [OPTIONS] -t syscalls[=NAME,...] [--] COMMAND [ARGS...]
        processtap [OPTIONS] -t functions=GLOB[,GLOB...] [--] COMMAND [ARGS...]
+       processtap -l [PATTERN] [-- COMMAND]
+       processtap SCRIPT.ptap -l [PATTERN] -- COMMAND
        drrun -c libptap.so [OPTIONS] SCRIPT.ptap -- COMMAND [ARGS...]
 
 Runs COMMAND under DynamoRIO with the probes of SCRIPT.ptap, a Python 3
@@ -55,6 +57,11 @@ options:
               each process's exit, instead of the lines
   --json      -t's calls, and the aggregations printed at exit, as JSON
               lines (emit(**fields) in a script writes them anyway)
+  -l [PATTERN]
+              list, without running it, the functions of COMMAND and of
+              the libraries it would load, and the system calls, that
+              match PATTERN ('malloc*', 'libc.so.6:str*', 'syscall:open*');
+              with a script or -e, what each probe would match
   --help      show this help and exit
   --version   show the version and exit
 
@@ -89,6 +96,15 @@ pub struct Options {
     pub programs: Vec<String>,
     /// `-t` and the options that shape it, while parsing.
     tracing: tracing::Tracing,
+    /// `-l [PATTERN]`: list probe points instead of tracing.
+    pub listing: Option<Listing>,
+}
+
+/// What `-l` asked to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// The glob, if one was given: `malloc*`, `libc.so.6:str*`, `syscall:open*`.
+    pub pattern: Option<String>,
 }
 
 /// A command line that cannot be used, with a message for the user.
@@ -236,6 +252,13 @@ fn parse_option(args: &[String], i: usize, options: &mut Options) -> Result<usiz
         "-tt" => options.tracing.timestamps = true,
         "-c" => options.tracing.summary = true,
         "--json" => options.tracing.json = true,
+        "-l" => {
+            // The pattern is optional: a word that is not an option or '--'.
+            let pattern = args.get(i + 1).filter(|a| *a != "--" && !a.starts_with('-')).cloned();
+            let taken = 1 + pattern.is_some() as usize;
+            options.listing = Some(Listing { pattern });
+            return Ok(taken);
+        }
         _ if arg.starts_with("-o") => options.output = Some(arg[2..].to_string()),
         _ if arg.starts_with("-I") => options.include_dirs.push(arg[2..].to_string()),
         _ => return Err(UsageError(format!("unknown option {arg}"))),
@@ -246,7 +269,7 @@ fn parse_option(args: &[String], i: usize, options: &mut Options) -> Result<usiz
 impl Options {
     /// Whether the command line gives probes without a script (`-e`, `-t`).
     fn has_probes(&self) -> bool {
-        !self.programs.is_empty() || self.tracing.is_on()
+        !self.programs.is_empty() || self.tracing.is_on() || self.listing.is_some()
     }
 
     /// Turns `-t` and its options into the last program; `first_parent`
@@ -367,6 +390,7 @@ mod tests {
             script: "t.ptap".into(),
             programs: Vec::new(),
             tracing: Default::default(),
+            listing: None,
         };
         assert_eq!(parse_client_args(&o.to_client_args()).unwrap(), Request::Trace(o.clone()));
         // drrun's form: options after the script.
@@ -389,6 +413,18 @@ mod tests {
         assert_eq!((client.script.as_str(), client.programs.len()), ("s.ptap", 1));
         let Request::Trace(client) = parse_client_args(&launcher(&["-e", "x", "--", "ls"]).0.to_client_args()).unwrap() else { panic!() };
         assert_eq!((client.script.as_str(), client.programs.len()), ("", 1));
+    }
+
+    #[test]
+    fn listing_takes_an_optional_pattern() {
+        let (o, command) = launcher(&["-l", "malloc*", "--", "ls"]);
+        assert_eq!((o.listing.unwrap().pattern.as_deref(), command), (Some("malloc*"), strings(&["ls"])));
+        let (o, command) = launcher(&["-l", "--", "ls"]);
+        assert_eq!((o.listing.unwrap().pattern, command), (None, strings(&["ls"])));
+        let (o, command) = launcher(&["-l", "syscall:open*"]);
+        assert!(o.listing.is_some() && command.is_empty());
+        let (o, command) = launcher(&["s.ptap", "-l", "--", "ls"]);
+        assert_eq!((o.script.as_str(), o.listing.unwrap().pattern, command), ("s.ptap", None, strings(&["ls"])));
     }
 
     #[test]

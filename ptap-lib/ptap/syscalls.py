@@ -40,6 +40,8 @@ __all__ = [
     "syscall",
     "count",
     "syscall_prototype",
+    "declared_prototype",
+    "numbers",
     "table_data",
 ]
 
@@ -365,6 +367,31 @@ def syscall_prototype(name_or_number):
         name = name_or_number
     else:
         name = syscall(name_or_number)
+    if name not in _decoded:
+        encoded = _stored_prototypes().get(name)
+        _decoded[name] = None if encoded is None else cdecl.decode_prototype(encoded)
+    return _decoded[name]
+
+
+def numbers(pointer_size=None):
+    """Return the system calls' numbers by name on the architecture whose
+    pointers are *pointer_size* bytes (8: x86-64, 4: 32-bit x86; by
+    default this interpreter's)."""
+    if pointer_size is None or pointer_size == cdecl.native_data_model().pointer_size:
+        return dict(_table()[0])
+    for path in _NUMBER_HEADERS[pointer_size]:
+        try:
+            with open(path, encoding="utf-8") as file:
+                return _parse_number_header(file.read())
+        except FileNotFoundError:
+            continue
+    raise FileNotFoundError(f"no header numbers the system calls with {pointer_size}-byte pointers: {_NUMBER_HEADERS[pointer_size][0]}")
+
+
+def declared_prototype(name):
+    """Return the :class:`~ptap.cdecl.Prototype` :data:`DECLARATIONS` gives
+    the system call *name*, or None, whatever this machine's table holds
+    (for listing another architecture's)."""
     if name not in _decoded:
         encoded = _stored_prototypes().get(name)
         _decoded[name] = None if encoded is None else cdecl.decode_prototype(encoded)
