@@ -361,3 +361,17 @@ def test_a_probe_that_never_matched_is_warned_about_once(tracer):
     result = tracer(script, "/bin/sh", "-c", "/bin/true; /bin/true", options=["-q"])
     assert result.returncode == 0, str(result)
     assert result.stderr.splitlines() == ["[!] probe malloc_entry never matched: no function named 'mallo'"], str(result)
+
+
+def test_t_prints_straces_lines_under_drrun_and_l_refuses(drrun, run_native, configdir, tmp_path):
+    # -t is the client's own (one more program, made in the first traced
+    # process); -l runs nothing and is the launcher's.
+    env = {"DYNAMORIO_CONFIGDIR": str(configdir)}
+    out = tmp_path / "lines.txt"
+    traced = run_native(drrun.path, "-root", drrun.root, "-c", drrun.client, "-o", str(out), "-t", "syscalls=openat,close",
+                        "--", "/bin/cat", "/etc/hostname", env=env)
+    assert traced.returncode == 0 and traced.stdout == open("/etc/hostname").read(), traced
+    lines = out.read_text().splitlines()
+    assert 'openat(AT_FDCWD, "/etc/hostname", O_RDONLY) = 3' in lines and lines[-1] == "+++ exited with 0 +++", lines
+    listing = run_native(drrun.path, "-root", drrun.root, "-c", drrun.client, "-l", "--", "/bin/true", env=env)
+    assert listing.returncode == 2 and "-l lists probe points without running the target" in listing.stderr, listing

@@ -23,6 +23,10 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
         }
         Err(e) => fail_before_streams(&format!("{e} (see processtap --help)")),
     };
+    if options.listing.is_some() {
+        // Listing runs nothing: it is the launcher's, before any target.
+        fail_before_streams("-l lists probe points without running the target: run processtap -l, not under drrun");
+    }
     let hidden = environment::hide_dynamorio_variables();
     // The first program of the trace stops everything when the script
     // cannot run; a program a traced process executes must not fail for
