@@ -39,6 +39,11 @@ SCRIPTS = {
         "def on_call(ctx):\n"
         "    counts[ctx.tid] = counts.get(ctx.tid, 0) + 1\n"
     ),
+    # Issue 15's goal: <= 30 ns per counted call over DynamoRIO alone. By
+    # function: an inline increment; by thread: counted in the entry
+    # callback, natively.
+    "ProcessTap, count=\"function\"": "calls = function_entry(function_name == {name!r}, count=\"function\")\n",
+    "ProcessTap, count=\"thread\"": "calls = function_entry(function_name == {name!r}, count=\"thread\")\n",
 }
 
 # The end of every Frida runner: let the spawned target run until it exits

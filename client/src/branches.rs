@@ -253,7 +253,7 @@ fn entered(tracer: &Tracer, index: usize) -> &Probe {
 ///
 /// # Safety
 /// In the clean call of thread `dc` at `site`.
-unsafe fn fire<'a>(dc: DrContext, site: &DirectionSite, probes: impl Iterator<Item = &'a Probe>, tid: u32, pid: u32) {
+unsafe fn fire<'a>(dc: DrContext, site: &DirectionSite, probes: impl Iterator<Item = &'a Probe> + Clone, tid: u32, pid: u32) {
     // SAFETY: in the thread's clean call; no other register view of it lives.
     let mut regs = SyscallRegisters::new(dc, site.pc, 0);
     let finished = call_handlers_with(probes, || {

@@ -107,6 +107,10 @@ pub fn install(probes: &'static [Probe]) {
         let _ = PROBES.set(probes);
         dr_sys::wrap::init();
     }
+    // Before any module loads: drmgr's events are registered at start-up.
+    if probes.iter().any(|p| p.kind == ProbeKind::FunctionEntry && p.count.is_some()) {
+        crate::entry_counts::install();
+    }
 }
 
 /// Whether function probes are in use (drwrap was initialized).
@@ -176,10 +180,15 @@ pub fn on_module_load(module: &ModuleInfo, is_main: bool) {
         };
         for (i, predicate) in &resolved {
             let Some(matched) = match_site(predicate, &names, address, &module.name) else { continue };
-            let list = if probes[*i].kind == ProbeKind::FunctionEntry { &mut site.entry } else { &mut site.exit };
+            let probe = &probes[*i];
             let name = matched.0.map(|n| intern(&n));
-            list.push(SiteProbe { probe: *i, name, predicate: matched.1 });
             crate::match_reports::matched(*i);
+            if let Some(counter) = inline_counter(probe, *i, matched.1.is_none() && !ifunc, name, module_name, address) {
+                crate::entry_counts::add(module.start, address, counter);
+                continue;
+            }
+            let list = if probe.kind == ProbeKind::FunctionEntry { &mut site.entry } else { &mut site.exit };
+            list.push(SiteProbe { probe: *i, name, predicate: matched.1 });
         }
         if site.entry.is_empty() && site.exit.is_empty() {
             continue;
@@ -187,6 +196,20 @@ pub fn on_module_load(module: &ModuleInfo, is_main: bool) {
         sites.extend(wrap_site(site));
     }
     SITES.lock().entry(module.start).or_default().extend(sites);
+}
+
+/// The counter a `count=` entry probe increments inline at a function,
+/// when it can (`decided`: its predicate needs nothing of the running
+/// thread and the function is no IFUNC resolver): its key is the
+/// function's name or module, known now.
+fn inline_counter(probe: &Probe, index: usize, decided: bool, name: Option<&'static str>, module: &'static str, address: usize) -> Option<&'static std::sync::atomic::AtomicU64> {
+    use ptap_runtime::counts::{counter_for, CountKey, KeyValue};
+    let key = match probe.count? {
+        CountKey::Function => name.map_or(KeyValue::Number(address as u64), KeyValue::Name),
+        CountKey::Module => KeyValue::Name(module),
+        _ => return None,
+    };
+    (probe.kind == ProbeKind::FunctionEntry && decided && crate::entry_counts::available()).then(|| counter_for(index, key))
 }
 
 /// The drwrap callbacks of a site: a function's entry and (if it has exit
@@ -266,6 +289,7 @@ fn match_site(predicate: &Predicate, names: &[String], address: usize, module: &
 
 /// Unwraps the functions of a module being unloaded.
 pub fn on_module_unload(start: usize) {
+    crate::entry_counts::on_module_unload(start);
     let Some(sites) = SITES.lock().remove(&start) else { return };
     for site in sites {
         let implementations = std::mem::take(&mut *site.implementations.lock());

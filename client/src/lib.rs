@@ -13,6 +13,7 @@
 
 mod banner;
 mod branches;
+mod entry_counts;
 mod environment;
 mod fd_guard;
 mod functions;

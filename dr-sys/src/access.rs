@@ -9,8 +9,14 @@ use crate::instrument::{Instr, InstrList, RawTlsWord, ThreadTest, FLAGS_SLOT, OP
 use crate::process::DrContext;
 use std::ffi::c_void;
 
-/// Starts drreg, drutil and drx, once, before blocks are built.
+/// Starts drreg, drutil and drx, once, before blocks are built; later
+/// calls return the first one's result.
 pub fn init() -> bool {
+    static STARTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(start_extensions)
+}
+
+fn start_extensions() -> bool {
     let mut options = ffi::drreg_options_t {
         struct_size: std::mem::size_of::<ffi::drreg_options_t>(),
         // Our own code spills to DynamoRIO's slots; drreg adds what drx
@@ -25,13 +31,34 @@ pub fn init() -> bool {
         // leaves it out.
         fn disassemble_set_syntax(flags: ffi::dr_disasm_flags_t);
     }
-    // SAFETY: called once from dr_client_main's thread, before any block.
+    // SAFETY: called once (init's cell), from dr_client_main's thread,
+    // before any block.
     unsafe {
         // ctx.instruction reads as objdump's default (AT&T) syntax.
         disassemble_set_syntax(ffi::dr_disasm_flags_t_DR_DISASM_ATT);
         // drx's gather and scatter expansion reserves registers with drreg.
         ffi::drreg_init(&mut options) == ffi::drreg_status_t_DRREG_SUCCESS && ffi::drutil_init() != 0 && ffi::drx_init() != 0
     }
+}
+
+/// Inserts before `where_` an atomic increment of the 64-bit counter at
+/// `counter` (drx: a `lock add`, the arithmetic flags spilled by drreg only
+/// where the application needs them). x86-64 only: drx cannot make a
+/// 64-bit locked add in a 32-bit process.
+///
+/// # Safety
+/// In a drmgr insertion callback of thread `dc`, `where_` in `bb`, after
+/// [`init`]; `counter` 8-byte aligned and alive as long as the code is.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn insert_counter_increment(dc: DrContext, bb: crate::instrument::InstrList, where_: crate::instrument::Instr, counter: *const u64) -> bool {
+    extern "C" {
+        // Declared again with the slot as a plain number: drx wants
+        // SPILL_SLOT_MAX + 1 under drmgr, which bindgen's enum cannot hold.
+        fn drx_insert_counter_update(dc: *mut c_void, bb: *mut ffi::instrlist_t, where_: *mut ffi::instr_t, slot: u32, addr: *mut c_void, value: i32, flags: u32) -> ffi::bool_;
+    }
+    let slot = ffi::dr_spill_slot_t::SPILL_SLOT_MAX as u32 + 1;
+    let flags = (ffi::DRX_COUNTER_LOCK | ffi::DRX_COUNTER_64BIT) as u32;
+    drx_insert_counter_update(dc, bb, where_, slot, counter as *mut c_void, 1, flags) != 0
 }
 
 /// Rewrites `bb` (in drmgr's app2app stage) so that each memory access is

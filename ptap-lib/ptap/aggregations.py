@@ -37,7 +37,7 @@ import sys
 
 from . import hooks, jsonlines
 
-__all__ = ["Aggregation", "count", "sum", "min", "max", "avg", "hist", "lhist", "print_unprinted", "forget_all"]
+__all__ = ["Aggregation", "NativeCount", "count", "sum", "min", "max", "avg", "hist", "lhist", "print_unprinted", "forget_all"]
 
 #: Every aggregation made, in order.
 _made = []
@@ -141,6 +141,52 @@ class Count(_Additive):
     def add(self, key=None):
         """Count one event under *key*."""
         self[key] += 1
+
+
+class NativeCount(Count):
+    """The counts of a ``count=`` probe, kept in native code by key: what
+    ``function_entry(pred, count="function")`` returns. Read as a
+    ``count()`` is, and printed at exit as one; its counts change only as
+    events come (assigning one is a ``TypeError``)."""
+
+    def __init__(self, probe_index, key):
+        super().__init__()
+        self.probe_index = probe_index
+        self.key = key
+
+    @property
+    def _results(self):
+        try:
+            import _ptap
+        except ImportError:
+            return {}  # Outside the target: nothing is counted.
+        return dict(_ptap.native_counts(self.probe_index))
+
+    @_results.setter
+    def _results(self, value):
+        pass  # Aggregation.__init__'s empty dict: the counts are native.
+
+    def __setitem__(self, key, value):
+        raise TypeError(f"count={self.key!r} counts its probe's events itself: its counts cannot be assigned")
+
+    def add(self, key=None):
+        raise TypeError(f"count={self.key!r} counts its probe's events itself: nothing can be added")
+
+    def __call__(self, handler):
+        raise TypeError(
+            f"count= probes take no handler: write `counts = KIND(PREDICATE, count={self.key!r})`, "
+            f"or drop count= to call {getattr(handler, '__name__', 'the handler')}"
+        )
+
+    def clear(self):
+        """A forked child's counts start at zero natively."""
+
+    def lines(self, name):
+        if self.key != "caller":
+            return super().lines(name)
+        # Return addresses, in hex as addresses are written.
+        ordered = sorted(self._results.items(), key=lambda item: item[1])
+        return [f"@{name}[{key:#x}]: {n}" for key, n in ordered]
 
 
 class Sum(_Additive):

@@ -161,13 +161,16 @@ class Probe(Record):
     (:data:`~ptap.predicates.ALWAYS` when the probe was declared without
     one); *handler* is the function called with the ctx object, and
     *name* its qualified name, as the banner prints it. *once* (branch
-    probes only) asks for one event per direction of each branch.
+    probes only) asks for one event per direction of each branch. *count*
+    (``"function"``, ``"caller"``, ``"thread"``, ``"syscall"``,
+    ``"module"``) makes a probe without a handler that counts its events
+    by that key in native code (``handler`` is None).
     """
 
-    __slots__ = ("kind", "predicate", "handler", "name", "once")
+    __slots__ = ("kind", "predicate", "handler", "name", "once", "count")
 
-    def __init__(self, kind, predicate, handler, name, once=False):
-        init(self, kind, predicate, handler, name, once)
+    def __init__(self, kind, predicate, handler, name, once=False, count=None):
+        init(self, kind, predicate, handler, name, once, count)
 
     @property
     def banner_kind(self):
@@ -178,6 +181,19 @@ class Probe(Record):
         """Return the banner's line for the probe: ``(module.name like "libc*") on_load``."""
         once = " once" if self.once else ""
         return f"{self.predicate}{once} {self.name}"
+
+
+#: The keys ``count=`` takes, by the probe kinds that have them.
+COUNT_KEYS = {
+    "function_entry": ("function", "caller", "thread", "module"),
+    "function_exit": ("function", "caller", "thread", "module"),
+    "syscall_entry": ("syscall", "thread"),
+    "syscall_exit": ("syscall", "thread"),
+    "memory_read": ("function", "thread", "module"),
+    "memory_write": ("function", "thread", "module"),
+    "memory_execute": ("function", "thread", "module"),
+    "branch": ("function", "thread", "module"),
+}
 
 
 class Registry:
@@ -271,42 +287,42 @@ class _RegistryInUse:
 # The decorators
 
 
-def function_entry(predicate=None, /):
+def function_entry(predicate=None, /, *, count=None):
     """Call the handler at the first instruction of each matching function."""
-    return _declare("function_entry", predicate)
+    return _declare("function_entry", predicate, count=count)
 
 
-def function_exit(predicate=None, /):
+def function_exit(predicate=None, /, *, count=None):
     """Call the handler when a call of a matching function returns."""
-    return _declare("function_exit", predicate)
+    return _declare("function_exit", predicate, count=count)
 
 
-def syscall_entry(predicate=None, /):
+def syscall_entry(predicate=None, /, *, count=None):
     """Call the handler before each matching system call."""
-    return _declare("syscall_entry", predicate)
+    return _declare("syscall_entry", predicate, count=count)
 
 
-def syscall_exit(predicate=None, /):
+def syscall_exit(predicate=None, /, *, count=None):
     """Call the handler after each matching system call."""
-    return _declare("syscall_exit", predicate)
+    return _declare("syscall_exit", predicate, count=count)
 
 
-def memory_read(predicate=None, /):
+def memory_read(predicate=None, /, *, count=None):
     """Call the handler before each matching memory read."""
-    return _declare("memory_read", predicate)
+    return _declare("memory_read", predicate, count=count)
 
 
-def memory_write(predicate=None, /):
+def memory_write(predicate=None, /, *, count=None):
     """Call the handler after each matching memory write."""
-    return _declare("memory_write", predicate)
+    return _declare("memory_write", predicate, count=count)
 
 
-def memory_execute(predicate=None, /):
+def memory_execute(predicate=None, /, *, count=None):
     """Call the handler before the instruction at each matching address runs."""
-    return _declare("memory_execute", predicate)
+    return _declare("memory_execute", predicate, count=count)
 
 
-def branch(predicate=None, /, *, once=False):
+def branch(predicate=None, /, *, once=False, count=None):
     """Call the handler at each matching conditional branch.
 
     With *once* true, the handler is called the first time each branch
@@ -315,7 +331,7 @@ def branch(predicate=None, /, *, once=False):
     """
     if not isinstance(once, bool):
         raise TypeError(f"branch(once=...) takes True or False, not {once!r}")
-    return _declare("branch", predicate, once)
+    return _declare("branch", predicate, once, count=count)
 
 
 def process_exit(predicate=None, /):
@@ -338,13 +354,18 @@ def module_load(predicate=None, /):
     return _declare("module_load", predicate)
 
 
-def _declare(kind, argument, once=False):
+def _declare(kind, argument, once=False, count=None):
     """Do the work of the decorator *kind* called with *argument*.
 
     *argument* is a predicate (return a decorator), ``None`` (likewise, with
     :data:`ALWAYS`) or the handler itself (register it and return it).
-    *once* is the probe's :attr:`Probe.once`.
+    *once* is the probe's :attr:`Probe.once`. With *count*, there is no
+    handler: the probe is registered at once, counting natively, and the
+    :class:`~ptap.aggregations.NativeCount` that reads its counts is
+    returned.
     """
+    if count is not None:
+        return _register_count(kind, argument, count, once)
     if argument is None:
         predicate = ALWAYS
     elif isinstance(argument, Predicate):
@@ -378,6 +399,26 @@ def _register(kind, predicate, handler, once=False):
     probe = Probe(kind=kind, predicate=predicate, handler=handler, name=name, once=once)
     _current_registry.add(probe)
     return handler
+
+
+def _register_count(kind, predicate, key, once):
+    """Register a ``count=`` probe of *kind*; return its NativeCount."""
+    keys = COUNT_KEYS[kind]
+    if key not in keys:
+        raise TypeError(f"{kind}(count={key!r}): {kind} probes count by {', '.join(repr(k) for k in keys)}")
+    if predicate is None:
+        predicate = ALWAYS
+    elif not isinstance(predicate, Predicate):
+        raise TypeError(f"{kind}(..., count={key!r}) takes a predicate and no handler, not {type(predicate).__name__}")
+    name = f"count({key})"
+    _check_depth(kind, name, predicate)
+    _check_variables(kind, name, predicate)
+    _check_syscall_names(kind, name, predicate)
+    probe = Probe(kind=kind, predicate=predicate, handler=None, name=name, once=once, count=key)
+    _current_registry.add(probe)
+    from .aggregations import NativeCount
+
+    return NativeCount(len(_current_registry) - 1, key)
 
 
 def _check_handler(kind, name, handler):

@@ -374,3 +374,26 @@ def test_branch_once_takes_a_bool(registry, once):
 def test_once_is_for_branch_probes_only(registry):
     with pytest.raises(TypeError):
         function_entry(function_name == "f", once=True)
+
+
+def test_count_probes_register_without_a_handler_and_return_their_counts():
+    from ptap import probes
+    from ptap.aggregations import NativeCount
+    from ptap.predicates import function_name, syscall_name
+
+    registry = probes.Registry()
+    with probes.use_registry(registry):
+        calls = probes.function_entry(function_name == "malloc", count="function")
+        made = probes.syscall_exit(syscall_name == "read", count="thread")
+        with pytest.raises(TypeError, match="syscall_entry probes count by 'syscall', 'thread'"):
+            probes.syscall_entry(count="caller")
+        with pytest.raises(TypeError, match="takes a predicate and no handler"):
+            probes.function_entry(print, count="function")
+    assert isinstance(calls, NativeCount) and (calls.probe_index, made.probe_index) == (0, 1)
+    assert [(p.kind, p.count, p.handler, p.name) for p in registry] == [
+        ("function_entry", "function", None, "count(function)"),
+        ("syscall_exit", "thread", None, "count(thread)"),
+    ]
+    assert dict(calls.items()) == {}  # Outside the target nothing is counted.
+    with pytest.raises(TypeError, match="count= probes take no handler"):
+        calls(lambda ctx: None)

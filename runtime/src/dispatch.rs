@@ -170,7 +170,7 @@ fn thread_state(t: &PerThread) -> *mut ffi::PyThreadState {
 /// event: exceptions are printed the first time for each handler, then
 /// counted. Returns what the handlers left of a call (see
 /// [`HitContext::finish`]).
-pub fn call_handlers<'a>(probes: impl Iterator<Item = &'a Probe>, ctx: HitContext) -> Option<Finished> {
+pub fn call_handlers<'a>(probes: impl Iterator<Item = &'a Probe> + Clone, ctx: HitContext) -> Option<Finished> {
     call_handlers_with(probes, || ctx)
 }
 
@@ -178,7 +178,32 @@ pub fn call_handlers<'a>(probes: impl Iterator<Item = &'a Probe>, ctx: HitContex
 /// ready for it: made in place, not moved through the closures on the way
 /// to Python's stack and back (a HitContext is ~250 bytes; each move was a
 /// memcpy call).
-pub fn call_handlers_with<'a>(probes: impl Iterator<Item = &'a Probe>, make_ctx: impl FnOnce() -> HitContext) -> Option<Finished> {
+pub fn call_handlers_with<'a>(probes: impl Iterator<Item = &'a Probe> + Clone, make_ctx: impl FnOnce() -> HitContext) -> Option<Finished> {
+    if probes.clone().any(|p| p.count.is_some()) {
+        return count_then_call(probes, make_ctx());
+    }
+    call_handlers_with_plain(probes, make_ctx)
+}
+
+/// An event some `count=` probes matched: they count it natively; the
+/// other probes' handlers run as usual, and Python is not entered when
+/// there are none.
+fn count_then_call<'a>(probes: impl Iterator<Item = &'a Probe> + Clone, ctx: HitContext) -> Option<Finished> {
+    for probe in probes.clone() {
+        if let Some(key) = probe.count {
+            crate::counts::add(probe.index, crate::counts::key_of(key, &ctx));
+        }
+    }
+    let mut handled = probes.filter(|p| p.count.is_none()).peekable();
+    if handled.peek().is_none() {
+        return ctx.finish();
+    }
+    let mut ctx = Some(ctx);
+    call_handlers_with_plain(handled, move || ctx.take().expect("made once"))
+}
+
+/// [`call_handlers_with`] for probes with handlers only.
+fn call_handlers_with_plain<'a>(probes: impl Iterator<Item = &'a Probe>, make_ctx: impl FnOnce() -> HitContext) -> Option<Finished> {
     let mut make_ctx = Some(make_ctx);
     let make_ctx = &mut make_ctx;
     with_python(move |py| {

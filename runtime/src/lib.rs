@@ -17,6 +17,7 @@ pub mod args;
 pub mod call;
 pub mod clock;
 pub mod context;
+pub mod counts;
 pub mod dispatch;
 mod fpu;
 pub mod interned;
@@ -137,8 +138,8 @@ pub fn start(config: &StartConfig<'_>) -> Result<Runtime, StartError> {
             }
         };
         let mut probes = Vec::new();
-        for p in registered.try_iter().map_err(internal)? {
-            probes.push(Probe::from_python(&p.map_err(internal)?).map_err(internal)?);
+        for (index, p) in registered.try_iter().map_err(internal)?.enumerate() {
+            probes.push(Probe::from_python(&p.map_err(internal)?, index).map_err(internal)?);
         }
         // Only probes of their kind read the tables: a script that
         // includes stdio.h without a function probe exports none of its
@@ -197,6 +198,7 @@ pub fn run_exit_hooks() {
 /// In a forked child, before its first event: its aggregations and `-c`
 /// counts start empty (ptap.hooks).
 pub fn run_fork_hooks() {
+    counts::forget();
     call_hooks("run_fork_hooks");
 }
 

@@ -17,6 +17,24 @@ pub mod _ptap {
 
     use pyo3::prelude::*;
 
+    /// The counts of the `count=` probe `index` (its place in the script's
+    /// list of probes): `[(key, events), ...]`, a key a str, an int or None.
+    #[pyfunction]
+    fn native_counts(py: Python<'_>, index: usize) -> PyResult<Vec<(Py<PyAny>, u64)>> {
+        use crate::counts::KeyValue;
+        crate::counts::of_probe(index)
+            .into_iter()
+            .map(|(key, n)| {
+                let key = match key {
+                    KeyValue::Name(name) => name.into_pyobject(py)?.into_any().unbind(),
+                    KeyValue::Number(number) => number.into_pyobject(py)?.into_any().unbind(),
+                    KeyValue::None => py.None(),
+                };
+                Ok((key, n))
+            })
+            .collect()
+    }
+
     /// The target's process id.
     #[pyfunction]
     fn pid() -> u32 {

@@ -83,12 +83,17 @@ pub struct Probe {
     pub handler: Py<PyAny>,
     /// Branch probes: one event per direction of each branch.
     pub once: bool,
+    /// `count=`: the probe counts its events by this key, natively, and
+    /// has no handler.
+    pub count: Option<crate::counts::CountKey>,
+    /// Its place in the script's list of probes (the key of its counts).
+    pub index: usize,
     errors: AtomicU64,
 }
 
 impl Probe {
-    /// Reads a `ptap.probes.Probe`.
-    pub fn from_python(probe: &Bound<'_, PyAny>) -> PyResult<Probe> {
+    /// Reads a `ptap.probes.Probe`, the script's `index`-th.
+    pub fn from_python(probe: &Bound<'_, PyAny>, index: usize) -> PyResult<Probe> {
         let kind_name: String = probe.getattr("kind")?.extract()?;
         let kind = ProbeKind::from_name(&kind_name)
             .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown probe kind {kind_name}")))?;
@@ -100,6 +105,11 @@ impl Probe {
             name: probe.getattr("name")?.extract()?,
             handler: probe.getattr("handler")?.unbind(),
             once: probe.getattr("once")?.extract()?,
+            count: match probe.getattr("count")?.extract::<Option<String>>()? {
+                None => None,
+                Some(key) => Some(crate::counts::CountKey::from_name(&key).ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown count key {key}")))?),
+            },
+            index,
             errors: AtomicU64::new(0),
         })
     }
