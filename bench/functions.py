@@ -4,7 +4,9 @@
     /usr/bin/python3.11 bench/functions.py [--calls N] [--runs R]
 
 Two targets (built here with gcc): one that calls malloc/free N times, one
-that calls a small function `work` N times. For each: native, DynamoRIO
+that calls a small function `work` N times; built again with gcc -m32 for
+the 32-bit x86 rows (DynamoRIO 32-bit with no client, ProcessTap's i686
+client) when scripts/build-i686 has built those. For each: native, DynamoRIO
 with no client, ProcessTap with a probe that matches nothing, ProcessTap
 with an empty Python handler on every call, and with a handler that counts
 into a dict; Frida's Interceptor (empty onEnter) as a peer when the `frida`
@@ -28,6 +30,9 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 RELEASE = BENCH.parent / "target" / "release"
 DYNAMORIO = RELEASE / "dynamorio" / "lib64" / "release" / "libdynamorio.so"
+#: The 32-bit x86 DynamoRIO and client (scripts/build-i686), for the i686 rows.
+DYNAMORIO32 = BENCH.parent / "target" / "dynamorio-home" / "lib32" / "release" / "libdynamorio.so"
+CLIENT32 = BENCH.parent / "target" / "i686-unknown-linux-gnu" / "release" / "libptap.so"
 
 NOTHING = 'function_entry(function_name == "no_such_function_anywhere")'
 SCRIPTS = {
@@ -74,20 +79,36 @@ script.load()
 """ + FRIDA_RUN_TO_EXIT
 
 
-def build(tmp):
-    """Compile the two targets into *tmp*; return {label: (path, probed function)}."""
+def build(tmp, m32=False):
+    """Compile the two targets into *tmp* (with gcc -m32 for 32-bit x86);
+    return {label: (path, probed function)}."""
     targets = {}
     for source, function in (("malloc_heavy.c", "malloc"), ("call_heavy.c", "work")):
-        exe = Path(tmp) / source[:-2]
-        subprocess.run(["gcc", "-O2", "-g", "-o", exe, BENCH / "targets" / source], check=True)
-        targets[source[:-2]] = (exe, function)
+        exe = Path(tmp) / (source[:-2] + ("_m32" if m32 else ""))
+        subprocess.run(["gcc", "-O2", "-g", *(["-m32"] if m32 else []), "-o", exe, BENCH / "targets" / source], check=True)
+        targets[source[:-2] + (" (i686)" if m32 else "")] = (exe, function)
     return targets
+
+
+def i686_missing():
+    """Why the i686 rows cannot run here, or None when they can."""
+    if not DYNAMORIO32.is_file() or not CLIENT32.is_file():
+        return "the 32-bit client is not built (scripts/build-i686)"
+    probe = subprocess.run(["gcc", "-m32", "-x", "c", "-o", "/dev/null", "-"], input=b"int main(void){return 0;}",
+                           capture_output=True)
+    return None if probe.returncode == 0 else "gcc -m32 cannot build a program (Debian: gcc-multilib)"
+
+
+def dynamorio_for(exe):
+    """The libdynamorio.so of *exe*'s architecture (its ELF class)."""
+    with open(exe, "rb") as file:
+        return DYNAMORIO32 if file.read(5)[4:5] == b"\x01" else DYNAMORIO
 
 
 def timed(argv, env=None):
     # Under DynamoRIO without our launcher, libdynamorio.so is executed with
     # the target's own argv, as early injection wants.
-    executable = str(DYNAMORIO) if env and "DYNAMORIO_EXE_PATH" in env else None
+    executable = str(dynamorio_for(env["DYNAMORIO_EXE_PATH"])) if env and "DYNAMORIO_EXE_PATH" in env else None
     start = time.perf_counter()
     subprocess.run(argv, executable=executable, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return time.perf_counter() - start
@@ -113,7 +134,7 @@ def rows_for(exe, function, calls, tmp):
         n = many if "nothing" in label else calls
         rows[label] = ([str(RELEASE / "processtap"), "-q", str(script), "--", str(exe), str(n)], None)
     frida_python = python_with_frida()
-    if frida_python:
+    if frida_python and dynamorio_for(exe) == DYNAMORIO:
         runner = Path(tmp) / "frida_runner.py"
         runner.write_text(FRIDA_RUNNER)
         rows["Frida Interceptor, empty onEnter"] = ([frida_python, str(runner), str(exe), function, str(calls)], None)
@@ -157,8 +178,12 @@ def main():
     args = parser.parse_args()
     if not DYNAMORIO.is_file() or not shutil.which("gcc"):
         sys.exit("build first (scripts/bootstrap) and install gcc")
+    i686_why_not = i686_missing()
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (exe, function) in build(tmp).items():
+        targets = build(tmp)
+        if i686_why_not is None:
+            targets.update(build(tmp, m32=True))
+        for name, (exe, function) in targets.items():
             rows = rows_for(exe, function, args.calls, tmp)
             total, slope, best = measure(rows, args.runs)
             bare = "DynamoRIO, no client"
@@ -177,6 +202,8 @@ def main():
             print(" best: the same over DR from the fastest runs with and without the calls)")
     if not python_with_frida():
         print("\n(Frida not installed: `pip install frida` adds it as a peer row)")
+    if i686_why_not:
+        print(f"\n(no i686 rows: {i686_why_not})")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 
     /usr/bin/python3.11 bench/syscalls.py [--rounds N] [--runs R]
 
-One target (bench/targets/syscall_heavy.c, built here with gcc) makes N
-rounds of getppid() and a one-byte write to /dev/null: 2N system calls.
+One target (bench/targets/syscall_heavy.c, built here with gcc, and with
+gcc -m32 for the 32-bit x86 table when scripts/build-i686 has built the
+i686 client) makes N rounds of getppid() and a one-byte write to
+/dev/null: 2N system calls.
 Rows: native; DynamoRIO with no client; ProcessTap with a probe on a system
 call the target never makes (only the requested system calls are
 intercepted, so this should cost next to nothing); ProcessTap with an empty
@@ -27,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from functions import BENCH, CHEAP_ROW_FACTOR, DYNAMORIO, RELEASE, measure
+from functions import BENCH, CHEAP_ROW_FACTOR, DYNAMORIO, RELEASE, dynamorio_for, i686_missing, measure
 
 SCRIPTS = {
     "ProcessTap, probe on an unrelated call": (
@@ -66,7 +68,7 @@ def failing(rows):
     """{label: error} of the rows whose command fails with one round."""
     errors = {}
     for label, (argv, env) in rows.items():
-        executable = str(DYNAMORIO) if env and "DYNAMORIO_EXE_PATH" in env else None
+        executable = str(dynamorio_for(env["DYNAMORIO_EXE_PATH"])) if env and "DYNAMORIO_EXE_PATH" in env else None
         completed = subprocess.run([*argv[:-1], "1"], executable=executable, env=env, capture_output=True, text=True)
         if completed.returncode != 0:
             errors[label] = f"exit status {completed.returncode}: {completed.stderr.strip()[-300:]}"
@@ -80,20 +82,29 @@ def main():
     args = parser.parse_args()
     if not DYNAMORIO.is_file() or not shutil.which("gcc"):
         sys.exit("build first (scripts/bootstrap) and install gcc")
+    i686_why_not = i686_missing()
     with tempfile.TemporaryDirectory() as tmp:
-        exe = Path(tmp) / "syscall_heavy"
-        subprocess.run(["gcc", "-O2", "-g", "-o", exe, BENCH / "targets" / "syscall_heavy.c"], check=True)
-        rows = rows_for(exe, args.rounds, tmp)
-        errors = failing(rows)
-        for label, error in errors.items():
-            print(f"[!] {label}: left out, it fails ({error})", file=sys.stderr)
-            del rows[label]
-        total, slope, best = measure(rows, args.runs)
+        for m32 in (False, True) if i686_why_not is None else (False,):
+            exe = Path(tmp) / ("syscall_heavy_m32" if m32 else "syscall_heavy")
+            subprocess.run(["gcc", "-O2", "-g", *(["-m32"] if m32 else []), "-o", exe, BENCH / "targets" / "syscall_heavy.c"], check=True)
+            rows = rows_for(exe, args.rounds, tmp)
+            errors = failing(rows)
+            for label, error in errors.items():
+                print(f"[!] {label}: left out, it fails ({error})", file=sys.stderr)
+                del rows[label]
+            total, slope, best = measure(rows, args.runs)
+            report(rows, total, slope, best, args.runs, " (i686)" if m32 else "")
+    if i686_why_not:
+        print(f"\n(no i686 rows: {i686_why_not})")
+
+
+def report(rows, total, slope, best, runs, arch):
+    """Print one table."""
     # ns per system call: two system calls per round.
     per_call = {label: slope[label] / (2 * int(argv[-1])) * 1e9 for label, (argv, _) in rows.items()}
     best_per_call = {label: best[label] / (2 * int(argv[-1])) * 1e9 for label, (argv, _) in rows.items()}
     native, bare = per_call["native"], per_call["DynamoRIO, no client"]
-    print(f"\nsyscall_heavy: rounds of getppid() + write(/dev/null, 1 byte), median of {args.runs} interleaved runs")
+    print(f"\nsyscall_heavy{arch}: rounds of getppid() + write(/dev/null, 1 byte), median of {runs} interleaved runs")
     print(f"{'':38}{'syscalls':>10}{'total s':>9}{'ns/syscall':>12}{'x native':>10}{'x DR':>8}{'best over DR':>14}")
     for label, (argv, _) in rows.items():
         ratio_native = per_call[label] / native if native > 0 else float("nan")
