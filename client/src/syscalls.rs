@@ -85,6 +85,10 @@ struct Tracer {
     /// call, strace shows them as `syscall_0x...`), decided when first
     /// made; leaked, as they live as long as the process.
     others: parking_lot::Mutex<HashMap<i32, &'static SyscallSite>>,
+    /// The numbers tested inline where a block does not show its system
+    /// call's number ([`inline_numbers`]); `None`: every such call makes
+    /// the clean call.
+    numbers: Option<Vec<i64>>,
 }
 
 static TRACER: OnceCell<Tracer> = OnceCell::new();
@@ -215,6 +219,28 @@ fn decide_site(probes: &[Probe], number: i128, table: Option<&'static SyscallEnt
     site
 }
 
+/// The most system-call numbers tested inline before a clean call.
+const MAX_INLINE_NUMBERS: usize = 8;
+
+/// The numbers the probes may match, when they are few and all in the
+/// table: a block that does not show its system call's number then tests
+/// RAX against them inline, and makes the clean call only for them.
+/// `None` when any number might do (a predicate such as `process_id > 0`,
+/// or `syscall_num` beyond the table).
+fn inline_numbers(probes: &[Probe], sites: &[SyscallSite]) -> Option<Vec<i64>> {
+    /// A number no table has.
+    const OUTSIDE_TABLE: i128 = 1 << 40;
+    let fields = &SyscallStaticFields { number: OUTSIDE_TABLE, name: None };
+    // A predicate on the number may name one outside the table (9999);
+    // one that matches a call without a name matches those too.
+    let open = |p: &Probe| p.predicate.mentions(Variable::SyscallNum) || residual(&p.predicate, fields).is_some();
+    if probes.iter().filter(|p| handles(p.kind)).any(open) {
+        return None;
+    }
+    let numbers: Vec<i64> = sites.iter().enumerate().filter(|(_, s)| !s.entry.is_empty() || !s.exit.is_empty()).map(|(n, _)| n as i64).collect();
+    (numbers.len() <= MAX_INLINE_NUMBERS).then_some(numbers)
+}
+
 /// Decides which system calls the probes may match and registers the
 /// instrumentation that intercepts them; `probes` lives as long as the
 /// process.
@@ -233,7 +259,8 @@ pub fn install(probes: &'static [Probe]) {
     if let Some(word) = RawTlsWord::allocate() {
         let _ = PENDING_COUNT.set(word);
     }
-    if TRACER.set(Tracer { probes, sites, others: Default::default() }).is_err() {
+    let numbers = inline_numbers(probes, &sites);
+    if TRACER.set(Tracer { probes, sites, others: Default::default(), numbers }).is_err() {
         return;
     }
     // SAFETY: registering a plain extern "C" callback with the signature
@@ -305,7 +332,11 @@ unsafe extern "C" fn on_instruction(
                 remember_return_point(dc, return_pc);
             }
             let args = [Arg::Rax, Arg::Word(syscall_pc), Arg::Word(return_pc), Arg::Rsp];
-            instrument::insert_clean_call(dc, bb, instr, on_syscall as *mut c_void, &args);
+            let unknown_number = instrument::syscall_number_set_before(instr).is_none();
+            match TRACER.get().and_then(|t| t.numbers.as_deref()).filter(|_| unknown_number) {
+                Some(numbers) => instrument::insert_clean_call_if_rax_in(dc, bb, instr, numbers, on_syscall as *mut c_void, &args),
+                None => instrument::insert_clean_call(dc, bb, instr, on_syscall as *mut c_void, &args),
+            }
             instrumented = true;
         }
     }

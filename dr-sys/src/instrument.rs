@@ -377,6 +377,39 @@ pub unsafe fn insert_clean_call_if_before(dc: DrContext, bb: InstrList, where_: 
     meta(done);
 }
 
+/// [`insert_clean_call`], made only when the application's RAX (EAX) is
+/// one of `numbers`: before a `syscall` whose block does not show its
+/// number, the calls no probe wants go on after a `lea` and a `jrcxz` per
+/// number, which leave the arithmetic flags alone, with RCX kept in a
+/// spill slot meanwhile.
+///
+/// # Safety
+/// As for [`insert_clean_call`].
+pub unsafe fn insert_clean_call_if_rax_in(dc: DrContext, bb: InstrList, where_: Instr, numbers: &[i64], callee: *mut c_void, args: &[Arg]) {
+    let label = || ffi::instr_create_0dst_0src(dc, ffi::OP_LABEL as i32);
+    let meta = |instr: Instr| ffi::instrlist_meta_preinsert(bb, where_, instr);
+    let (rax, rcx) = (XAX, XCX);
+    let slot = ffi::dr_spill_slot_t::SPILL_SLOT_1;
+    let (hit, done) = (label(), label());
+    //     save rcx
+    //     lea rcx, [rax - n1]; jrcxz hit      (once per number)
+    //     restore rcx; jmp done
+    // hit: restore rcx; <clean call>
+    // done: where_
+    ffi::dr_save_reg(dc, bb, where_, rcx, slot);
+    for &number in numbers {
+        let address = ffi::opnd_create_base_disp(rax, ffi::DR_REG_NULL as ffi::reg_id_t, 0, -(number as i32), ffi::OPSZ_0 as ffi::opnd_size_t);
+        meta(ffi::instr_create_1dst_1src(dc, ffi::OP_lea as i32, ffi::opnd_create_reg(rcx), address));
+        meta(ffi::instr_create_0dst_2src(dc, ffi::OP_jecxz as i32, ffi::opnd_create_instr(hit), ffi::opnd_create_reg(rcx)));
+    }
+    ffi::dr_restore_reg(dc, bb, where_, rcx, slot);
+    meta(ffi::instr_create_0dst_1src(dc, ffi::OP_jmp as i32, ffi::opnd_create_instr(done)));
+    meta(hit);
+    ffi::dr_restore_reg(dc, bb, where_, rcx, slot);
+    insert_clean_call(dc, bb, where_, callee, args);
+    meta(done);
+}
+
 /// A test of the running thread: the clean call is made only when the
 /// thread's `word` has one of the bits of `mask` set (`mask` is
 /// sign-extended to 64 bits).
