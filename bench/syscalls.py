@@ -38,6 +38,8 @@ SCRIPTS = {
     "ProcessTap, handler on every call": (
         "@syscall_entry()\n@syscall_exit()\ndef on_call(ctx):\n    pass\n"
     ),
+    # Counted by the code before each `syscall` that shows its number.
+    "ProcessTap, count=\"syscall\" (every call)": 'made = syscall_entry(count="syscall")\n',
 }
 
 STRACE = ["strace", "-f", "-o", "/dev/null"]

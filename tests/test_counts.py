@@ -80,6 +80,21 @@ def test_system_calls_counted_as_strace_counts_them(trace, tmp_path):
     assert got == expected, (got, expected)
 
 
+def test_system_calls_counted_at_entry_inline(trace, tmp_path):
+    # Counted at entry by the code before each `syscall` that shows its
+    # number (x86-64): the same counts, and exit_group, which never returns.
+    command = ["/bin/cat", "/etc/hostname", "/nonexistent"]
+    log = tmp_path / "strace.txt"
+    subprocess.run(["strace", "-c", "-o", log, *command], capture_output=True)
+    expected = {"exit_group": 1}
+    for line in log.read_text().splitlines():
+        row = re.fullmatch(r" *[\d.]+ +[\d.]+ +\d+ +(\d+) +(?:\d+ +)?(\w+)", line)
+        if row and row.group(2) not in ("total", "execve"):
+            expected[row.group(2)] = int(row.group(1))
+    result = trace('made = syscall_entry(count="syscall")\n', *command, options=["-q"])
+    assert counts(result.stdout, "made") == expected, result.stdout
+
+
 def test_every_write_of_a_watched_counter_by_eight_threads(trace, arch_target):
     script = 'writes = memory_write(memory_address >> symbol_range("counter"), count="thread")\n'
     result = trace(script, arch_target("lock_counter"), "20000", options=["-q"])

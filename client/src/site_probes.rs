@@ -79,14 +79,21 @@ fn accepts(sp: &SiteProbe, fields: &RunTimeFields) -> bool {
 /// The probes of `list` whose predicates accept an event of thread `tid`
 /// in process `pid`.
 pub fn matching(list: &[SiteProbe], tid: u32, pid: u32) -> ProbeSet {
+    matching_except(list, tid, pid, |_| false)
+}
+
+/// [`matching`], leaving out the probes for which `skip` holds (those the
+/// code cache already counted inline).
+pub fn matching_except(list: &[SiteProbe], tid: u32, pid: u32, skip: impl Fn(&SiteProbe) -> bool) -> ProbeSet {
     let fields = RunTimeFields { tid, pid };
+    let wanted = |sp: &SiteProbe| !skip(sp) && accepts(sp, &fields);
     let mut bits = 0;
     for (i, sp) in list.iter().enumerate().take(BITS) {
-        if accepts(sp, &fields) {
+        if wanted(sp) {
             bits |= 1 << i;
         }
     }
-    if list.iter().skip(BITS).any(|sp| accepts(sp, &fields)) {
+    if list.iter().skip(BITS).any(wanted) {
         bits |= TAIL;
     }
     ProbeSet { bits, tid, pid }

@@ -17,7 +17,7 @@
 //! pre- and post-syscall events leave it for every call they intercept,
 //! which alone cost ~470 ns per system call here, more than the handlers.
 
-use crate::site_probes::{chosen, matching, residual, ProbeSet, SiteProbe};
+use crate::site_probes::{chosen, matching, matching_except, residual, ProbeSet, SiteProbe};
 use dr_sys::ffi;
 use dr_sys::instrument::{self, Arg, Instr, InstrList, RawTlsWord};
 use dr_sys::process::DrContext;
@@ -260,6 +260,8 @@ pub fn install(probes: &'static [Probe]) {
         let _ = PENDING_COUNT.set(word);
     }
     let numbers = inline_numbers(probes, &sites);
+    let counts_syscalls = probes.iter().any(|p| p.kind == ProbeKind::SyscallEntry && p.count.is_some());
+    let _ = INLINE_COUNTS.set(cfg!(target_arch = "x86_64") && counts_syscalls && dr_sys::access::init());
     if TRACER.set(Tracer { probes, sites, others: Default::default(), numbers }).is_err() {
         return;
     }
@@ -321,7 +323,15 @@ unsafe extern "C" fn on_instruction(
         }
     }
     if instrument::is_syscall(instr) {
-        if let Some(needs_exit) = instrumentation_for(instrument::syscall_number_set_before(instr)) {
+        let number = instrument::syscall_number_set_before(instr);
+        let shown = number.and_then(|n| i32::try_from(n).ok());
+        // count= probes on this number, counted here; the clean call only
+        // if other probes want the call.
+        let needed = match shown {
+            Some(n) if INLINE_COUNTS.get().copied().unwrap_or(false) => insert_inline_counts(dc, bb, instr, n),
+            _ => true,
+        };
+        if let Some(needs_exit) = instrumentation_for(number).filter(|_| needed) {
             let syscall_pc = instrument::app_pc(instr);
             let return_pc = instrument::next_app_pc(dc, instr);
             // 32-bit x86: the vDSO's sysenter and syscall return past the
@@ -331,11 +341,13 @@ unsafe extern "C" fn on_instruction(
             if needs_exit && translating == 0 {
                 remember_return_point(dc, return_pc);
             }
+            let counted = shown.is_some() && INLINE_COUNTS.get().copied().unwrap_or(false);
+            let callee = if counted { on_counted_syscall as *mut c_void } else { on_syscall as *mut c_void };
             let args = [Arg::Rax, Arg::Word(syscall_pc), Arg::Word(return_pc), Arg::Rsp];
-            let unknown_number = instrument::syscall_number_set_before(instr).is_none();
+            let unknown_number = shown.is_none();
             match TRACER.get().and_then(|t| t.numbers.as_deref()).filter(|_| unknown_number) {
-                Some(numbers) => instrument::insert_clean_call_if_rax_in(dc, bb, instr, numbers, on_syscall as *mut c_void, &args),
-                None => instrument::insert_clean_call(dc, bb, instr, on_syscall as *mut c_void, &args),
+                Some(numbers) => instrument::insert_clean_call_if_rax_in(dc, bb, instr, numbers, callee, &args),
+                None => instrument::insert_clean_call(dc, bb, instr, callee, &args),
             }
             instrumented = true;
         }
@@ -414,13 +426,75 @@ fn exit_point(syscall_pc: usize, return_pc: usize, rsp: usize) -> usize {
 /// The clean call before an instrumented `syscall` instruction at
 /// `syscall_pc`, with the application's RAX and stack pointer; the call
 /// returns to `return_pc`.
+/// Whether `sp` is a `syscall_entry(..., count="syscall")` probe that a
+/// block showing its call's number counts inline, with no clean call: its
+/// predicate is decided by the number alone (x86-64, drx started).
+fn counted_inline(tracer: &Tracer, sp: &SiteProbe) -> bool {
+    let probe = &tracer.probes[sp.probe];
+    INLINE_COUNTS.get().copied().unwrap_or(false)
+        && probe.kind == ProbeKind::SyscallEntry
+        && probe.count == Some(ptap_runtime::counts::CountKey::Syscall)
+        && sp.predicate.is_none()
+}
+
+/// Whether [`counted_inline`] can hold: set at install.
+static INLINE_COUNTS: OnceCell<bool> = OnceCell::new();
+
+/// Inserts before the `syscall` at `instr`, which makes system call
+/// `number`, the increments of the probes there [`counted_inline`];
+/// returns whether the clean call is still needed (for other probes).
+///
+/// # Safety
+/// In drmgr's insertion callback of thread `dc`, `instr` in `bb`.
+unsafe fn insert_inline_counts(dc: DrContext, bb: InstrList, instr: Instr, number: i32) -> bool {
+    let Some((tracer, site)) = site(number) else { return false };
+    let key = site.table.map_or(ptap_runtime::counts::KeyValue::Number(number as u64), |e| ptap_runtime::counts::KeyValue::Name(e.name.as_str()));
+    let mut others = !site.exit.is_empty();
+    for sp in &site.entry {
+        if !counted_inline(tracer, sp) {
+            others = true;
+            continue;
+        }
+        let counter = ptap_runtime::counts::counter_for(sp.probe, key);
+        #[cfg(target_arch = "x86_64")]
+        dr_sys::access::insert_counter_increment(dc, bb, instr, counter.as_ptr() as *const u64);
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (dc, bb, instr, counter);
+    }
+    others
+}
+
+/// Takes back the inline counts of system call `rax` made before a clean
+/// call that restarts at the `syscall` in a block of its own, which counts
+/// the call again (if `counted`: this block's code had counted it).
+fn uncount_inline(rax: usize, counted: bool) {
+    let Some((tracer, site)) = i32::try_from(rax as i64).ok().filter(|_| counted).and_then(site) else { return };
+    let key = site.table.map_or(ptap_runtime::counts::KeyValue::Number(rax as u64), |e| ptap_runtime::counts::KeyValue::Name(e.name.as_str()));
+    for sp in site.entry.iter().filter(|sp| counted_inline(tracer, sp)) {
+        ptap_runtime::counts::counter_for(sp.probe, key).fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize, rsp: usize) {
+    entered(rax, syscall_pc, return_pc, rsp, false)
+}
+
+/// [`on_syscall`] at a `syscall` whose block counted its count= probes
+/// inline ([`insert_inline_counts`]). (A clean call takes four arguments.)
+unsafe extern "C" fn on_counted_syscall(rax: usize, syscall_pc: usize, return_pc: usize, rsp: usize) {
+    entered(rax, syscall_pc, return_pc, rsp, true)
+}
+
+/// The entry clean call's work; `counted`: this block's code counted the
+/// count= probes already.
+unsafe fn entered(rax: usize, syscall_pc: usize, return_pc: usize, rsp: usize, counted: bool) {
     // SAFETY: a clean call: the app's vector registers are saved.
     dr_sys::simd::clear_upper_halves();
     if flush_stale_return_points() {
         // Come back here in a block of its own: this clean call runs
         // anew, now that the blocks where system calls return are
-        // instrumented.
+        // instrumented (and counts the call there).
+        uncount_inline(rax, counted);
         instrument::resume_at(ffi::dr_get_current_drcontext(), syscall_pc);
         return;
     }
@@ -432,6 +506,7 @@ unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize,
     if exit_pc != return_pc && site.needs_return_point() {
         remember_return_point(ffi::dr_get_current_drcontext(), exit_pc);
         if flush_stale_return_points() {
+            uncount_inline(rax, counted);
             instrument::resume_at(ffi::dr_get_current_drcontext(), syscall_pc);
             return;
         }
@@ -442,7 +517,7 @@ unsafe extern "C" fn on_syscall(rax: usize, syscall_pc: usize, return_pc: usize,
     let dc = ffi::dr_get_current_drcontext();
     let tid = dr_sys::process::tid_of(dc);
     let pid = dr_sys::process::pid();
-    let entry = matching(&site.entry, tid, pid);
+    let entry = matching_except(&site.entry, tid, pid, |sp| counted && counted_inline(tracer, sp));
     let exit = matching(&site.exit, tid, pid);
     if entry.is_empty() && exit.is_empty() {
         return;
