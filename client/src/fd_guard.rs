@@ -29,13 +29,13 @@ pub fn install() {
     // counts), and lifecycle's drmgr_exit at process exit balances ours.
     unsafe {
         ffi::drmgr_init();
-        ffi::dr_register_filter_syscall_event(Some(filter_syscall));
         ffi::drmgr_register_pre_syscall_event(Some(on_pre_syscall));
     }
 }
 
-unsafe extern "C" fn filter_syscall(_dc: *mut std::ffi::c_void, sysnum: i32) -> ffi::bool_ {
-    matches!(sysnum, SYS_CLOSE | SYS_CLOSE_RANGE | SYS_EXECVE | SYS_EXECVEAT) as ffi::bool_
+/// The system calls whose pre-syscall event this module needs.
+pub fn wants_syscall(sysnum: i32) -> bool {
+    matches!(sysnum, SYS_CLOSE | SYS_CLOSE_RANGE | SYS_EXECVE | SYS_EXECVEAT)
 }
 
 unsafe extern "C" fn on_pre_syscall(dc: *mut std::ffi::c_void, sysnum: i32) -> ffi::bool_ {

@@ -25,6 +25,7 @@ mod match_reports;
 mod memory;
 mod script_image;
 mod signal_masks;
+mod syscall_filter;
 mod site_probes;
 mod start;
 mod syscalls;

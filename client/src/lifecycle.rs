@@ -58,7 +58,6 @@ pub fn install(runtime: Runtime, banner: Banner) {
         ffi::drmgr_register_module_load_event(Some(on_module_load));
         ffi::drmgr_register_module_unload_event(Some(on_module_unload));
         ffi::drmgr_register_signal_event(Some(on_signal));
-        ffi::dr_register_filter_syscall_event(Some(filter_syscall));
         ffi::drmgr_register_pre_syscall_event(Some(on_pre_syscall));
         ffi::dr_register_exit_event(Some(on_exit));
         ffi::dr_register_fork_init_event(Some(on_fork));
@@ -176,9 +175,10 @@ fn kills_by_default(sig: i32) -> bool {
         && sig < 32
 }
 
-unsafe extern "C" fn filter_syscall(_dc: *mut std::ffi::c_void, sysnum: i32) -> ffi::bool_ {
+/// The system calls whose pre-syscall event this module needs.
+pub fn wants_syscall(sysnum: i32) -> bool {
     // DynamoRIO intercepts the clone family itself: asking costs nothing.
-    matches!(sysnum, SYS_EXIT_GROUP | SYS_CLONE | SYS_FORK | SYS_VFORK | SYS_CLONE3) as ffi::bool_
+    matches!(sysnum, SYS_EXIT_GROUP | SYS_CLONE | SYS_FORK | SYS_VFORK | SYS_CLONE3)
 }
 
 unsafe extern "C" fn on_pre_syscall(dc: *mut std::ffi::c_void, sysnum: i32) -> ffi::bool_ {

@@ -36,14 +36,14 @@ pub fn install() {
     // expect; drmgr_init counts, and lifecycle's drmgr_exit balances it.
     unsafe {
         ffi::drmgr_init();
-        ffi::dr_register_filter_syscall_event(Some(filter_syscall));
         ffi::drmgr_register_pre_syscall_event(Some(on_pre_syscall));
         ffi::drmgr_register_post_syscall_event(Some(on_post_syscall));
     }
 }
 
-unsafe extern "C" fn filter_syscall(_dc: *mut std::ffi::c_void, sysnum: i32) -> ffi::bool_ {
-    (sysnum == SYS_RT_SIGPROCMASK || sysnum == SYS_SIGPROCMASK) as ffi::bool_
+/// The system calls whose pre- and post-syscall events this module needs.
+pub fn wants_syscall(sysnum: i32) -> bool {
+    sysnum == SYS_RT_SIGPROCMASK || sysnum == SYS_SIGPROCMASK
 }
 
 unsafe extern "C" fn on_pre_syscall(dc: *mut std::ffi::c_void, sysnum: i32) -> ffi::bool_ {

@@ -1,6 +1,6 @@
 //! Client start-up: options, the tracer's streams, runtime, banner, events.
 
-use crate::{banner, environment, fd_guard, lifecycle, script_image, signal_masks};
+use crate::{banner, environment, fd_guard, lifecycle, script_image, signal_masks, syscall_filter};
 use ptap_options::{parse_client_args, Request, USAGE, VERSION};
 use ptap_runtime::output;
 use ptap_runtime::{StartConfig, StartError};
@@ -38,6 +38,7 @@ pub fn start(id: dr_sys::ffi::client_id_t, args: &[String]) {
     };
     fd_guard::install();
     signal_masks::install();
+    syscall_filter::install();
     if !first_program {
         if let Some(main) = dr_sys::module::main_module() {
             fd_guard::close_interpreter_left_open(&main.path);
